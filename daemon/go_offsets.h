@@ -1,0 +1,81 @@
+/* Per-binary layout of the Go runtime structures memdrift reads, from the
+ * binary's DWARF (libdw) or, when it was stripped, from a version-keyed
+ * table that scripts/gen-go-offsets regenerates from real toolchains. */
+#ifndef MEMDRIFT_GO_OFFSETS_H
+#define MEMDRIFT_GO_OFFSETS_H
+
+#include <stdint.h>
+
+#define GO_OFF_NONE (-1) /* field absent in this version */
+#define GO_MAX_WAIT_REASONS 64
+#define GO_WAIT_REASON_LEN 40
+
+enum go_offsets_source { GO_OFFSETS_DWARF, GO_OFFSETS_TABLE };
+
+struct go_offsets {
+	enum go_offsets_source source;
+	int go_major, go_minor;  /* the version the offsets describe */
+
+	/* runtime.g */
+	int g_size;
+	int g_stack_lo, g_stack_hi; /* g.stack.lo / g.stack.hi */
+	int g_m;
+	int g_atomicstatus;      /* uint32 */
+	int g_goid;              /* uint64 */
+	int g_waitsince;         /* int64 nanotime */
+	int g_waitreason;        /* uint8 */
+	int g_parent_goid;       /* 1.21+, else GO_OFF_NONE */
+	int g_gopc;
+	int g_startpc;
+
+	/* runtime.m */
+	int m_alllink;
+	int m_ncgocall;
+	int m_procid;
+	int m_curg;
+
+	/* runtime.gcControllerState */
+	int gc_heap_live;
+	int gc_heap_marked;
+	int gc_heap_goal;         /* plain field (<1.19), else GO_OFF_NONE */
+	int gc_percent_heap_goal; /* 1.19+, else GO_OFF_NONE */
+	int gc_memory_limit;      /* 1.19+ */
+	int gc_total_alloc;       /* 1.19+ */
+	int gc_total_free;        /* 1.19+ */
+
+	/* runtime.mstats */
+	int ms_numgc;             /* uint32 */
+	int ms_last_gc_nanotime;
+
+	/* runtime.bucket (heap profile) */
+	int bucket_header_size;   /* sizeof(runtime.bucket), stk follows */
+	int bucket_allnext;
+	int bucket_nstk;
+	int bucket_size;          /* object size field */
+	int memrecord_size;       /* sizeof(runtime.memRecord) */
+
+	/* goroutine status values */
+	int status_dead;          /* _Gdead (6) */
+	int status_scan_bit;      /* _Gscan (0x1000) */
+
+	/* wait reasons: index = runtime.waitReason value */
+	int n_wait_reasons;
+	char wait_reasons[GO_MAX_WAIT_REASONS][GO_WAIT_REASON_LEN];
+};
+
+/* Fills off from the version table for go1.<minor>. 0, or -ENOTSUP for a
+ * version with no table entry (older than 1.17 or newer than the newest). */
+int go_offsets_from_table(int major, int minor, struct go_offsets *off);
+
+/* Fills off from the DWARF of the ELF at path (libdw). 0, -ENODATA when the
+ * binary has no DWARF, or another negative errno. Fields DWARF lacks keep the
+ * table value when a table entry exists. */
+int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offsets *off,
+			  char *err, size_t errlen);
+
+/* Name of a goroutine status ("running", "runnable", "waiting", "syscall", ...). */
+const char *go_status_name(const struct go_offsets *off, uint32_t status);
+/* Wait reason string or "waiting" when unknown. */
+const char *go_wait_reason_name(const struct go_offsets *off, uint8_t reason);
+
+#endif

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what memdrift needs to build and test, idempotently.
+# Adds Debian's bookworm-backports (Go 1.21-1.23) and trixie (Go 1.24, pinned
+# low so nothing else upgrades) suites, derived from the existing
+# debian.sources with only the Suites: line changed.
+set -euo pipefail
+
+SRC=/etc/apt/sources.list.d/debian.sources
+PKGS=(
+  make clang llvm libbpf-dev bpftool libelf-dev libdw-dev libcapstone-dev
+  libcmocka-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler
+  libmicrohttpd-dev libjson-c-dev libsystemd-dev pkg-config
+  golang-go golang-1.21-go golang-1.22-go golang-1.23-go golang-1.24-go
+  openjdk-17-jdk-headless golang-github-mattn-go-sqlite3-dev libsqlite3-dev
+  gcc libc6-dev procps python3
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages (${missing[*]}); run as root" >&2
+  exit 1
+fi
+
+# First stanza of debian.sources with a new Suites: line.
+derive_suite() {
+  local suite=$1 out=$2
+  [ -f "$out" ] && return 0
+  [ -f "$SRC" ] || { echo "install-deps: $SRC not found; cannot add $suite" >&2; return 1; }
+  awk -v s="$suite" 'BEGIN{RS=""; ORS="\n\n"} NR==1 {
+      n=split($0, L, "\n"); out="";
+      for (i=1;i<=n;i++) { if (L[i] ~ /^Suites:/) L[i]="Suites: " s; out=out L[i] "\n" }
+      printf "%s", out; exit }' "$SRC" > "$out.tmp"
+  mv "$out.tmp" "$out"
+}
+derive_suite bookworm-backports /etc/apt/sources.list.d/memdrift-bookworm-backports.sources
+derive_suite trixie /etc/apt/sources.list.d/memdrift-trixie.sources
+PIN=/etc/apt/preferences.d/memdrift-trixie
+if [ ! -f "$PIN" ]; then
+  cat > "$PIN" <<'PINEOF'
+Package: *
+Pin: release n=trixie
+Pin-Priority: 50
+
+Package: golang-1.24-go golang-1.24-src
+Pin: release n=trixie
+Pin-Priority: 500
+PINEOF
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
