@@ -1,0 +1,59 @@
+/* Reading a live process from outside: /proc, its executable through
+ * /proc/PID/root (so containers work), and its memory with process_vm_readv.
+ * Parsers take a buffer or a root directory so tests feed fixtures. */
+#ifndef MEMDRIFT_PROC_H
+#define MEMDRIFT_PROC_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct proc_exe {
+	char open_path[PATH_MAX + 32]; /* path to open the executable: /proc/PID/exe */
+	char exe[PATH_MAX];            /* the executable as the process sees it */
+	char comm[32];
+	dev_t dev;
+	ino_t ino;
+	bool deleted;                  /* the file was unlinked after start */
+};
+
+/* 0, -ESRCH (no such process), -EACCES, or another negative errno. */
+int proc_exe_info(pid_t pid, struct proc_exe *out);
+
+/* Start address of the lowest mapping of the executable (dev, ino) with file
+ * offset 0; load bias = that - gobin_base_vaddr(). -ENOENT when not mapped. */
+int proc_exe_map_start(pid_t pid, dev_t dev, ino_t ino, uint64_t *start);
+/* Same, parsed from /proc/PID/maps text. */
+int proc_maps_find_start(const char *maps, dev_t dev, ino_t ino, uint64_t *start);
+
+/* Finds a mapped object whose path ends with suffix ("/libc.so.6",
+ * "/libjvm.so"); path (as in maps) and start of its offset-0 mapping. */
+int proc_find_mapped_lib(pid_t pid, const char *suffix, char *path, size_t pathlen,
+			 uint64_t *start);
+
+/* Reads remote memory. 0 when all len bytes were read, else negative errno
+ * (-EFAULT for an unmapped range, -ESRCH when the process is gone). */
+int proc_read(pid_t pid, uint64_t addr, void *buf, size_t len);
+
+/* Reads n ranges of equal size elem (addrs[i] -> out + i*elem) in batches of
+ * IOV_MAX. Ranges that fail are zero-filled and their ok[i] cleared (ok may
+ * be NULL). Returns the number of ranges read, or a negative errno when the
+ * process is gone. */
+long proc_read_many(pid_t pid, const uint64_t *addrs, size_t n, size_t elem, void *out,
+		    bool *ok);
+
+/* Container id (64 hex chars) from /proc/PID/cgroup, "" when none. */
+int proc_container_id(pid_t pid, char *id, size_t len);
+int proc_parse_container_id(const char *cgroup_text, char *id, size_t len);
+
+/* cgroup path (v2 unified line) of the process. */
+int proc_cgroup_path(pid_t pid, char *path, size_t len);
+
+/* Reads a small /proc file into buf (NUL-terminated). Bytes read or -errno. */
+ssize_t proc_read_file(const char *path, char *buf, size_t len);
+
+bool proc_exists(pid_t pid);
+
+#endif
