@@ -4,6 +4,7 @@
 #ifndef MEMDRIFT_GO_OFFSETS_H
 #define MEMDRIFT_GO_OFFSETS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define GO_OFF_NONE (-1) /* field absent in this version */
