@@ -86,6 +86,10 @@ int gobin_global(const struct gobin *bin, const char *name, uint64_t *addr);
  * Returns bytes copied or a negative errno. */
 ssize_t gobin_read_vaddr(const struct gobin *bin, uint64_t vaddr, void *buf, size_t len);
 
+/* File offset of a link-time address (for uprobe attach). -ENOENT when no
+ * PT_LOAD segment holds it. */
+int gobin_vaddr_to_offset(const struct gobin *bin, uint64_t vaddr, uint64_t *offset);
+
 /* Struct offsets and constants for this binary (DWARF, else version table). */
 const struct go_offsets *gobin_offsets(const struct gobin *bin);
 

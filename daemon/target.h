@@ -1,0 +1,24 @@
+/* A live Go process opened for observation: its executable's analysis and
+ * the load bias that turns link-time addresses into runtime addresses. */
+#ifndef MEMDRIFT_TARGET_H
+#define MEMDRIFT_TARGET_H
+
+#include "gobin.h"
+#include "proc.h"
+
+struct go_target {
+	pid_t pid;
+	struct proc_exe exe;
+	struct gobin *bin;
+	uint64_t bias; /* runtime address = link-time address + bias */
+};
+
+/* 0 or negative errno with a one-line reason in err (no such process, not a
+ * Go program, unsupported Go version, permission denied, ...). */
+int go_target_open(pid_t pid, struct go_target *t, char *err, size_t errlen);
+void go_target_close(struct go_target *t);
+
+/* Runtime address of a runtime global, or 0 when unknown. */
+uint64_t go_target_global(const struct go_target *t, const char *name);
+
+#endif
