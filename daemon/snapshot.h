@@ -62,6 +62,8 @@ struct snap_site {
 /* Groups user goroutines by site, sorted by count descending. *sites is malloc'd. */
 int go_snapshot_sites(const struct go_target *t, const struct go_snapshot *snap,
 		      struct snap_site **sites, size_t *nsites);
+/* State index of a goroutine: its wait reason when waiting, else 64+status. */
+size_t go_snapshot_state_index(const struct snap_goroutine *g);
 /* Label for state index i of a site ("chan receive", "running", ...). */
 const char *go_snapshot_state_name(const struct go_target *t, size_t i);
 

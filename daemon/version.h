@@ -1,0 +1,4 @@
+#ifndef MEMDRIFT_VERSION_H
+#define MEMDRIFT_VERSION_H
+#define MEMDRIFT_VERSION "0.1.0"
+#endif
