@@ -10,4 +10,19 @@ int cmd_attach(int argc, char **argv);
  * instruction, and whether the kernel emulates it. */
 int cmd_ps_probes(int pid, int json);
 
+/* Options of `memdrift attach` shared by the Go and JVM paths. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct attach_options {
+	uint64_t interval_ns;  /* live view refresh (default 2 s) */
+	uint64_t duration_ns;  /* 0 = until Ctrl-C */
+	bool json;             /* one JSON object per interval */
+	const char *pprof_dir; /* write profiles here at exit, or NULL */
+};
+
+/* attach to a JVM (libjvm.so mapped): JNI global/weak refs by native stack */
+int attach_jvm(pid_t pid, const struct attach_options *opts);
+
 #endif
