@@ -1,0 +1,28 @@
+/* libbpf plumbing shared by every BPF module: log routing, resource limits,
+ * uprobe attach by file offset with a pid filter and a BPF cookie. */
+#ifndef MEMDRIFT_BPF_UTIL_H
+#define MEMDRIFT_BPF_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct bpf_program;
+struct bpf_link;
+
+/* Once per process: libbpf messages into our log, RLIMIT_MEMLOCK lifted for
+ * kernels that still charge BPF memory to it. Idempotent. */
+void bpf_util_init(void);
+
+/* 0 when this host can run memdrift's BPF (BTF present, privileges), else
+ * a negative errno with a one-line reason in err. */
+int bpf_util_check(char *err, size_t errlen);
+
+/* Attaches prog as a uprobe at file offset of the ELF at path, firing only
+ * in process pid (-1: every process), with cookie readable through
+ * bpf_get_attach_cookie(). The link is fd-owned: closing it (or the death of
+ * memdrift) removes the probe. 0 or negative errno. */
+int bpf_util_attach_uprobe(struct bpf_program *prog, pid_t pid, const char *path,
+			   uint64_t offset, uint64_t cookie, struct bpf_link **link);
+
+#endif

@@ -1,0 +1,277 @@
+/* Uprobe placement on x86-64: see probe_place.h. What the kernel emulates
+ * (arch/x86/kernel/uprobes.c, measured on 6.18 by scripts/bench/probe-cost
+ * --insns): jcc/jmp rel8/rel32, call rel32, push r64, nop (90 and 0f 1f). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <capstone/capstone.h>
+
+#include "probe_place.h"
+
+static int disasm_open(csh *h)
+{
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, h) != CS_ERR_OK)
+		return -ENOMEM;
+	cs_option(*h, CS_OPT_DETAIL, CS_OPT_ON);
+	return 0;
+}
+
+static bool is_jcc(unsigned int id)
+{
+	switch (id) {
+	case X86_INS_JA: case X86_INS_JAE: case X86_INS_JB: case X86_INS_JBE:
+	case X86_INS_JE: case X86_INS_JNE: case X86_INS_JG: case X86_INS_JGE:
+	case X86_INS_JL: case X86_INS_JLE: case X86_INS_JO: case X86_INS_JNO:
+	case X86_INS_JP: case X86_INS_JNP: case X86_INS_JS: case X86_INS_JNS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool has_opsize_prefix(const cs_insn *insn)
+{
+	return insn->detail->x86.prefix[2] == 0x66;
+}
+
+/* The kernel rejects branch emulation with a 0x66 prefix and only emulates
+ * relative forms; push only for the one-byte 50+r (optionally REX.B) form. */
+static bool insn_emulated(const cs_insn *insn)
+{
+	const cs_x86 *x = &insn->detail->x86;
+	uint8_t op0 = x->opcode[0];
+
+	if (has_opsize_prefix(insn) && insn->id != X86_INS_NOP)
+		return false;
+	if (is_jcc(insn->id))
+		return x->op_count == 1 && x->operands[0].type == X86_OP_IMM;
+	switch (insn->id) {
+	case X86_INS_JMP:
+		return (op0 == 0xe9 || op0 == 0xeb) && x->operands[0].type == X86_OP_IMM;
+	case X86_INS_CALL:
+		return op0 == 0xe8;
+	case X86_INS_PUSH:
+		return op0 >= 0x50 && op0 <= 0x57 && x->op_count == 1 &&
+		       x->operands[0].type == X86_OP_REG;
+	case X86_INS_NOP:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool is_scratch_reg(x86_reg r)
+{
+	switch (r) {
+	case X86_REG_R12: case X86_REG_R12D: case X86_REG_R12W: case X86_REG_R12B:
+	case X86_REG_R13: case X86_REG_R13D: case X86_REG_R13W: case X86_REG_R13B:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool op_is_reg(const cs_x86_op *op, x86_reg r)
+{
+	return op->type == X86_OP_REG && op->reg == r;
+}
+
+/* Instructions a probe placed after them cannot tell apart from the entry:
+ * they write no argument register (Go: RAX RBX RCX RDI RSI R8-R11, C: RDI RSI
+ * RDX RCX R8 R9), no RSP/RBP, no memory, and do not branch. R12/R13 are
+ * scratch in Go's ABIInternal and never arguments in C. */
+static bool insn_skippable(const cs_insn *insn)
+{
+	const cs_x86 *x = &insn->detail->x86;
+
+	switch (insn->id) {
+	case X86_INS_CMP:
+	case X86_INS_TEST:
+	case X86_INS_ENDBR64:
+	case X86_INS_NOP:
+		return true;
+	case X86_INS_LEA:
+		return x->op_count == 2 && x->operands[0].type == X86_OP_REG &&
+		       is_scratch_reg(x->operands[0].reg);
+	case X86_INS_MOV:
+		/* big-frame stack check: mov r12, rsp */
+		return x->op_count == 2 && x->operands[0].type == X86_OP_REG &&
+		       is_scratch_reg(x->operands[0].reg) && x->operands[1].type == X86_OP_REG;
+	case X86_INS_SUB:
+		return x->op_count == 2 && x->operands[0].type == X86_OP_REG &&
+		       is_scratch_reg(x->operands[0].reg) && x->operands[1].type == X86_OP_IMM;
+	default:
+		return false;
+	}
+}
+
+/* cmp rsp|r12|r13, [r14+0x10]: SP (or SP-framesize) against g.stackguard0. */
+static bool is_stackguard_cmp(const cs_insn *insn)
+{
+	const cs_x86 *x = &insn->detail->x86;
+	const cs_x86_op *r, *m;
+
+	if (insn->id != X86_INS_CMP || x->op_count != 2)
+		return false;
+	r = &x->operands[0];
+	m = &x->operands[1];
+	if (r->type == X86_OP_MEM) {
+		const cs_x86_op *t = r;
+		r = m;
+		m = t;
+	}
+	if (m->type != X86_OP_MEM || m->mem.base != X86_REG_R14 || m->mem.index != X86_REG_INVALID ||
+	    m->mem.disp != 0x10)
+		return false;
+	return op_is_reg(r, X86_REG_RSP) || op_is_reg(r, X86_REG_R12) || op_is_reg(r, X86_REG_R13);
+}
+
+static void insn_text(const cs_insn *insn, char *buf, size_t len)
+{
+	int w;
+
+	/* Long AVX operands are cut: the text is for people. */
+	if (insn->op_str[0])
+		w = snprintf(buf, len, "%s %s", insn->mnemonic, insn->op_str);
+	else
+		w = snprintf(buf, len, "%s", insn->mnemonic);
+	if (w < 0 && len)
+		buf[0] = '\0';
+}
+
+int probe_place_x86(const uint8_t *code, size_t len, uint64_t addr, struct probe_place *out)
+{
+	const uint8_t *p = code;
+	size_t left = len;
+	uint64_t pc = addr;
+	bool saw_guard_cmp = false, saw_scratch_sub = false;
+	cs_insn *insn;
+	csh h;
+	int n, err;
+
+	memset(out, 0, sizeof(*out));
+	err = disasm_open(&h);
+	if (err)
+		return err;
+	insn = cs_malloc(h);
+	if (!insn) {
+		cs_close(&h);
+		return -ENOMEM;
+	}
+	for (n = 0; n < PROBE_PLACE_MAX_INSNS; n++) {
+		uint64_t at = pc;
+
+		if (!cs_disasm_iter(h, &p, &left, &pc, insn))
+			break;
+		if (insn_emulated(insn)) {
+			out->offset = at - addr;
+			out->emulated = true;
+			insn_text(insn, out->insn, sizeof(out->insn));
+			if (insn->id == X86_INS_JBE && saw_guard_cmp)
+				out->stack_check = PROBE_STACK_CHECK_JBE;
+			else if (insn->id == X86_INS_JB && saw_scratch_sub)
+				out->stack_check = PROBE_STACK_CHECK_JB;
+			goto done;
+		}
+		if (!insn_skippable(insn))
+			break;
+		if (is_stackguard_cmp(insn))
+			saw_guard_cmp = true;
+		if (insn->id == X86_INS_SUB)
+			saw_scratch_sub = true;
+	}
+
+	/* Nothing safe: the entry, single-stepped. */
+	p = code;
+	left = len;
+	pc = addr;
+	if (!cs_disasm_iter(h, &p, &left, &pc, insn)) {
+		err = -EINVAL;
+		goto done;
+	}
+	out->offset = 0;
+	out->fallback = true;
+	out->emulated = insn_emulated(insn);
+	insn_text(insn, out->insn, sizeof(out->insn));
+done:
+	cs_free(insn, 1);
+	cs_close(&h);
+	return err;
+}
+
+int probe_find_rets_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t *offsets,
+			size_t max, size_t *n)
+{
+	const uint8_t *p = code;
+	size_t left = len, found = 0;
+	uint64_t pc = addr;
+	cs_insn *insn;
+	csh h;
+	int err;
+
+	*n = 0;
+	err = disasm_open(&h);
+	if (err)
+		return err;
+	/* The sweep only needs instruction boundaries. */
+	cs_option(h, CS_OPT_DETAIL, CS_OPT_OFF);
+	insn = cs_malloc(h);
+	if (!insn) {
+		cs_close(&h);
+		return -ENOMEM;
+	}
+	while (left > 0) {
+		uint64_t at = pc;
+
+		if (!cs_disasm_iter(h, &p, &left, &pc, insn)) {
+			/* undecodable byte (padding): step over it */
+			p++;
+			left--;
+			pc++;
+			continue;
+		}
+		if (insn->id != X86_INS_RET)
+			continue;
+		if (found == max) {
+			err = -E2BIG;
+			break;
+		}
+		offsets[found++] = at - addr;
+	}
+	cs_free(insn, 1);
+	cs_close(&h);
+	*n = found;
+	if (!err && found == 0)
+		err = -ENOENT;
+	return err;
+}
+
+int probe_insn_info_x86(const uint8_t *code, size_t len, uint64_t addr, bool *emulated,
+			char *text, size_t textlen)
+{
+	const uint8_t *p = code;
+	size_t left = len;
+	uint64_t pc = addr;
+	cs_insn *insn;
+	csh h;
+	int err;
+
+	err = disasm_open(&h);
+	if (err)
+		return err;
+	insn = cs_malloc(h);
+	if (!insn) {
+		cs_close(&h);
+		return -ENOMEM;
+	}
+	if (cs_disasm_iter(h, &p, &left, &pc, insn)) {
+		*emulated = insn_emulated(insn);
+		insn_text(insn, text, textlen);
+	} else {
+		err = -EINVAL;
+	}
+	cs_free(insn, 1);
+	cs_close(&h);
+	return err;
+}

@@ -1,0 +1,49 @@
+/* Where to put a uprobe in a function (x86-64, Capstone). The kernel emulates
+ * a few instructions at a probe hit (jcc, jmp, call, push reg, nop: ~0.8 us)
+ * and single-steps every other one out of line (~12 us), so memdrift probes
+ * the first emulated instruction, skipping only instructions whose effect the
+ * probe cannot observe: they change no argument register, no RSP and no
+ * memory. Pure functions over code bytes: unit-tested with real prologues. */
+#ifndef MEMDRIFT_PROBE_PLACE_H
+#define MEMDRIFT_PROBE_PLACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROBE_INSN_TEXT 64
+/* How far into a function placement looks. */
+#define PROBE_PLACE_MAX_INSNS 8
+
+/* Branch condition of a stack check the BPF side must filter on. */
+enum probe_stack_check {
+	PROBE_STACK_CHECK_NONE = 0,
+	PROBE_STACK_CHECK_JBE, /* cmp sp,[r14+0x10]; jbe: taken when CF|ZF */
+	PROBE_STACK_CHECK_JB,  /* big frame: mov r12,rsp; sub r12,N; jb: taken when CF */
+};
+
+struct probe_place {
+	uint64_t offset;                 /* bytes from the function entry */
+	bool emulated;                   /* the kernel emulates the probed instruction */
+	bool fallback;                   /* nothing safe found: the entry, with a warning */
+	enum probe_stack_check stack_check;
+	char insn[PROBE_INSN_TEXT];      /* "jbe 0x43c768" */
+};
+
+/* Chooses the probe point in code (the function's first len bytes, addr =
+ * its address, used only for the text). 0, or -EINVAL when the first
+ * instruction does not decode, -ENOMEM when Capstone cannot start. */
+int probe_place_x86(const uint8_t *code, size_t len, uint64_t addr, struct probe_place *out);
+
+/* Offsets of every RET (c3, c2, f3 c3) in a whole function's bytes, by a
+ * linear sweep (Go puts no data in its text). *n = count found (at most max);
+ * -E2BIG when there were more than max, -ENOENT when none. */
+int probe_find_rets_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t *offsets,
+			size_t max, size_t *n);
+
+/* Whether the kernel emulates the instruction at code (no single-step), and
+ * its text. 0 or -EINVAL. */
+int probe_insn_info_x86(const uint8_t *code, size_t len, uint64_t addr, bool *emulated,
+			char *text, size_t textlen);
+
+#endif

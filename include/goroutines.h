@@ -1,0 +1,82 @@
+/* BPF <-> user ABI for goroutine lifecycle tracing (bpf/goroutines.bpf.c,
+ * daemon/goroutine_trace.c): fixed-width types, enums and limits only. */
+#ifndef MEMDRIFT_GOROUTINES_H
+#define MEMDRIFT_GOROUTINES_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h> /* user space; BPF gets the types from vmlinux.h */
+#endif
+
+/* Bounds: per-binary configs, traced processes, (process, site) counters. */
+#define GR_MAX_CONFIGS 256
+#define GR_MAX_TGIDS 1024
+#define GR_MAX_SITES 16384
+#define GR_RINGBUF_BYTES (256 * 1024)
+
+/* BPF cookie of every goroutine probe: config index in the low 16 bits,
+ * GR_COOKIE_* flags above. */
+#define GR_COOKIE_CFG_MASK 0xffffu
+/* The probe sits on the stack-check jbe/jna to morestack: a hit with CF or ZF
+ * set will branch to morestack and re-enter the function, so it is dropped. */
+#define GR_COOKIE_STACK_CHECK (1u << 16)
+
+/* x86 EFLAGS bits the stack-check filter reads. */
+#define GR_X86_CF 0x0001u
+#define GR_X86_ZF 0x0040u
+
+/* Offsets into runtime.g for one binary; -1 = absent. */
+struct gr_config {
+	__s32 g_goid;
+	__s32 g_gopc;
+	__s32 g_startpc;
+	__u32 flags; /* reserved */
+};
+
+/* Per traced process (key: tgid). */
+struct gr_tgid_state {
+	__u32 window; /* 1: also send every birth/death through the ring buffer */
+	__u32 pad;
+};
+
+/* Per (process, creation site, entry function) counters. */
+struct gr_site_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 gopc;    /* runtime address of the go statement (return PC) */
+	__u64 startpc; /* runtime address of the goroutine's entry function */
+};
+
+struct gr_site_counts {
+	__u64 created;
+	__u64 exited;
+};
+
+enum gr_event_type {
+	GR_EVENT_BIRTH = 1,
+	GR_EVENT_DEATH = 2,
+};
+
+/* Ring-buffer record: only while a process's attach window is open. */
+struct gr_event {
+	__u32 type; /* enum gr_event_type */
+	__u32 tgid;
+	__u64 goid;
+	__u64 gopc;
+	__u64 startpc;
+};
+
+/* Indexes of the .bss counters array (stats[]). */
+enum gr_stat {
+	GR_STAT_NEWPROC_HITS,     /* runtime.newproc entries (rate only) */
+	GR_STAT_BIRTH_HITS,       /* runtime.newproc1 RET hits */
+	GR_STAT_DEATH_HITS,       /* runtime.goexit1 hits */
+	GR_STAT_MORESTACK_SKIPS,  /* stack-check hits dropped (branch taken) */
+	GR_STAT_RINGBUF_DROPS,    /* window events lost: ring buffer full */
+	GR_STAT_SITES_FULL,       /* site counter not created: map full */
+	GR_STAT_READ_ERRORS,      /* bpf_probe_read_user of a g failed */
+	GR_STAT_NO_CONFIG,        /* cookie named an unset config */
+	GR_STAT_UNTRACED,         /* hit from a tgid not in the traced set */
+	GR_STAT_MAX,
+};
+
+#endif

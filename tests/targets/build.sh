@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build every Go test target with every installed Go toolchain, in four
+# flavors, into OUTDIR/go1.NN/<name>-<flavor>. Offline and incremental.
+#
+#   bash tests/targets/build.sh OUTDIR
+#
+# flavors: plain    CGO_ENABLED=0, default flags (DWARF + symbols)
+#          stripped CGO_ENABLED=0, -ldflags='-s -w' (no DWARF, no .symtab)
+#          pie      CGO_ENABLED=0, -buildmode=pie
+#          cgo      CGO_ENABLED=1 (targets carry a `//go:build cgo` file that
+#                   imports "C", so the binary really links libc)
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+	echo "usage: $0 OUTDIR" >&2
+	exit 2
+fi
+
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$1"
+outdir=$(cd "$1" && pwd)
+gocache="$(dirname "$outdir")/gocache"
+mkdir -p "$gocache"
+
+export GOTOOLCHAIN=local GOPROXY=off GOFLAGS="-mod=mod -buildvcs=false"
+export GOCACHE="$gocache" GOPATH="$gocache/gopath" GOENV=off GOTELEMETRY=off
+export GOFLAGS
+
+flavors="plain stripped pie cgo"
+versions=()
+failed=0
+
+for gobin in /usr/lib/go-1.*/bin/go; do
+	[ -x "$gobin" ] || continue
+	ver=$(basename "$(dirname "$(dirname "$gobin")")")   # go-1.NN
+	ver="go${ver#go-}"                                   # go1.NN
+	goroot=$(dirname "$(dirname "$gobin")")
+	mkdir -p "$outdir/$ver"
+	ok=1
+	for dir in "$here"/*/; do
+		name=$(basename "$dir")
+		[ "$name" = offsets-probe ] && continue
+		[ -f "$dir/main.go" ] || continue
+		for flavor in $flavors; do
+			out="$outdir/$ver/$name-$flavor"
+			# Up to date when the output is newer than every source file
+			# of the target and than this script.
+			if [ -x "$out" ] &&
+			   [ -z "$(find "$dir" "$here/build.sh" -newer "$out" -type f -print -quit)" ]; then
+				continue
+			fi
+			cgo=0
+			args=()
+			case $flavor in
+			plain) ;;
+			stripped) args=(-ldflags=-s\ -w) ;;
+			pie) args=(-buildmode=pie) ;;
+			cgo) cgo=1 ;;
+			esac
+			printf '  %-8s %s\n' GO "targets/$ver/$name-$flavor"
+			# Build to a temporary name and rename, so an interrupted
+			# build never leaves a half-written binary that looks fresh.
+			if (cd "$dir" && GOROOT="$goroot" CGO_ENABLED=$cgo \
+			    "$gobin" build "${args[@]}" -o "$out.tmp" .); then
+				mv -f "$out.tmp" "$out"
+			else
+				rm -f "$out.tmp"
+				echo "build.sh: $ver $name-$flavor failed" >&2
+				ok=0
+				failed=1
+			fi
+		done
+	done
+	[ $ok = 1 ] && versions+=("$ver")
+done
+
+printf '%s\n' "${versions[@]}" > "$outdir/versions.txt.tmp"
+mv -f "$outdir/versions.txt.tmp" "$outdir/versions.txt"
+exit $failed

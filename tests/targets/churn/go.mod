@@ -1,0 +1,3 @@
+module memdrift.test/churn
+
+go 1.19

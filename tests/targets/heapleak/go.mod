@@ -1,0 +1,3 @@
+module memdrift.test/heapleak
+
+go 1.19

@@ -1,0 +1,3 @@
+module memdrift/offsets-probe
+
+go 1.17

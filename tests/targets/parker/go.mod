@@ -1,0 +1,3 @@
+module memdrift.test/parker
+
+go 1.19
