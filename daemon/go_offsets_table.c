@@ -14,7 +14,7 @@ extern const char *const go_wait_reason_text[][2];
 extern const size_t go_wait_reason_text_len;
 
 const struct go_offsets go_offsets_table[] = {
-	/* go1.17: source, go1.17.13 source tree */
+	/* go1.17: source-derived, srclayout on the go1.17.13 source tree (no toolchain here) */
 	{
 		.source = GO_OFFSETS_TABLE, .go_major = 1, .go_minor = 17,
 		.g_size = 392,
@@ -79,7 +79,7 @@ const struct go_offsets go_offsets_table[] = {
 			[26] = "debug call",
 		},
 	},
-	/* go1.18: source, go1.18 source tree */
+	/* go1.18: source-derived, srclayout on the go1.18 source tree (no toolchain here) */
 	{
 		.source = GO_OFFSETS_TABLE, .go_major = 1, .go_minor = 18,
 		.g_size = 392,
@@ -209,7 +209,7 @@ const struct go_offsets go_offsets_table[] = {
 			[26] = "debug call",
 		},
 	},
-	/* go1.20: source, go1.20.6 source tree */
+	/* go1.20: source-derived, srclayout on the go1.20.6 source tree (no toolchain here) */
 	{
 		.source = GO_OFFSETS_TABLE, .go_major = 1, .go_minor = 20,
 		.g_size = 392,

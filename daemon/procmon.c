@@ -477,6 +477,44 @@ void procmon__stats(const struct procmon *pm, struct procmon_stats *out)
 	out->oom_task = pm->oom_task;
 }
 
+int procmon__map_counts(const struct procmon *pm, pid_t tgid, struct procmon_map_counts *out)
+{
+	const struct bpf_map *mms = pm->skel->maps.pm_mms;
+	uint32_t key32, next32, *prev32 = NULL, want = (uint32_t)tgid;
+	uint64_t key64, next64, *prev64 = NULL;
+	struct pm_mm_state st;
+	int guard;
+
+	memset(out, 0, sizeof(*out));
+	/* Bounded by the map sizes: entries may come and go while we walk. */
+	for (guard = 0; guard < PM_MAX_WATCHED &&
+	     !bpf_map__get_next_key(pm->skel->maps.pm_watched, prev32, &next32, sizeof(next32));
+	     guard++) {
+		if (!want || next32 == want)
+			out->watched++;
+		key32 = next32;
+		prev32 = &key32;
+	}
+	prev32 = NULL;
+	for (guard = 0; guard < PM_MAX_MMS &&
+	     !bpf_map__get_next_key(pm->skel->maps.pm_tgid_mm, prev32, &next32, sizeof(next32));
+	     guard++) {
+		if (!want || next32 == want)
+			out->tgid_mm++;
+		key32 = next32;
+		prev32 = &key32;
+	}
+	for (guard = 0; guard < PM_MAX_MMS &&
+	     !bpf_map__get_next_key(mms, prev64, &next64, sizeof(next64)); guard++) {
+		if (!bpf_map__lookup_elem(mms, &next64, sizeof(next64), &st, sizeof(st), 0) &&
+		    (!want || st.tgid == want))
+			out->mms++;
+		key64 = next64;
+		prev64 = &key64;
+	}
+	return 0;
+}
+
 void procmon__free(struct procmon *pm)
 {
 	if (!pm)

@@ -113,6 +113,13 @@ int procmon__unwatch(struct procmon *pm, pid_t tgid);
 /* Exact RSS now, from /proc/PID/status. -ESRCH when gone. */
 int procmon__rss(pid_t pid, struct procmon_rss *out);
 void procmon__stats(const struct procmon *pm, struct procmon_stats *out);
+
+/* Kernel map entries belonging to tgid (0: all), found by walking the maps:
+ * for tests and debugging, not for a hot path. */
+struct procmon_map_counts {
+	uint32_t watched, mms, tgid_mm;
+};
+int procmon__map_counts(const struct procmon *pm, pid_t tgid, struct procmon_map_counts *out);
 void procmon__free(struct procmon *pm);
 
 /* Pure helpers (unit-tested). */

@@ -35,8 +35,10 @@ for gobin in /usr/lib/go-1.*/bin/go; do
 	ver=$(basename "$(dirname "$(dirname "$gobin")")")   # go-1.NN
 	ver="go${ver#go-}"                                   # go1.NN
 	goroot=$(dirname "$(dirname "$gobin")")
+	# A toolchain that cannot even report its version is not installed.
+	GOROOT="$goroot" "$gobin" version >/dev/null 2>&1 || continue
 	mkdir -p "$outdir/$ver"
-	ok=1
+	versions+=("$ver")
 	for dir in "$here"/*/; do
 		name=$(basename "$dir")
 		[ "$name" = offsets-probe ] && continue
@@ -66,12 +68,10 @@ for gobin in /usr/lib/go-1.*/bin/go; do
 			else
 				rm -f "$out.tmp"
 				echo "build.sh: $ver $name-$flavor failed" >&2
-				ok=0
 				failed=1
 			fi
 		done
 	done
-	[ $ok = 1 ] && versions+=("$ver")
 done
 
 printf '%s\n' "${versions[@]}" > "$outdir/versions.txt.tmp"

@@ -5,7 +5,8 @@
  *                [--min-bytes N --permille N]
  *
  * Reads commands on stdin, one a line: "watch PID", "unwatch PID", "stats",
- * "rss PID" (exact RSS from /proc), "quit". Prints {"type":"ready",...} once
+ * "rss PID" (exact RSS from /proc), "maps PID" (kernel map entries of PID,
+ * 0 = all), "quit". Prints {"type":"ready",...} once
  * the tracepoints are attached, and a final {"type":"stats",...} at exit
  * (quit, EOF on stdin, SIGINT or SIGTERM). */
 #include <errno.h>
@@ -115,7 +116,13 @@ static int command(struct procmon *pm, char *line)
 		print_stats(pm);
 		return 0;
 	}
-	if (sscanf(line, "watch %d", &pid) == 1)
+	if (sscanf(line, "maps %d", &pid) == 1) {
+		struct procmon_map_counts mc;
+
+		err = procmon__map_counts(pm, pid, &mc);
+		printf("{\"type\":\"maps\",\"pid\":%d,\"watched\":%u,\"mms\":%u,\"tgid_mm\":%u}\n",
+		       pid, mc.watched, mc.mms, mc.tgid_mm);
+	} else if (sscanf(line, "watch %d", &pid) == 1)
 		err = procmon__watch(pm, pid);
 	else if (sscanf(line, "unwatch %d", &pid) == 1)
 		err = procmon__unwatch(pm, pid);
@@ -147,6 +154,7 @@ int main(int argc, char **argv)
 	bool scan = false, quit = false;
 	int watch[64], nwatch = 0;
 	char line[256];
+	size_t used = 0;
 	struct procmon *pm;
 	int ep, sfd, i, n;
 	sigset_t mask;
@@ -216,8 +224,25 @@ int main(int argc, char **argv)
 			if (evs[i].data.fd == sfd) {
 				quit = true;
 			} else if (evs[i].data.fd == STDIN_FILENO) {
-				if (!fgets(line, sizeof(line), stdin) || command(pm, line))
+				/* read(), not stdio: a buffered second line would never
+				 * wake epoll again. */
+				ssize_t r = read(STDIN_FILENO, line + used, sizeof(line) - 1 - used);
+				char *nl;
+
+				if (r <= 0) {
 					quit = true;
+					continue;
+				}
+				used += (size_t)r;
+				line[used] = '\0';
+				while (!quit && (nl = strchr(line, '\n'))) {
+					*nl = '\0';
+					quit = command(pm, line);
+					used -= (size_t)(nl + 1 - line);
+					memmove(line, nl + 1, used + 1);
+				}
+				if (used == sizeof(line) - 1)
+					used = 0; /* an overlong line: drop it */
 			} else {
 				procmon__poll(pm, 0, &cbs);
 			}

@@ -1,0 +1,118 @@
+/* Native half of JniTarget: each site is its own noinline function so its
+ * frame names the site in memdrift's stacks. Built with frame pointers. */
+#include <jni.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define POOL_MAX (1 << 22)
+
+struct pool {
+	jobject *v;
+	long n;
+	long created, deleted;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pool leaked, balanced_pool, weak_pool;
+
+static int push(struct pool *p, jobject ref)
+{
+	if (!p->v && !(p->v = calloc(POOL_MAX, sizeof(jobject))))
+		return -1;
+	if (p->n == POOL_MAX)
+		return -1;
+	p->v[p->n++] = ref;
+	p->created++;
+	return 0;
+}
+
+__attribute__((noinline)) static void leak_site_create(JNIEnv *env, jobject o)
+{
+	jobject ref = (*env)->NewGlobalRef(env, o);
+
+	if (ref && push(&leaked, ref))
+		(*env)->DeleteGlobalRef(env, ref);
+}
+
+__attribute__((noinline)) static void balanced_site_create(JNIEnv *env, jobject o)
+{
+	jobject ref = (*env)->NewGlobalRef(env, o);
+
+	if (ref && push(&balanced_pool, ref))
+		(*env)->DeleteGlobalRef(env, ref);
+}
+
+__attribute__((noinline)) static void weak_site_create(JNIEnv *env, jobject o)
+{
+	jweak ref = (*env)->NewWeakGlobalRef(env, o);
+
+	if (ref && push(&weak_pool, ref))
+		(*env)->DeleteWeakGlobalRef(env, ref);
+}
+
+__attribute__((noinline)) static void release_down_to(JNIEnv *env, struct pool *p, long keep,
+						       int weak)
+{
+	while (p->n > keep) {
+		jobject ref = p->v[--p->n];
+
+		if (weak)
+			(*env)->DeleteWeakGlobalRef(env, ref);
+		else
+			(*env)->DeleteGlobalRef(env, ref);
+		p->deleted++;
+	}
+}
+
+JNIEXPORT void JNICALL Java_JniTarget_leak(JNIEnv *env, jclass c, jobject o)
+{
+	pthread_mutex_lock(&lock);
+	leak_site_create(env, o);
+	pthread_mutex_unlock(&lock);
+}
+
+JNIEXPORT void JNICALL Java_JniTarget_balanced(JNIEnv *env, jclass c, jobject o, jint keep)
+{
+	pthread_mutex_lock(&lock);
+	balanced_site_create(env, o);
+	if (keep >= 0)
+		release_down_to(env, &balanced_pool, keep, 0);
+	pthread_mutex_unlock(&lock);
+}
+
+JNIEXPORT void JNICALL Java_JniTarget_weak(JNIEnv *env, jclass c, jobject o, jint keep)
+{
+	pthread_mutex_lock(&lock);
+	weak_site_create(env, o);
+	if (keep >= 0)
+		release_down_to(env, &weak_pool, keep, 1);
+	pthread_mutex_unlock(&lock);
+}
+
+JNIEXPORT jlongArray JNICALL Java_JniTarget_truth(JNIEnv *env, jclass c)
+{
+	jlong t[7];
+	jlongArray a = (*env)->NewLongArray(env, 7);
+
+	pthread_mutex_lock(&lock);
+	t[0] = leaked.n;
+	t[1] = balanced_pool.n;
+	t[2] = weak_pool.n;
+	t[3] = leaked.created + balanced_pool.created;
+	t[4] = leaked.deleted + balanced_pool.deleted;
+	t[5] = weak_pool.created;
+	t[6] = weak_pool.deleted;
+	pthread_mutex_unlock(&lock);
+	if (a)
+		(*env)->SetLongArrayRegion(env, a, 0, 7, t);
+	return a;
+}
+
+JNIEXPORT void JNICALL Java_JniTarget_releaseAll(JNIEnv *env, jclass c)
+{
+	pthread_mutex_lock(&lock);
+	release_down_to(env, &leaked, 0, 0);
+	release_down_to(env, &balanced_pool, 0, 0);
+	release_down_to(env, &weak_pool, 0, 1);
+	pthread_mutex_unlock(&lock);
+}

@@ -1,0 +1,3 @@
+module memdrift.test/leaky
+
+go 1.19
