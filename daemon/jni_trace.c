@@ -631,21 +631,58 @@ int jni_trace_jvm_counts(struct jni_trace *t, uint64_t *global, uint64_t *weak)
 	return 0;
 }
 
+/* libjvm.so in pid's mappings: its path and the start of its offset-0
+ * mapping. Line by line: a maps line without a path must not run into the
+ * next one. */
+static int find_libjvm(pid_t pid, char *path, size_t len, uint64_t *start)
+{
+	char maps[64], line[PATH_MAX + 256];
+	FILE *f;
+	int ret = -ENOENT;
+
+	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
+	f = fopen(maps, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e, off, ino;
+		unsigned maj, min;
+		char perms[8];
+		int pos = 0;
+		char *p;
+		size_t n;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &s, &e, perms, &off, &maj, &min,
+			   &ino, &pos) < 7 || off)
+			continue;
+		p = line + pos;
+		p[strcspn(p, "\n")] = 0;
+		n = strlen(p);
+		if (*p != '/' || n < 10 || strcmp(p + n - 10, "/libjvm.so") || n >= len)
+			continue;
+		memcpy(path, p, n + 1);
+		*start = s;
+		ret = 0;
+		break;
+	}
+	fclose(f);
+	return ret;
+}
+
 int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 {
 	struct jni_usdt_arg args[JNI_USDT_MAX] = {};
 	char usdt_missing[512], sym_missing[256];
 	const char *force = getenv("MEMDRIFT_JNI_PROBES");
 	struct jni_trace *t;
-	uint64_t start, addr;
+	uint64_t start = 0, addr;
 	int ret;
 
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return set_err(err, errlen, -ENOMEM, "out of memory");
 	t->pid = pid;
-	ret = proc_find_mapped_lib(pid, "/libjvm.so", t->info.libjvm, sizeof(t->info.libjvm),
-				   &start);
+	ret = find_libjvm(pid, t->info.libjvm, sizeof(t->info.libjvm), &start);
 	if (ret) {
 		free(t);
 		return set_err(err, errlen, ret == -ENOENT ? -ENOENT : ret,

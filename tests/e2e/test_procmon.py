@@ -97,9 +97,9 @@ class Dump:
         with self.lock:
             return list(self.events)
 
-    def wait(self, pred, timeout, what):
-        """First event (already seen or new) matching pred."""
-        for ev in self.snapshot():
+    def wait(self, pred, timeout, what, start=0):
+        """First event from index start on (already seen or new) matching pred."""
+        for ev in self.snapshot()[start:]:
             if pred(ev):
                 return ev
         deadline = time.monotonic() + timeout
@@ -121,10 +121,11 @@ class Dump:
                 return ev
 
     def command(self, line, timeout=10):
+        start = len(self.snapshot())  # an identical earlier command has its own ack
         self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
         return self.wait(lambda e: e["type"] == "ack" and e["cmd"] == line, timeout,
-                         "ack of %r" % line)
+                         "ack of %r" % line, start)
 
     def maps(self, pid):
         n = len(self.snapshot())
