@@ -144,28 +144,42 @@ static __always_inline int on_deleted(__u64 handle, __u32 kind)
 
 /* --- USDT (hotspot_jni provider) --- */
 
-static __always_inline __u64 reg_value(struct pt_regs *regs, __u32 reg)
+/* Offset of a register in pt_regs. The register is chosen at run time, so
+ * the value is read with a helper: the verifier forbids a ctx load at a
+ * variable offset (which clang makes of a switch over ctx fields). */
+static __always_inline long reg_offset(__u32 reg)
 {
 	switch (reg) {
-	case JNI_REG_AX: return regs->ax;
-	case JNI_REG_BX: return regs->bx;
-	case JNI_REG_CX: return regs->cx;
-	case JNI_REG_DX: return regs->dx;
-	case JNI_REG_SI: return regs->si;
-	case JNI_REG_DI: return regs->di;
-	case JNI_REG_BP: return regs->bp;
-	case JNI_REG_SP: return regs->sp;
-	case JNI_REG_R8: return regs->r8;
-	case JNI_REG_R9: return regs->r9;
-	case JNI_REG_R10: return regs->r10;
-	case JNI_REG_R11: return regs->r11;
-	case JNI_REG_R12: return regs->r12;
-	case JNI_REG_R13: return regs->r13;
-	case JNI_REG_R14: return regs->r14;
-	case JNI_REG_R15: return regs->r15;
-	case JNI_REG_IP: return regs->ip;
+	case JNI_REG_AX: return __builtin_offsetof(struct pt_regs, ax);
+	case JNI_REG_BX: return __builtin_offsetof(struct pt_regs, bx);
+	case JNI_REG_CX: return __builtin_offsetof(struct pt_regs, cx);
+	case JNI_REG_DX: return __builtin_offsetof(struct pt_regs, dx);
+	case JNI_REG_SI: return __builtin_offsetof(struct pt_regs, si);
+	case JNI_REG_DI: return __builtin_offsetof(struct pt_regs, di);
+	case JNI_REG_BP: return __builtin_offsetof(struct pt_regs, bp);
+	case JNI_REG_SP: return __builtin_offsetof(struct pt_regs, sp);
+	case JNI_REG_R8: return __builtin_offsetof(struct pt_regs, r8);
+	case JNI_REG_R9: return __builtin_offsetof(struct pt_regs, r9);
+	case JNI_REG_R10: return __builtin_offsetof(struct pt_regs, r10);
+	case JNI_REG_R11: return __builtin_offsetof(struct pt_regs, r11);
+	case JNI_REG_R12: return __builtin_offsetof(struct pt_regs, r12);
+	case JNI_REG_R13: return __builtin_offsetof(struct pt_regs, r13);
+	case JNI_REG_R14: return __builtin_offsetof(struct pt_regs, r14);
+	case JNI_REG_R15: return __builtin_offsetof(struct pt_regs, r15);
+	case JNI_REG_IP: return __builtin_offsetof(struct pt_regs, ip);
 	}
-	return 0;
+	return -1;
+}
+
+static __always_inline __u64 reg_value(struct pt_regs *regs, __u32 reg)
+{
+	long off = reg_offset(reg);
+	__u64 v = 0;
+
+	if (off < 0)
+		return 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (char *)regs + off);
+	return v;
 }
 
 static __always_inline __u64 usdt_arg(struct pt_regs *regs, __u32 probe)

@@ -51,6 +51,14 @@ struct {
 	__type(value, __u64);
 } pm_tgid_mm SEC(".maps");
 
+/* rss_stat hits, counted per CPU (procmon_stats.rss_events). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pm_rss_hits SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, PM_RINGBUF_BYTES);
@@ -99,10 +107,12 @@ static __always_inline void read_rss(struct mm_struct *mm, struct pm_rss *out)
 		out->bytes[PM_RSS_SHMEM] = pages_to_bytes(BPF_CORE_READ(old, rss_stat.count[3].counter));
 		return;
 	}
-	out->bytes[PM_RSS_FILE] = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[0].count));
-	out->bytes[PM_RSS_ANON] = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[1].count));
-	out->bytes[PM_RSS_SWAP] = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[2].count));
-	out->bytes[PM_RSS_SHMEM] = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[3].count));
+	/* Direct (BTF-checked) loads: a helper call per field would double the
+	 * cost of this per-page program. */
+	out->bytes[PM_RSS_FILE] = pages_to_bytes(mm->rss_stat[0].count);
+	out->bytes[PM_RSS_ANON] = pages_to_bytes(mm->rss_stat[1].count);
+	out->bytes[PM_RSS_SWAP] = pages_to_bytes(mm->rss_stat[2].count);
+	out->bytes[PM_RSS_SHMEM] = pages_to_bytes(mm->rss_stat[3].count);
 }
 
 /* The process an mm belongs to: mm->owner where the kernel has it, else
@@ -113,15 +123,14 @@ static __always_inline __u32 mm_owner_tgid(struct mm_struct *mm)
 	struct task_struct *cur;
 
 	if (bpf_core_field_exists(struct mm_struct___memcg, owner)) {
-		struct mm_struct___memcg *m = (void *)mm;
-		struct task_struct *owner = BPF_CORE_READ(m, owner);
+		struct task_struct *owner = ((struct mm_struct___memcg *)mm)->owner;
 
 		if (owner)
-			return BPF_CORE_READ(owner, tgid);
+			return owner->tgid;
 	}
 	cur = bpf_get_current_task_btf();
-	if (BPF_CORE_READ(cur, mm) == mm && !(BPF_CORE_READ(cur, flags) & PF_KTHREAD))
-		return BPF_CORE_READ(cur, tgid);
+	if (cur->mm == mm && !(cur->flags & PF_KTHREAD))
+		return cur->tgid;
 	return 0;
 }
 
@@ -271,14 +280,18 @@ int BPF_PROG(pm_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/rss_stat")
 int BPF_PROG(pm_rss_stat, struct mm_struct *mm, int member)
 {
-	__u64 key = (__u64)mm, total;
+	__u64 key = (__u64)mm, total, *hits;
 	struct pm_mm_state *st;
 	struct pm_rss_rec *e;
+	__u32 zero = 0;
 
-	stat_inc(PM_STAT_RSS_EVENTS);
+	/* Per-CPU: a shared atomic here would bounce a cache line per page. */
+	hits = bpf_map_lookup_elem(&pm_rss_hits, &zero);
+	if (hits)
+		*hits += 1;
 	/* mm_users == 0: exit_mmap() is unmapping a dead mm page by page; the
 	 * exit record carries the last values instead of a stream to zero. */
-	if (BPF_CORE_READ(mm, mm_users.counter) == 0)
+	if (mm->mm_users.counter == 0)
 		return 0;
 
 	st = bpf_map_lookup_elem(&pm_mms, &key);
@@ -341,7 +354,7 @@ static __always_inline struct pm_oom_rec *oom_reserve(void)
 SEC("tp_btf/mark_victim")
 int BPF_PROG(pm_mark_victim, struct task_struct *p, uid_t uid)
 {
-	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	struct mm_struct *mm = p->mm; /* a BTF pointer, as read_rss() needs */
 	struct pm_oom_rec *e = oom_reserve();
 
 	if (!e)
@@ -353,7 +366,7 @@ int BPF_PROG(pm_mark_victim, struct task_struct *p, uid_t uid)
 	e->oom_score_adj = BPF_CORE_READ(p, signal, oom_score_adj);
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
 	if (mm) {
-		e->total_vm = pages_to_bytes(BPF_CORE_READ(mm, total_vm));
+		e->total_vm = pages_to_bytes(mm->total_vm);
 		read_rss(mm, &e->rss);
 	}
 	bpf_ringbuf_submit(e, 0);

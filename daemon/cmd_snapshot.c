@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "commands.h"
+#include "snapshot_out.h"
+#include "heapprof.h"
+#include "pprof.h"
 #include "log.h"
 #include "snapshot.h"
 #include "util.h"
@@ -18,7 +21,10 @@ static const char snapshot_usage[] =
 	"the longest time blocked, the heap (live, marked by the last GC, goal),\n"
 	"GC cycles, total allocated and cgo calls. No probe is attached and\n"
 	"nothing is written into the process.\n\n"
-	"  --json   print one JSON object\n";
+	"  --json        print one JSON object\n"
+	"  --heap        add the in-use heap by allocation site, read from the\n"
+	"                runtime's own sampled heap profile (runtime.mbuckets)\n"
+	"  --pprof DIR   write DIR/heap.pb.gz and DIR/goroutine.pb.gz (pprof format)\n";
 
 static const char *offsets_source_name(const struct go_target *t)
 {
@@ -131,10 +137,77 @@ static void print_text(const struct go_target *t, const struct go_snapshot *snap
 	}
 }
 
+static void print_heap_sites(const struct heap_site *s, size_t n, int64_t rate)
+{
+	char b1[32], b2[32];
+
+	printf("\nin-use heap by allocation site (sampled every %ld bytes, scaled):\n", (long)rate);
+	printf("%12s %10s  %s\n", "IN USE", "ALLOCATED", "SITE");
+	for (size_t i = 0; i < n && i < 15; i++)
+		printf("%12s %10s  %s (%s:%d)\n", fmt_bytes(b1, sizeof(b1), (uint64_t)s[i].inuse_bytes),
+		       fmt_bytes(b2, sizeof(b2), (uint64_t)s[i].alloc_bytes), s[i].function,
+		       path_base(s[i].file), s[i].line);
+}
+
+/* Goroutines by creation site as a pprof profile: each sample's stack is the
+ * goroutine's entry function called from its go statement. */
+static int goroutine_symbolize(void *ctx, uint64_t addr, size_t index, struct pprof_frame *frames,
+			       size_t max, size_t *n)
+{
+	const struct go_target *t = ctx;
+	struct gobin_pcinfo pi;
+
+	*n = 0;
+	if (max == 0 || gobin_pc_lookup(t->bin, addr - t->bias - (index ? 1 : 0), &pi) < 0)
+		return 0;
+	frames[0] = (struct pprof_frame){ .function = pi.func, .file = pi.file, .line = pi.line };
+	*n = 1;
+	return 0;
+}
+
+int snapshot_write_pprof(const struct go_target *t, const struct go_snapshot *snap,
+			 const struct heap_profile *hp, const char *dir, char *err, size_t errlen)
+{
+	static const struct pprof_value_type types[] = { { "goroutine", "count" } };
+	struct pprof_builder *b;
+	char path[4096];
+	int ret;
+
+	if (hp) {
+		snprintf(path, sizeof(path), "%s/heap.pb.gz", dir);
+		ret = heap_profile_write_pprof(t, hp, path, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	ret = pprof_builder_new(types, 1, &b);
+	if (ret < 0)
+		return set_err(err, errlen, ret, "pprof: %s", strerror(-ret));
+	pprof_set_period(b, "goroutine", "count", 1);
+	pprof_set_time(b, (int64_t)now_realtime_ns(), 0);
+	for (size_t i = 0; i < snap->ngs; i++) {
+		const struct snap_goroutine *g = &snap->gs[i];
+		uint64_t stack[2] = { g->startpc, g->gopc };
+		int64_t one = 1;
+
+		if (g->system)
+			continue;
+		pprof_add_sample_addrs(b, stack, g->gopc ? 2 : 1, &one, NULL, 0, goroutine_symbolize,
+				       (void *)t);
+	}
+	snprintf(path, sizeof(path), "%s/goroutine.pb.gz", dir);
+	ret = pprof_write_file(b, path);
+	pprof_builder_free(b);
+	if (ret < 0)
+		return set_err(err, errlen, ret, "writing %s: %s", path, strerror(-ret));
+	return 0;
+}
+
 int cmd_snapshot(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "heap", no_argument, NULL, 'H' },
+		{ "pprof", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -143,16 +216,28 @@ int cmd_snapshot(int argc, char **argv)
 	struct snap_site *sites = NULL;
 	size_t nsites = 0;
 	char err[512];
-	bool json = false;
+	bool json = false, heap = false;
+	const char *pprof_dir = NULL;
+	struct heap_profile hp = { 0 };
+	struct heap_site *hsites = NULL;
+	size_t nhsites = 0;
+	bool have_heap = false;
+	char heap_err[512] = "";
 	pid_t pid;
 	int c, ret;
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jHp:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
+			break;
+		case 'H':
+			heap = true;
+			break;
+		case 'p':
+			pprof_dir = optarg;
 			break;
 		case 'h':
 			fputs(snapshot_usage, stdout);
@@ -181,14 +266,44 @@ int cmd_snapshot(int argc, char **argv)
 		go_target_close(&t);
 		return log_err(1, "grouping goroutines: %s", strerror(-ret));
 	}
+	if (heap || pprof_dir) {
+		if (heap_profile_read(&t, &hp, heap_err, sizeof(heap_err)) == 0 &&
+		    heap_profile_sites(&t, &hp, &hsites, &nhsites) == 0)
+			have_heap = true;
+		else if (!proc_exists(pid))
+			log_warn("process %d exited while reading its heap profile", pid);
+	}
+	if (pprof_dir) {
+		ret = snapshot_write_pprof(&t, &snap, have_heap ? &hp : NULL, pprof_dir, err,
+					   sizeof(err));
+		if (ret < 0)
+			log_warn("%s", err);
+	}
 	if (json) {
 		json_object *o = snapshot_to_json(&t, &snap, sites, nsites);
 
+		if (heap) {
+			json_object_object_add(o, "heap_profile", have_heap ?
+					       heap_sites_to_json(hsites, nhsites, 50) : NULL);
+			json_object_object_add(o, "heap_profile_rate",
+					       have_heap ? json_object_new_int64(hp.rate) : NULL);
+			if (!have_heap)
+				json_object_object_add(o, "heap_profile_error",
+						       json_object_new_string(heap_err));
+		}
 		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		json_object_put(o);
 	} else {
 		print_text(&t, &snap, sites, nsites);
+		if (heap && have_heap)
+			print_heap_sites(hsites, nhsites, hp.rate);
+		else if (heap)
+			printf("\nheap profile: %s\n", heap_err);
 	}
+	if (pprof_dir && !have_heap && !heap)
+		log_warn("no heap.pb.gz: %s", heap_err);
+	free(hsites);
+	heap_profile_free(&hp);
 	free(sites);
 	go_snapshot_free(&snap);
 	go_target_close(&t);

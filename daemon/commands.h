@@ -6,6 +6,7 @@
 int cmd_snapshot(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_attach(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
 /* `memdrift ps --probes PID [--json]`: per probe, the chosen offset, the
  * instruction, and whether the kernel emulates it. */
 int cmd_ps_probes(int pid, int json);

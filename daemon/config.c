@@ -367,6 +367,10 @@ int config_validate(const struct memdrift_config *cfg, char *err, size_t errlen)
 		return set_err(err, errlen, -EINVAL,
 			       "limits.series_points: %u is less than detect.min_points (%u)",
 			       cfg->series_points, d->min_points);
+	if (cfg->interval_ns && cfg->series_points < d->window_ns / cfg->interval_ns + 1)
+		return set_err(err, errlen, -EINVAL,
+			       "limits.series_points: %u cannot hold detect.window at detect.interval (%lu points)",
+			       cfg->series_points, (unsigned long)(d->window_ns / cfg->interval_ns + 1));
 	if (cfg->goroutine_blocked_min_age_ns >= d->window_ns)
 		return set_err(err, errlen, -EINVAL,
 			       "goroutine.blocked_min_age: must be shorter than detect.window");

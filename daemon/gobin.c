@@ -17,9 +17,6 @@
 #include "gobin_internal.h"
 #include "log.h"
 
-/* go_offsets.c may not provide the DWARF reader yet: link either way. */
-#pragma weak go_offsets_from_dwarf
-
 #define GOBIN_MAX_FILE_SIZE (4ull << 30)
 #define BUILDINFO_MAGIC "\xff Go buildinf:"
 #define BUILDINFO_MAGIC_LEN 14
@@ -626,7 +623,7 @@ static int fill_offsets(struct gobin *bin, unsigned flags, char *err, size_t err
 
 	if (flags & GOBIN_OPEN_SKIP_OFFSETS)
 		return 0;
-	if (bin->has_dwarf && go_offsets_from_dwarf) {
+	if (bin->has_dwarf) {
 		ret = go_offsets_from_dwarf(bin->path, v->major, v->minor, &bin->offsets, why,
 					    sizeof(why));
 		if (ret)

@@ -77,7 +77,8 @@ struct heap_profile {
 	size_t buckets;         /* list entries walked */
 	size_t skipped;         /* unreadable or implausible buckets */
 	bool truncated;         /* HEAP_MAX_BUCKETS reached */
-	bool pending_flush;     /* a cycle was folded in as MemProfile would flush it */
+	bool pending_flush;     /* read between mark termination's NextCycle and Flush;
+				 * future[cycle%3] folded in as MemProfile does */
 	bool no_gc_yet;         /* all cycles folded in (no GC published anything) */
 };
 

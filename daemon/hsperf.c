@@ -82,8 +82,9 @@ int hsperf_foreach(const void *buf, size_t len,
 		name_off = rd32(&r, off + 4);
 		vlen = rd32(&r, off + 8);
 		data_off = rd32(&r, off + 16);
-		if (elen < ENTRY_HEADER_SIZE || off + elen > used || name_off >= elen ||
-		    data_off > elen)
+		if (off + elen > used)
+			break; /* cut short: the entries before it stand */
+		if (elen < ENTRY_HEADER_SIZE || name_off >= elen || data_off > elen)
 			return set_err(err, errlen, -EINVAL, "hsperfdata: entry %u malformed", i);
 		memset(&e, 0, sizeof(e));
 		name_max = elen - name_off;

@@ -18,6 +18,8 @@ static const struct command {
 } commands[] = {
 	{ "attach", cmd_attach, "PID [--trace SETS] [--interval D] [--duration D] [--json]",
 	  "watch one process live: goroutines by site, births and deaths, final report" },
+	{ "daemon", cmd_daemon, "[--config FILE] [--set KEY=VALUE]... [--print-config]",
+	  "watch every Go process on the host; drift alerts, metrics, post-mortems" },
 	{ "snapshot", cmd_snapshot, "PID [--json]",
 	  "one zero-overhead look at a Go process's goroutines and heap" },
 	{ "ps", cmd_ps, "[--json] | --probes PID [--json]",

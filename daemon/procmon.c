@@ -456,6 +456,21 @@ int procmon__unwatch(struct procmon *pm, pid_t tgid)
 	return 0;
 }
 
+static uint64_t rss_hits(const struct procmon *pm)
+{
+	uint64_t vals[1024], sum = 0;
+	uint32_t zero = 0;
+	int ncpu = libbpf_num_possible_cpus(), i;
+
+	if (ncpu <= 0 || ncpu > 1024 ||
+	    bpf_map__lookup_elem(pm->skel->maps.pm_rss_hits, &zero, sizeof(zero), vals,
+				 sizeof(vals[0]) * (size_t)ncpu, 0))
+		return 0;
+	for (i = 0; i < ncpu; i++)
+		sum += vals[i];
+	return sum;
+}
+
 void procmon__stats(const struct procmon *pm, struct procmon_stats *out)
 {
 	const volatile __u64 *s = pm->skel->bss->pm_stats;
@@ -465,7 +480,7 @@ void procmon__stats(const struct procmon *pm, struct procmon_stats *out)
 	out->exit = s[PM_STAT_EXIT];
 	out->fork = s[PM_STAT_FORK];
 	out->oom = s[PM_STAT_OOM];
-	out->rss_events = s[PM_STAT_RSS_EVENTS];
+	out->rss_events = rss_hits(pm);
 	out->rss_records = s[PM_STAT_RSS_RECORDS];
 	out->rss_unresolved = s[PM_STAT_RSS_UNRESOLVED];
 	out->ringbuf_drops = s[PM_STAT_RINGBUF_DROPS];

@@ -332,6 +332,12 @@ int go_snapshot_sites(const struct go_target *t, const struct go_snapshot *snap,
 				s->start_function = pi.func;
 			else
 				s->start_function = "?";
+			/* the main goroutine is started by the runtime's assembly */
+			if (!strcmp(s->start_function, "runtime.main")) {
+				s->function = "runtime.main (main goroutine)";
+				s->file = "";
+				s->line = 0;
+			}
 		}
 		s = &sites[ns - 1];
 		s->count++;

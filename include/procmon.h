@@ -127,7 +127,6 @@ enum pm_stat {
 	PM_STAT_EXEC,            /* exec records sent */
 	PM_STAT_EXIT,            /* process-exit records sent */
 	PM_STAT_FORK,            /* fork records sent (new processes, not threads) */
-	PM_STAT_RSS_EVENTS,      /* rss_stat hits seen */
 	PM_STAT_RSS_RECORDS,     /* RSS records sent after throttling */
 	PM_STAT_RSS_UNRESOLVED,  /* rss_stat for an mm whose owner is unknown */
 	PM_STAT_OOM,             /* mark_victim records sent */

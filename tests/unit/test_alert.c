@@ -185,6 +185,13 @@ static void bound_is_counted(void **state)
 	assert_int_equal(alert_table_set_params(t, &p), 0);
 	o = obs(10, 5, DRIFT_WARNING);
 	assert_int_equal(alert_table_update(t, &o, SEC, SEC, collect, &s), 1);
+	/* a smaller bound keeps the 4 firing but refuses new ones */
+	p.max_active = 2;
+	assert_int_equal(alert_table_set_params(t, &p), 0);
+	o = obs(10, 6, DRIFT_WARNING);
+	assert_int_equal(alert_table_update(t, &o, SEC, SEC, collect, &s), 0);
+	assert_int_equal(alert_table_counters(t)->dropped_full, 3);
+	assert_int_equal(alert_table_counters(t)->active, 4);
 	p.max_active = 0;
 	assert_int_equal(alert_table_set_params(t, &p), -EINVAL);
 	alert_table_free(t);

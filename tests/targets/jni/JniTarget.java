@@ -5,6 +5,8 @@
 //   leak      1 global ref per round, never deleted
 //   balanced  5 global refs per round, deleted down to (round % 7) kept
 //   weak      3 weak refs per round, deleted down to (round % 5) kept
+// "mark": from now on truth also counts, per site, the held refs created
+// after the mark (leak_new, ...): what a tracer attached before it must see.
 // "quit" deletes everything, checks the counts return to zero, exits 0.
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -15,6 +17,7 @@ public class JniTarget {
     static native void weak(Object o, int keep);
     static native long[] truth();     // leak, balanced, weak outstanding; then created/deleted
     static native void releaseAll();
+    static native void mark();        // truth's *_new: refs created after this
 
     static void round(int i) {
         leak(new Object());
@@ -27,8 +30,9 @@ public class JniTarget {
     static String truthJson(int seq) {
         long[] t = truth();
         return String.format("{\"seq\":%d,\"leak\":%d,\"balanced\":%d,\"weak\":%d," +
-                "\"global_created\":%d,\"global_deleted\":%d,\"weak_created\":%d,\"weak_deleted\":%d}",
-                seq, t[0], t[1], t[2], t[3], t[4], t[5], t[6]);
+                "\"global_created\":%d,\"global_deleted\":%d,\"weak_created\":%d,\"weak_deleted\":%d," +
+                "\"leak_new\":%d,\"balanced_new\":%d,\"weak_new\":%d}",
+                seq, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9]);
     }
 
     public static void main(String[] args) throws Exception {
@@ -50,6 +54,9 @@ public class JniTarget {
                 }
                 for (Thread t : ts)
                     t.join();
+                System.out.println(truthJson(++seq));
+            } else if (w[0].equals("mark")) {
+                mark();
                 System.out.println(truthJson(++seq));
             } else if (w[0].equals("truth")) {
                 System.out.println(truthJson(++seq));

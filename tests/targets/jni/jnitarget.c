@@ -8,8 +8,10 @@
 
 struct pool {
 	jobject *v;
+	long *seq;      /* creation number of each held ref */
 	long n;
 	long created, deleted;
+	long mark;      /* refs numbered >= mark were created after "mark" */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -19,10 +21,12 @@ static int push(struct pool *p, jobject ref)
 {
 	if (!p->v && !(p->v = calloc(POOL_MAX, sizeof(jobject))))
 		return -1;
+	if (!p->seq && !(p->seq = calloc(POOL_MAX, sizeof(long))))
+		return -1;
 	if (p->n == POOL_MAX)
 		return -1;
+	p->seq[p->n] = p->created++;
 	p->v[p->n++] = ref;
-	p->created++;
 	return 0;
 }
 
@@ -89,10 +93,28 @@ JNIEXPORT void JNICALL Java_JniTarget_weak(JNIEnv *env, jclass c, jobject o, jin
 	pthread_mutex_unlock(&lock);
 }
 
+static long held_since_mark(const struct pool *p)
+{
+	long k = 0;
+
+	for (long i = 0; i < p->n; i++)
+		k += p->seq[i] >= p->mark;
+	return k;
+}
+
+JNIEXPORT void JNICALL Java_JniTarget_mark(JNIEnv *env, jclass c)
+{
+	pthread_mutex_lock(&lock);
+	leaked.mark = leaked.created;
+	balanced_pool.mark = balanced_pool.created;
+	weak_pool.mark = weak_pool.created;
+	pthread_mutex_unlock(&lock);
+}
+
 JNIEXPORT jlongArray JNICALL Java_JniTarget_truth(JNIEnv *env, jclass c)
 {
-	jlong t[7];
-	jlongArray a = (*env)->NewLongArray(env, 7);
+	jlong t[10];
+	jlongArray a = (*env)->NewLongArray(env, 10);
 
 	pthread_mutex_lock(&lock);
 	t[0] = leaked.n;
@@ -102,9 +124,12 @@ JNIEXPORT jlongArray JNICALL Java_JniTarget_truth(JNIEnv *env, jclass c)
 	t[4] = leaked.deleted + balanced_pool.deleted;
 	t[5] = weak_pool.created;
 	t[6] = weak_pool.deleted;
+	t[7] = held_since_mark(&leaked);
+	t[8] = held_since_mark(&balanced_pool);
+	t[9] = held_since_mark(&weak_pool);
 	pthread_mutex_unlock(&lock);
 	if (a)
-		(*env)->SetLongArrayRegion(env, a, 0, 7, t);
+		(*env)->SetLongArrayRegion(env, a, 0, 10, t);
 	return a;
 }
 

@@ -1,0 +1,1256 @@
+/* `memdrift daemon`: discovers Go processes on the host (a /proc scan, then
+ * exec tracepoints), samples each one's goroutines and heap from outside
+ * every interval, follows RSS and OOM kills through kernel tracepoints, runs
+ * the drift detectors and emits alerts as JSON lines, Prometheus metrics and
+ * OOM post-mortems. One epoll loop, no threads. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "alert.h"
+#include "bpf_util.h"
+#include "commands.h"
+#include "config.h"
+#include "detect.h"
+#include "event_loop.h"
+#include "heapprof.h"
+#include "http.h"
+#include "log.h"
+#include "procmon.h"
+#include "series.h"
+#include "snapshot.h"
+#include "snapshot_out.h"
+#include "strbuf.h"
+#include "util.h"
+
+#define DAEMON_MAX_SETS 64
+#define DAEMON_CLASS_CACHE 1024
+#define DAEMON_SNAPSHOT_FAILURES_MAX 5
+#define DAEMON_TOP_SITES 10
+#define DAEMON_METRICS_LIMIT (8u << 20)
+
+static const char daemon_usage[] =
+	"usage: memdrift daemon [--config FILE] [--set KEY=VALUE]... [--print-config]\n\n"
+	"Watches every Go process on the host (selectors in the config choose),\n"
+	"samples goroutines and heap from outside, follows RSS and OOM kills with\n"
+	"kernel tracepoints, and raises drift alerts as JSON lines on stdout (and\n"
+	"alerts.file). Serves Prometheus metrics and pprof profiles on\n"
+	"metrics.listen. SIGHUP reloads the config; a bad config keeps the old one.\n\n"
+	"  --config FILE     configuration file (see daemon/memdrift.conf.example)\n"
+	"  --set KEY=VALUE   override one key (repeatable), e.g. --set detect.window=1m\n"
+	"  --print-config    print the effective configuration and exit\n"
+	"  --duration D      stop after D (for tests and demos)\n";
+
+enum proc_class { CLASS_UNKNOWN, CLASS_GO, CLASS_JVM, CLASS_OTHER };
+
+struct class_entry {
+	dev_t dev;
+	ino_t ino;
+	enum proc_class cls;
+};
+
+struct site_track {
+	uint64_t gopc;
+	struct alert_site site;
+	struct series *count;
+	uint32_t live;            /* this tick */
+	uint32_t blocked_long;    /* this tick */
+	uint64_t oldest_blocked_ns;
+	bool seen;
+};
+
+struct watched {
+	struct watched *next;
+	pid_t pid;
+	char comm[32];
+	char exe[PATH_MAX];
+	struct go_target target;
+	struct process_series series;
+	struct site_track *sites;
+	size_t nsites;
+	uint32_t last_numgc;
+	bool have_numgc;
+	int failures;
+	bool ready;                    /* first snapshot succeeded */
+	struct procmon_rss rss;
+	bool rss_known;
+	uint64_t first_seen_ns;
+	/* latest numbers, for metrics and post-mortems */
+	size_t goroutines;
+	uint64_t stack_bytes;
+	struct snap_heap heap;
+	uint64_t cgo_calls;
+	uint64_t snapshots;
+};
+
+struct daemon_counters {
+	uint64_t discovered, exited, skipped_limit, snapshot_errors, evaluations, oom_kills;
+	uint64_t alert_write_errors, postmortems;
+};
+
+struct daemon {
+	struct memdrift_config cfg;
+	const char *config_path;
+	const char *sets[DAEMON_MAX_SETS];
+	size_t nsets;
+	struct event_loop *loop;
+	struct procmon *pm;
+	struct http_server *http;
+	struct alert_table *alerts;
+	FILE *alerts_file;
+	struct watched *procs;
+	size_t nprocs;
+	struct class_entry classes[DAEMON_CLASS_CACHE];
+	size_t nclasses, class_next;
+	struct daemon_counters n;
+	uint64_t started_ns, stop_at_ns;
+	uint64_t last_eval_ns;
+};
+
+/* ---------------------------------------------------------------- alerts */
+
+static void emit_alert(const struct alert_record *rec, void *ctx)
+{
+	struct daemon *d = ctx;
+	char line[8192];
+	int n = alert_record_json(rec, line, sizeof(line));
+
+	if (n < 0) {
+		d->n.alert_write_errors++;
+		return;
+	}
+	if (d->cfg.alerts_stdout) {
+		puts(line);
+		fflush(stdout);
+	}
+	if (d->alerts_file) {
+		if (fprintf(d->alerts_file, "%s\n", line) < 0 || fflush(d->alerts_file) != 0)
+			d->n.alert_write_errors++;
+	}
+}
+
+static int open_alerts_file(struct daemon *d, const struct memdrift_config *cfg, FILE **out)
+{
+	*out = NULL;
+	if (!cfg->alerts_file[0])
+		return 0;
+	*out = fopen(cfg->alerts_file, "ae");
+	if (!*out)
+		return log_err(-errno, "alerts.file %s: %s", cfg->alerts_file, strerror(errno));
+	(void)d;
+	return 0;
+}
+
+/* -------------------------------------------------------------- discovery */
+
+static enum proc_class class_lookup(struct daemon *d, dev_t dev, ino_t ino, bool *found)
+{
+	for (size_t i = 0; i < d->nclasses; i++)
+		if (d->classes[i].dev == dev && d->classes[i].ino == ino) {
+			*found = true;
+			return d->classes[i].cls;
+		}
+	*found = false;
+	return CLASS_UNKNOWN;
+}
+
+static void class_store(struct daemon *d, dev_t dev, ino_t ino, enum proc_class cls)
+{
+	size_t i;
+
+	if (d->nclasses < DAEMON_CLASS_CACHE)
+		i = d->nclasses++;
+	else
+		i = d->class_next++ % DAEMON_CLASS_CACHE; /* bounded: overwrite round-robin */
+	d->classes[i] = (struct class_entry){ dev, ino, cls };
+}
+
+static struct watched *find_watched(struct daemon *d, pid_t pid)
+{
+	for (struct watched *w = d->procs; w; w = w->next)
+		if (w->pid == pid)
+			return w;
+	return NULL;
+}
+
+static void free_watched(struct watched *w)
+{
+	for (size_t i = 0; i < w->nsites; i++)
+		series_free(w->sites[i].count);
+	free(w->sites);
+	process_series_free(&w->series);
+	go_target_close(&w->target);
+	free(w);
+}
+
+static void cgroup_of(pid_t pid, char *buf, size_t len)
+{
+	if (proc_cgroup_path(pid, buf, len) < 0)
+		buf[0] = '\0';
+}
+
+/* Decides whether pid is a Go process the config selects, and starts
+ * watching it. Quietly ignores everything else. */
+static void consider_process(struct daemon *d, pid_t pid)
+{
+	struct proc_exe exe;
+	enum proc_class cls;
+	struct watched *w;
+	char err[512], cgroup[512];
+	bool found;
+	int ret;
+
+	if (find_watched(d, pid) || proc_exe_info(pid, &exe) < 0)
+		return;
+	cls = class_lookup(d, exe.dev, exe.ino, &found);
+	if (!found) {
+		enum gobin_kind kind = GOBIN_NOT_GO;
+		struct go_version ver;
+
+		if (gobin_classify(exe.open_path, &kind, &ver, err, sizeof(err)) == 0 &&
+		    kind != GOBIN_NOT_GO)
+			cls = CLASS_GO;
+		else
+			cls = CLASS_OTHER;
+		class_store(d, exe.dev, exe.ino, cls);
+	}
+	if (cls != CLASS_GO || !d->cfg.select_go)
+		return;
+	cgroup_of(pid, cgroup, sizeof(cgroup));
+	if (!config_selects(&d->cfg, exe.comm, exe.exe, cgroup))
+		return;
+	if (d->nprocs >= d->cfg.max_processes) {
+		d->n.skipped_limit++;
+		log_warn("not watching PID %d (%s): limits.max_processes (%u) reached", pid, exe.comm,
+			 d->cfg.max_processes);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	ret = go_target_open(pid, &w->target, err, sizeof(err));
+	if (ret < 0) {
+		/* an unsupported Go version is worth one line; a process that
+		 * is already gone is not */
+		if (ret != -ESRCH)
+			log_warn("not watching %s", err);
+		free(w);
+		return;
+	}
+	if (process_series_init(&w->series, d->cfg.series_points) < 0) {
+		go_target_close(&w->target);
+		free(w);
+		return;
+	}
+	w->pid = pid;
+	snprintf(w->comm, sizeof(w->comm), "%s", exe.comm);
+	snprintf(w->exe, sizeof(w->exe), "%s", exe.exe);
+	w->first_seen_ns = now_monotonic_ns();
+	if (procmon__rss(pid, &w->rss) == 0)
+		w->rss_known = true;
+	if (d->pm)
+		procmon__watch(d->pm, pid);
+	w->next = d->procs;
+	d->procs = w;
+	d->nprocs++;
+	d->n.discovered++;
+	log_info("watching PID %d (%s) %s", pid, w->comm, gobin_version(w->target.bin)->str);
+}
+
+static void log_final_numbers(const struct watched *w)
+{
+	char b1[32], b2[32];
+
+	log_info("PID %d (%s) exited: %zu goroutines, heap marked %s, RSS anon %s, %lu snapshots",
+		 w->pid, w->comm, w->goroutines, fmt_bytes(b1, sizeof(b1), w->heap.marked_bytes),
+		 fmt_bytes(b2, sizeof(b2), w->rss.anon), (unsigned long)w->snapshots);
+}
+
+static void forget_process(struct daemon *d, pid_t pid)
+{
+	struct watched **pp, *w;
+
+	for (pp = &d->procs; (w = *pp); pp = &w->next) {
+		if (w->pid != pid)
+			continue;
+		*pp = w->next;
+		d->nprocs--;
+		d->n.exited++;
+		log_final_numbers(w);
+		alert_table_forget_pid(d->alerts, pid, now_realtime_ns(), emit_alert, d);
+		if (d->pm)
+			procmon__unwatch(d->pm, pid);
+		free_watched(w);
+		return;
+	}
+}
+
+static int on_proc_exec(void *ctx, const struct procmon_event *ev)
+{
+	struct daemon *d = ctx;
+
+	/* exec replaces the program: whatever we knew of this pid is stale */
+	if (!ev->initial && find_watched(d, ev->tgid))
+		forget_process(d, ev->tgid);
+	consider_process(d, ev->tgid);
+	return 0;
+}
+
+static int on_proc_exit(void *ctx, const struct procmon_event *ev)
+{
+	forget_process(ctx, ev->tgid);
+	return 0;
+}
+
+static int on_rss(void *ctx, const struct procmon_event *ev)
+{
+	struct watched *w = find_watched(ctx, ev->tgid);
+
+	if (w && ev->rss_valid) {
+		w->rss = ev->rss;
+		w->rss_known = true;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ post-mortem */
+
+static int write_json_file(const char *path, json_object *o)
+{
+	char tmp[PATH_MAX + 8];
+	FILE *f;
+	int ret = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return -errno;
+	if (fputs(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY), f) < 0)
+		ret = -EIO;
+	if (fclose(f) != 0 && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path) < 0)
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+static json_object *series_json(const struct series *s, uint64_t since_ns)
+{
+	struct series_point pts[SERIES_MAX_CAPACITY];
+	size_t n = series_window(s, since_ns, pts, SERIES_MAX_CAPACITY, NULL);
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *p = json_object_new_array();
+
+		json_object_array_add(p, json_object_new_double(pts[i].t_ns / 1e9));
+		json_object_array_add(p, json_object_new_double(pts[i].value));
+		json_object_array_add(arr, p);
+	}
+	return arr;
+}
+
+/* The process is being killed: write what we know while we still can.
+ * Its memory may already be unreadable; the last series are ours. */
+static void write_postmortem(struct daemon *d, struct watched *w, const struct procmon_event *ev)
+{
+	char dir[PATH_MAX - 64], path[PATH_MAX], err[512];
+	json_object *o, *ser, *sites;
+	struct go_snapshot snap;
+	struct heap_profile hp = { 0 };
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s/postmortem-%d-%lu", d->cfg.state_dir, w->pid,
+		 (unsigned long)(now_realtime_ns() / 1000000000ull));
+	if (mkdir(d->cfg.state_dir, 0750) < 0 && errno != EEXIST) {
+		log_warn("post-mortem for PID %d: cannot create %s: %s", w->pid, d->cfg.state_dir,
+			 strerror(errno));
+		return;
+	}
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		log_warn("post-mortem for PID %d: cannot create %s: %s", w->pid, dir, strerror(errno));
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "pid", json_object_new_int(w->pid));
+	json_object_object_add(o, "comm", json_object_new_string(w->comm));
+	json_object_object_add(o, "exe", json_object_new_string(w->exe));
+	json_object_object_add(o, "go_version",
+			       json_object_new_string(gobin_version(w->target.bin)->str));
+	json_object_object_add(o, "oom_total_vm_bytes", json_object_new_int64((int64_t)ev->total_vm));
+	json_object_object_add(o, "oom_rss_anon_bytes", json_object_new_int64((int64_t)ev->rss.anon));
+	json_object_object_add(o, "oom_rss_file_bytes", json_object_new_int64((int64_t)ev->rss.file));
+	json_object_object_add(o, "goroutines", json_object_new_int64((int64_t)w->goroutines));
+	json_object_object_add(o, "heap_marked_bytes",
+			       json_object_new_int64((int64_t)w->heap.marked_bytes));
+	json_object_object_add(o, "heap_live_bytes", json_object_new_int64((int64_t)w->heap.live_bytes));
+	ser = json_object_new_object();
+	for (int m = 0; m < SERIES_METRIC_COUNT; m++)
+		json_object_object_add(ser, series_metric_name(m), series_json(w->series.metric[m], 0));
+	json_object_object_add(o, "series", ser);
+	sites = json_object_new_array();
+	for (size_t i = 0; i < w->nsites; i++) {
+		const struct site_track *s = &w->sites[i];
+		json_object *js = json_object_new_object();
+
+		json_object_object_add(js, "function", json_object_new_string(s->site.function));
+		json_object_object_add(js, "file", json_object_new_string(s->site.file));
+		json_object_object_add(js, "line", json_object_new_int((int)s->site.line));
+		json_object_object_add(js, "goroutines", json_object_new_int((int)s->live));
+		json_object_array_add(sites, js);
+	}
+	json_object_object_add(o, "goroutine_sites", sites);
+
+	/* best effort: the victim may still be readable for a moment */
+	ret = go_snapshot_take(&w->target, &snap, err, sizeof(err));
+	if (ret == 0) {
+		bool heap = heap_profile_read(&w->target, &hp, err, sizeof(err)) == 0;
+
+		if (snapshot_write_pprof(&w->target, &snap, heap ? &hp : NULL, dir, err,
+					 sizeof(err)) < 0)
+			log_warn("post-mortem pprof for PID %d: %s", w->pid, err);
+		heap_profile_free(&hp);
+		go_snapshot_free(&snap);
+		json_object_object_add(o, "profiles_from_victim", json_object_new_boolean(1));
+	} else {
+		json_object_object_add(o, "profiles_from_victim", json_object_new_boolean(0));
+		json_object_object_add(o, "profiles_error", json_object_new_string(err));
+	}
+	snprintf(path, sizeof(path), "%s/postmortem.json", dir);
+	ret = write_json_file(path, o);
+	json_object_put(o);
+	if (ret < 0)
+		log_warn("post-mortem for PID %d: %s: %s", w->pid, path, strerror(-ret));
+	else {
+		d->n.postmortems++;
+		log_info("post-mortem for PID %d written to %s", w->pid, dir);
+	}
+}
+
+static int on_oom(void *ctx, const struct procmon_event *ev)
+{
+	struct daemon *d = ctx;
+	struct watched *w = find_watched(d, ev->tgid);
+	struct detect_evidence evidence = { 0 };
+	struct alert_observation obs = { 0 };
+	char summary[ALERT_SUMMARY_MAX], b1[32], b2[32];
+
+	d->n.oom_kills++;
+	if (!w)
+		return 0;
+	detect_evidence_add(&evidence, "rss_anon_bytes", (double)ev->rss.anon);
+	detect_evidence_add(&evidence, "rss_file_bytes", (double)ev->rss.file);
+	detect_evidence_add(&evidence, "total_vm_bytes", (double)ev->total_vm);
+	detect_evidence_add(&evidence, "goroutines", (double)w->goroutines);
+	detect_evidence_add(&evidence, "heap_marked_bytes", (double)w->heap.marked_bytes);
+	snprintf(summary, sizeof(summary),
+		 "OOM killer chose PID %d (%s): anon RSS %s, Go heap marked %s, %zu goroutines",
+		 w->pid, w->comm, fmt_bytes(b1, sizeof(b1), ev->rss.anon),
+		 fmt_bytes(b2, sizeof(b2), w->heap.marked_bytes), w->goroutines);
+	obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm, .kind = DRIFT_OOM_KILL,
+					  .severity = DRIFT_CRITICAL, .summary = summary,
+					  .evidence = &evidence };
+	alert_table_oneshot(d->alerts, &obs, now_realtime_ns(), emit_alert, d);
+	write_postmortem(d, w, ev);
+	return 0;
+}
+
+static const struct procmon_callbacks procmon_cbs_template = {
+	.on_exec = on_proc_exec,
+	.on_exit = on_proc_exit,
+	.on_rss = on_rss,
+	.on_oom = on_oom,
+};
+
+/* -------------------------------------------------------------- sampling */
+
+static bool is_leak_wait(const char *reason)
+{
+	/* channel, select and sync waits: where leaked goroutines sit */
+	return strstr(reason, "chan") || strstr(reason, "select") || strstr(reason, "sync") ||
+	       strstr(reason, "semacquire") || strstr(reason, "Mutex") || strstr(reason, "Cond") ||
+	       strstr(reason, "WaitGroup");
+}
+
+static struct site_track *site_find(struct watched *w, uint64_t gopc)
+{
+	for (size_t i = 0; i < w->nsites; i++)
+		if (w->sites[i].gopc == gopc)
+			return &w->sites[i];
+	return NULL;
+}
+
+static struct site_track *site_add(struct daemon *d, struct watched *w, const struct snap_site *s)
+{
+	struct site_track *n, *t;
+
+	if (w->nsites >= d->cfg.max_sites)
+		return NULL;
+	n = realloc(w->sites, (w->nsites + 1) * sizeof(*n));
+	if (!n)
+		return NULL;
+	w->sites = n;
+	t = &w->sites[w->nsites];
+	memset(t, 0, sizeof(*t));
+	t->count = series_new(d->cfg.series_points);
+	if (!t->count)
+		return NULL;
+	t->gopc = s->gopc;
+	snprintf(t->site.function, sizeof(t->site.function), "%s", s->function);
+	snprintf(t->site.file, sizeof(t->site.file), "%s", s->file);
+	t->site.line = s->line > 0 ? (uint32_t)s->line : 0;
+	w->nsites++;
+	return t;
+}
+
+static int sample_process(struct daemon *d, struct watched *w, uint64_t now)
+{
+	const struct go_offsets *off = gobin_offsets(w->target.bin);
+	struct go_snapshot snap;
+	struct snap_site *sites = NULL;
+	size_t nsites = 0;
+	char err[512];
+	int ret;
+
+	ret = go_snapshot_take(&w->target, &snap, err, sizeof(err));
+	if (ret < 0) {
+		d->n.snapshot_errors++;
+		if (++w->failures == DAEMON_SNAPSHOT_FAILURES_MAX && w->ready)
+			log_warn("PID %d (%s): %s", w->pid, w->comm, err);
+		return ret;
+	}
+	w->failures = 0;
+	w->ready = true;
+	w->snapshots++;
+	w->goroutines = snap.goroutines;
+	w->heap = snap.heap;
+	w->cgo_calls = snap.cgo_calls;
+	w->stack_bytes = 0;
+	for (size_t i = 0; i < snap.ngs; i++)
+		w->stack_bytes += snap.gs[i].stack_bytes;
+
+	series_push(w->series.metric[SERIES_GOROUTINES], now, (double)snap.goroutines);
+	series_push(w->series.metric[SERIES_GOROUTINE_STACKS], now, (double)w->stack_bytes);
+	series_push(w->series.metric[SERIES_HEAP_LIVE], now, (double)snap.heap.live_bytes);
+	/* the leak signal: one point per completed GC cycle */
+	if (!w->have_numgc || (uint32_t)snap.heap.gc_cycles != w->last_numgc) {
+		if (w->have_numgc || snap.heap.gc_cycles > 0)
+			series_push(w->series.metric[SERIES_HEAP_MARKED], now,
+				    (double)snap.heap.marked_bytes);
+		w->last_numgc = (uint32_t)snap.heap.gc_cycles;
+		w->have_numgc = true;
+	}
+	if (w->rss_known) {
+		series_push(w->series.metric[SERIES_RSS_ANON], now, (double)w->rss.anon);
+		series_push(w->series.metric[SERIES_RSS_FILE], now, (double)w->rss.file);
+	}
+
+	for (size_t i = 0; i < w->nsites; i++) {
+		w->sites[i].seen = false;
+		w->sites[i].live = 0;
+		w->sites[i].blocked_long = 0;
+		w->sites[i].oldest_blocked_ns = 0;
+	}
+	if (go_snapshot_sites(&w->target, &snap, &sites, &nsites) == 0) {
+		for (size_t i = 0; i < nsites; i++) {
+			struct site_track *t = site_find(w, sites[i].gopc);
+
+			if (!t)
+				t = site_add(d, w, &sites[i]);
+			if (!t)
+				continue;
+			t->seen = true;
+			t->live = (uint32_t)sites[i].count;
+		}
+	}
+	for (size_t i = 0; i < snap.ngs; i++) {
+		const struct snap_goroutine *g = &snap.gs[i];
+		struct site_track *t;
+		uint64_t age;
+
+		if (g->system || g->status != 4 || g->waitsince <= 0 ||
+		    (uint64_t)g->waitsince >= now)
+			continue;
+		age = now - (uint64_t)g->waitsince;
+		if (age < d->cfg.goroutine_blocked_min_age_ns ||
+		    !is_leak_wait(go_wait_reason_name(off, g->waitreason)))
+			continue;
+		t = site_find(w, g->gopc);
+		if (!t)
+			continue;
+		t->blocked_long++;
+		if (age > t->oldest_blocked_ns)
+			t->oldest_blocked_ns = age;
+	}
+	for (size_t i = 0; i < w->nsites; i++)
+		series_push(w->sites[i].count, now, (double)w->sites[i].live);
+	free(sites);
+	go_snapshot_free(&snap);
+	return 0;
+}
+
+/* ------------------------------------------------------------- detectors */
+
+static double window_delta(const struct series *s, uint64_t since)
+{
+	struct series_point pts[2];
+	struct series_point all[SERIES_MAX_CAPACITY];
+	size_t n = series_window(s, since, all, SERIES_MAX_CAPACITY, NULL);
+
+	if (n < 2)
+		return 0;
+	pts[0] = all[0];
+	pts[1] = all[n - 1];
+	return pts[1].value - pts[0].value;
+}
+
+static void evaluate_process(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
+{
+	const struct detect_params *p = &d->cfg.detect;
+	struct detect_result r;
+	struct alert_observation obs;
+	char summary[ALERT_SUMMARY_MAX];
+	uint64_t since = now > p->window_ns ? now - p->window_ns : 0;
+
+	/* goroutine sites */
+	for (size_t i = 0; i < w->nsites; i++) {
+		struct site_track *t = &w->sites[i];
+		struct goroutine_site_blocking b = { t->blocked_long, t->oldest_blocked_ns };
+
+		if (detect_goroutine_site(t->count, now, &b, p, &r) < 0)
+			continue;
+		detect_evidence_add(&r.evidence, "goroutines", t->live);
+		detect_evidence_add(&r.evidence, "blocked_long", t->blocked_long);
+		detect_evidence_add(&r.evidence, "oldest_blocked_seconds", t->oldest_blocked_ns / 1e9);
+		alert_summary(DRIFT_GOROUTINE_LEAK, &r.evidence, &t->site, summary, sizeof(summary));
+		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
+						  .kind = DRIFT_GOROUTINE_LEAK, .site_id = t->gopc,
+						  .site = &t->site, .severity = r.severity,
+						  .summary = summary, .evidence = &r.evidence };
+		alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
+	}
+
+	/* Go heap, judged on heap marked after each GC */
+	if (detect_go_heap(w->series.metric[SERIES_HEAP_MARKED], now, p, &r) == 0) {
+		struct alert_site top = { 0 };
+		bool have_top = false;
+
+		if (r.severity != DRIFT_CLEAR) {
+			/* name the allocation site that holds the most in-use heap */
+			struct heap_profile hp = { 0 };
+			struct heap_site *hs = NULL;
+			size_t nhs = 0;
+			char err[256];
+
+			if (heap_profile_read(&w->target, &hp, err, sizeof(err)) == 0 &&
+			    heap_profile_sites(&w->target, &hp, &hs, &nhs) == 0 && nhs > 0) {
+				snprintf(top.function, sizeof(top.function), "%s", hs[0].function);
+				snprintf(top.file, sizeof(top.file), "%s", hs[0].file);
+				top.line = hs[0].line > 0 ? (uint32_t)hs[0].line : 0;
+				detect_evidence_add(&r.evidence, "top_site_inuse_bytes",
+						    (double)hs[0].inuse_bytes);
+				have_top = true;
+			}
+			free(hs);
+			heap_profile_free(&hp);
+		}
+		alert_summary(DRIFT_GO_HEAP_GROWTH, &r.evidence, have_top ? &top : NULL, summary,
+			      sizeof(summary));
+		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
+						  .kind = DRIFT_GO_HEAP_GROWTH,
+						  .site = have_top ? &top : NULL,
+						  .severity = r.severity, .summary = summary,
+						  .evidence = &r.evidence };
+		alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
+	}
+
+	/* RSS, with the layers that explain it */
+	if (detect_rss(w->series.metric[SERIES_RSS_ANON], now, p, &r) == 0) {
+		struct correlation_input in = { .window_ns = p->window_ns, .rss_known = true };
+		enum drift_layer grew;
+		const struct alert_site *top_site = NULL;
+		uint32_t top_live = 0;
+
+		in.rss_anon_delta = window_delta(w->series.metric[SERIES_RSS_ANON], since);
+		in.layer[LAYER_GO_HEAP].known = true;
+		in.layer[LAYER_GO_HEAP].delta = window_delta(w->series.metric[SERIES_HEAP_LIVE], since);
+		for (size_t i = 0; i < w->nsites; i++)
+			if (w->sites[i].live > top_live) {
+				top_live = w->sites[i].live;
+				top_site = &w->sites[i].site;
+			}
+		in.layer[LAYER_GOROUTINE_STACKS].known = true;
+		in.layer[LAYER_GOROUTINE_STACKS].delta =
+			window_delta(w->series.metric[SERIES_GOROUTINE_STACKS], since);
+		in.layer[LAYER_GOROUTINE_STACKS].site = top_site;
+		in.layer[LAYER_RSS_FILE].known = true;
+		in.layer[LAYER_RSS_FILE].delta = window_delta(w->series.metric[SERIES_RSS_FILE], since);
+		correlate_layers(&in, summary, sizeof(summary), &grew);
+		if (r.severity == DRIFT_CLEAR)
+			alert_summary(DRIFT_RSS_GROWTH, &r.evidence, NULL, summary, sizeof(summary));
+		detect_evidence_add(&r.evidence, "go_heap_delta_bytes", in.layer[LAYER_GO_HEAP].delta);
+		detect_evidence_add(&r.evidence, "goroutine_stacks_delta_bytes",
+				    in.layer[LAYER_GOROUTINE_STACKS].delta);
+		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
+						  .kind = DRIFT_RSS_GROWTH, .severity = r.severity,
+						  .summary = summary, .evidence = &r.evidence };
+		alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
+	}
+}
+
+static int on_tick(void *ctx, uint64_t expirations)
+{
+	struct daemon *d = ctx;
+	uint64_t now = now_monotonic_ns(), ts = now_realtime_ns();
+	struct watched *w, *next;
+
+	(void)expirations;
+	if (d->http)
+		http_server_run(d->http);
+	if (d->stop_at_ns && now >= d->stop_at_ns)
+		return 1;
+	if (d->last_eval_ns && now - d->last_eval_ns < d->cfg.interval_ns)
+		return 0;
+	d->last_eval_ns = now;
+	d->n.evaluations++;
+	for (w = d->procs; w; w = next) {
+		next = w->next;
+		if (sample_process(d, w, now) < 0) {
+			if (!proc_exists(w->pid))
+				forget_process(d, w->pid);
+			continue;
+		}
+		evaluate_process(d, w, now, ts);
+	}
+	sd_notifyf(0, "STATUS=watching %zu Go processes, %u alerts firing", d->nprocs,
+		   alert_table_counters(d->alerts)->active);
+	return 0;
+}
+
+static int on_procmon(void *ctx, uint64_t arg)
+{
+	struct daemon *d = ctx;
+	struct procmon_callbacks cbs = procmon_cbs_template;
+	int ret;
+
+	(void)arg;
+	cbs.ctx = d;
+	ret = procmon__poll(d->pm, 0, &cbs);
+	return ret == -EINTR ? 0 : (ret < 0 ? ret : 0);
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static void prom_escape(struct strbuf *sb, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			strbuf_printf(sb, "\\%c", *s);
+		else if (*s == '\n')
+			strbuf_append(sb, "\\n", 2);
+		else
+			strbuf_append(sb, s, 1);
+	}
+}
+
+static void prom_family(struct strbuf *sb, const char *name, const char *type, const char *help)
+{
+	strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void prom_proc_labels(struct strbuf *sb, const struct watched *w)
+{
+	strbuf_printf(sb, "pid=\"%d\",comm=\"", w->pid);
+	prom_escape(sb, w->comm);
+	strbuf_append(sb, "\"", 1);
+}
+
+struct prom_alert_ctx {
+	struct strbuf *sb;
+};
+
+static void prom_alert(const struct alert_record *rec, void *ctx)
+{
+	struct strbuf *sb = ((struct prom_alert_ctx *)ctx)->sb;
+
+	strbuf_printf(sb, "memdrift_alert_firing{pid=\"%d\",comm=\"", rec->pid);
+	prom_escape(sb, rec->comm);
+	strbuf_printf(sb, "\",kind=\"%s\",severity=\"%s\",function=\"", drift_kind_name(rec->kind),
+		      drift_severity_name(rec->severity));
+	prom_escape(sb, rec->has_site ? rec->site.function : "");
+	strbuf_append(sb, "\"} 1\n", 5);
+}
+
+static void render_metrics(struct daemon *d, struct strbuf *sb)
+{
+	static const struct {
+		const char *name, *help;
+		size_t offset;
+		bool u64;
+	} gauges[] = {
+		{ "memdrift_go_goroutines", "User goroutines (what runtime.NumGoroutine counts).",
+		  offsetof(struct watched, goroutines), false },
+		{ "memdrift_go_goroutine_stack_bytes", "Bytes of goroutine stacks.",
+		  offsetof(struct watched, stack_bytes), true },
+		{ "memdrift_go_heap_live_bytes", "Go heap live bytes (gcController.heapLive).",
+		  offsetof(struct watched, heap.live_bytes), true },
+		{ "memdrift_go_heap_marked_bytes", "Go heap retained by the last GC (heapMarked).",
+		  offsetof(struct watched, heap.marked_bytes), true },
+		{ "memdrift_go_heap_goal_bytes", "Go heap goal of the next GC.",
+		  offsetof(struct watched, heap.goal_bytes), true },
+		{ "memdrift_go_gc_cycles_total", "Completed GC cycles.",
+		  offsetof(struct watched, heap.gc_cycles), true },
+		{ "memdrift_go_cgo_calls_total", "cgo calls (runtime.NumCgoCall).",
+		  offsetof(struct watched, cgo_calls), true },
+	};
+	const struct alert_counters *ac = alert_table_counters(d->alerts);
+	struct procmon_stats ps = { 0 };
+	struct prom_alert_ctx actx = { sb };
+	uint32_t budget = d->cfg.label_cardinality;
+
+	prom_family(sb, "memdrift_watched_processes", "gauge", "Go processes being watched.");
+	strbuf_printf(sb, "memdrift_watched_processes %zu\n", d->nprocs);
+	for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+		prom_family(sb, gauges[g].name, strstr(gauges[g].name, "_total") ? "counter" : "gauge",
+			    gauges[g].help);
+		for (struct watched *w = d->procs; w; w = w->next) {
+			const char *base = (const char *)w + gauges[g].offset;
+			uint64_t v = gauges[g].u64 ? *(const uint64_t *)base :
+						     (uint64_t)*(const size_t *)base;
+
+			if (!w->ready)
+				continue;
+			strbuf_printf(sb, "%s{", gauges[g].name);
+			prom_proc_labels(sb, w);
+			strbuf_printf(sb, "} %lu\n", (unsigned long)v);
+		}
+	}
+	prom_family(sb, "memdrift_rss_bytes", "gauge", "Resident memory by type (kernel rss_stat).");
+	for (struct watched *w = d->procs; w; w = w->next) {
+		if (!w->rss_known)
+			continue;
+		strbuf_printf(sb, "memdrift_rss_bytes{");
+		prom_proc_labels(sb, w);
+		strbuf_printf(sb, ",type=\"anon\"} %lu\n", (unsigned long)w->rss.anon);
+		strbuf_printf(sb, "memdrift_rss_bytes{");
+		prom_proc_labels(sb, w);
+		strbuf_printf(sb, ",type=\"file\"} %lu\n", (unsigned long)w->rss.file);
+	}
+	/* per-site series are bounded by limits.label_cardinality, largest first per process */
+	prom_family(sb, "memdrift_goroutine_site_goroutines", "gauge",
+		    "Goroutines alive per creation site (top sites, bounded).");
+	for (struct watched *w = d->procs; w && budget; w = w->next) {
+		for (size_t k = 0; k < DAEMON_TOP_SITES && budget; k++) {
+			const struct site_track *best = NULL;
+
+			/* k-th largest by selection: sites are few per process */
+			for (size_t i = 0; i < w->nsites; i++) {
+				const struct site_track *t = &w->sites[i];
+				size_t larger = 0;
+
+				if (!t->live)
+					continue;
+				for (size_t j = 0; j < w->nsites; j++)
+					if (w->sites[j].live > t->live ||
+					    (w->sites[j].live == t->live && j < i))
+						larger++;
+				if (larger == k) {
+					best = t;
+					break;
+				}
+			}
+			if (!best)
+				break;
+			strbuf_printf(sb, "memdrift_goroutine_site_goroutines{");
+			prom_proc_labels(sb, w);
+			strbuf_append(sb, ",function=\"", 11);
+			prom_escape(sb, best->site.function);
+			strbuf_printf(sb, "\",line=\"%u\",file=\"", best->site.line);
+			prom_escape(sb, path_base(best->site.file));
+			strbuf_printf(sb, "\"} %u\n", best->live);
+			budget--;
+		}
+	}
+	prom_family(sb, "memdrift_alert_firing", "gauge", "Alerts firing now (1 per alert).");
+	alert_table_foreach(d->alerts, prom_alert, &actx);
+	prom_family(sb, "memdrift_alerts_total", "counter", "Alert lifecycle events.");
+	strbuf_printf(sb, "memdrift_alerts_total{event=\"fired\"} %lu\n", (unsigned long)ac->fired);
+	strbuf_printf(sb, "memdrift_alerts_total{event=\"escalated\"} %lu\n", (unsigned long)ac->escalated);
+	strbuf_printf(sb, "memdrift_alerts_total{event=\"resolved\"} %lu\n", (unsigned long)ac->resolved);
+	strbuf_printf(sb, "memdrift_alerts_total{event=\"rate_limited\"} %lu\n",
+		      (unsigned long)ac->rate_limited);
+	strbuf_printf(sb, "memdrift_alerts_total{event=\"dropped_full\"} %lu\n",
+		      (unsigned long)ac->dropped_full);
+	if (d->pm)
+		procmon__stats(d->pm, &ps);
+	prom_family(sb, "memdrift_lost_events_total", "counter",
+		    "Kernel records lost or refused (ring buffer full, map full): never silent.");
+	strbuf_printf(sb, "memdrift_lost_events_total{reason=\"ringbuf_full\"} %lu\n",
+		      (unsigned long)ps.ringbuf_drops);
+	strbuf_printf(sb, "memdrift_lost_events_total{reason=\"mm_map_full\"} %lu\n",
+		      (unsigned long)(ps.mms_full + ps.tgid_mm_full));
+	strbuf_printf(sb, "memdrift_lost_events_total{reason=\"watch_map_full\"} %lu\n",
+		      (unsigned long)ps.watched_full);
+	prom_family(sb, "memdrift_kernel_events_total", "counter", "Kernel events seen.");
+	strbuf_printf(sb, "memdrift_kernel_events_total{event=\"exec\"} %lu\n", (unsigned long)ps.exec);
+	strbuf_printf(sb, "memdrift_kernel_events_total{event=\"exit\"} %lu\n", (unsigned long)ps.exit);
+	strbuf_printf(sb, "memdrift_kernel_events_total{event=\"oom_kill\"} %lu\n", (unsigned long)ps.oom);
+	strbuf_printf(sb, "memdrift_kernel_events_total{event=\"rss_stat\"} %lu\n",
+		      (unsigned long)ps.rss_events);
+	strbuf_printf(sb, "memdrift_kernel_events_total{event=\"rss_record\"} %lu\n",
+		      (unsigned long)ps.rss_records);
+	prom_family(sb, "memdrift_daemon_events_total", "counter", "Daemon bookkeeping.");
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"discovered\"} %lu\n",
+		      (unsigned long)d->n.discovered);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"exited\"} %lu\n",
+		      (unsigned long)d->n.exited);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"skipped_max_processes\"} %lu\n",
+		      (unsigned long)d->n.skipped_limit);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"snapshot_error\"} %lu\n",
+		      (unsigned long)d->n.snapshot_errors);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"evaluation\"} %lu\n",
+		      (unsigned long)d->n.evaluations);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"postmortem\"} %lu\n",
+		      (unsigned long)d->n.postmortems);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"alert_write_error\"} %lu\n",
+		      (unsigned long)d->n.alert_write_errors);
+}
+
+static int serve_profile(struct daemon *d, const char *kind, const char *pid_arg,
+			 struct http_response *resp)
+{
+	struct watched *w;
+	struct go_snapshot snap;
+	struct heap_profile hp = { 0 };
+	struct pprof_builder *b = NULL;
+	char err[512];
+	pid_t pid;
+	int ret;
+
+	resp->content_type = "text/plain";
+	if (!pid_arg || parse_pid(pid_arg, &pid) < 0) {
+		resp->status = 400;
+		resp->body = strdup("pid=PID is required\n");
+		return 0;
+	}
+	w = find_watched(d, pid);
+	if (!w) {
+		resp->status = 404;
+		resp->body = strdup("not a watched process\n");
+		return 0;
+	}
+	if (!strcmp(kind, "heap")) {
+		ret = heap_profile_read(&w->target, &hp, err, sizeof(err));
+		if (ret == 0)
+			ret = heap_profile_build_pprof(&w->target, &hp, &b, err, sizeof(err));
+		heap_profile_free(&hp);
+	} else {
+		char dir[] = "/tmp/memdrift-pprof-XXXXXX", path[64];
+		FILE *f;
+
+		/* goroutine profile: rendered through the same writer as the CLI */
+		ret = go_snapshot_take(&w->target, &snap, err, sizeof(err));
+		if (ret == 0) {
+			if (!mkdtemp(dir)) {
+				ret = -errno;
+				snprintf(err, sizeof(err), "mkdtemp: %s", strerror(errno));
+			} else {
+				ret = snapshot_write_pprof(&w->target, &snap, NULL, dir, err, sizeof(err));
+				snprintf(path, sizeof(path), "%s/goroutine.pb.gz", dir);
+				f = ret == 0 ? fopen(path, "re") : NULL;
+				if (f) {
+					struct strbuf sb;
+					char buf[65536];
+					size_t n;
+
+					strbuf_init(&sb, 64u << 20);
+					while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+						strbuf_append(&sb, buf, n);
+					fclose(f);
+					resp->body = strbuf_steal(&sb, &resp->len);
+					resp->content_type = "application/octet-stream";
+				}
+				unlink(path);
+				rmdir(dir);
+			}
+			go_snapshot_free(&snap);
+		}
+		if (ret < 0) {
+			resp->status = 500;
+			resp->body = strdup(err);
+		}
+		return 0;
+	}
+	if (ret < 0) {
+		resp->status = ret == -ENODATA ? 404 : 500;
+		resp->body = strdup(err);
+		return 0;
+	}
+	{
+		uint8_t *out;
+		size_t len;
+
+		ret = pprof_encode_gzip(b, &out, &len);
+		pprof_builder_free(b);
+		if (ret < 0) {
+			resp->status = 500;
+			resp->body = strdup("pprof encoding failed\n");
+			return 0;
+		}
+		resp->body = (char *)out;
+		resp->len = len;
+		resp->content_type = "application/octet-stream";
+	}
+	return 0;
+}
+
+static int on_http(void *ctx, const char *path, const char *pid_arg, struct http_response *resp)
+{
+	struct daemon *d = ctx;
+
+	if (!strcmp(path, "/metrics")) {
+		struct strbuf sb;
+
+		strbuf_init(&sb, DAEMON_METRICS_LIMIT);
+		render_metrics(d, &sb);
+		if (sb.truncated)
+			strbuf_printf(&sb, "# truncated at %u bytes\n", DAEMON_METRICS_LIMIT);
+		resp->content_type = "text/plain; version=0.0.4";
+		resp->body = strbuf_steal(&sb, &resp->len);
+		return 0;
+	}
+	if (!strcmp(path, "/healthz")) {
+		resp->body = strdup("ok\n");
+		return 0;
+	}
+	if (!strcmp(path, "/debug/pprof/heap"))
+		return serve_profile(d, "heap", pid_arg, resp);
+	if (!strcmp(path, "/debug/pprof/goroutine"))
+		return serve_profile(d, "goroutine", pid_arg, resp);
+	resp->status = 404;
+	resp->body = strdup("endpoints: /metrics /healthz /debug/pprof/heap?pid=N "
+			    "/debug/pprof/goroutine?pid=N\n");
+	return 0;
+}
+
+static int on_http_fd(void *ctx, uint64_t arg)
+{
+	struct daemon *d = ctx;
+
+	(void)arg;
+	http_server_run(d->http);
+	return 0;
+}
+
+/* ----------------------------------------------------------------- reload */
+
+static int apply_config(struct daemon *d, const struct memdrift_config *cfg, bool initial)
+{
+	char err[CONFIG_ERR_MAX];
+	struct http_server *http = NULL;
+	FILE *alerts_file = NULL;
+	bool listen_changed = initial || strcmp(cfg->metrics_listen, d->cfg.metrics_listen) != 0;
+	bool file_changed = initial || strcmp(cfg->alerts_file, d->cfg.alerts_file) != 0;
+	int ret;
+
+	if (listen_changed && cfg->metrics_listen[0]) {
+		if (d->http && !initial)
+			event_loop_remove_fd(d->loop, http_server_fd(d->http));
+		http_server_free(d->http);
+		d->http = NULL;
+		ret = http_server_new(cfg->metrics_listen, on_http, d, &http, err, sizeof(err));
+		if (ret < 0)
+			return log_err(ret, "metrics.listen: %s", err);
+	}
+	if (file_changed) {
+		ret = open_alerts_file(d, cfg, &alerts_file);
+		if (ret < 0) {
+			http_server_free(http);
+			return ret;
+		}
+	}
+	if (!initial && alert_table_set_params(d->alerts, &cfg->alert) < 0) {
+		http_server_free(http);
+		if (alerts_file)
+			fclose(alerts_file);
+		return log_err(-EINVAL, "alert parameters rejected");
+	}
+	if (listen_changed) {
+		if (!cfg->metrics_listen[0] && d->http) {
+			event_loop_remove_fd(d->loop, http_server_fd(d->http));
+			http_server_free(d->http);
+		}
+		d->http = http;
+		if (http)
+			event_loop_add_fd(d->loop, http_server_fd(http), on_http_fd, d);
+	}
+	if (file_changed) {
+		if (d->alerts_file)
+			fclose(d->alerts_file);
+		d->alerts_file = alerts_file;
+	}
+	d->cfg = *cfg;
+	return 0;
+}
+
+static int on_signal(void *ctx, uint64_t signo)
+{
+	struct daemon *d = ctx;
+	struct memdrift_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	if (signo != SIGHUP) {
+		sd_notify(0, "STOPPING=1");
+		return 1;
+	}
+	sd_notify(0, "RELOADING=1");
+	if (config_load_with(d->config_path, d->sets, d->nsets, &cfg, err, sizeof(err)) < 0) {
+		log_err(0, "reload refused, keeping the running config: %s", err);
+	} else if (apply_config(d, &cfg, false) == 0) {
+		log_info("configuration reloaded");
+	}
+	sd_notify(0, "READY=1");
+	return 0;
+}
+
+/* ------------------------------------------------------------------- main */
+
+static void daemon_free(struct daemon *d)
+{
+	struct watched *w, *next;
+
+	for (w = d->procs; w; w = next) {
+		next = w->next;
+		free_watched(w);
+	}
+	http_server_free(d->http);
+	procmon__free(d->pm);
+	alert_table_free(d->alerts);
+	event_loop_free(d->loop);
+	if (d->alerts_file)
+		fclose(d->alerts_file);
+	free(d);
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "set", required_argument, NULL, 's' },
+		{ "print-config", no_argument, NULL, 'P' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct procmon_callbacks cbs = procmon_cbs_template;
+	struct memdrift_config cfg;
+	char err[CONFIG_ERR_MAX];
+	struct daemon *d;
+	bool print = false;
+	uint64_t duration = 0;
+	int c, ret;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return log_err(1, "out of memory");
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "c:s:Pd:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			d->config_path = optarg;
+			break;
+		case 's':
+			if (d->nsets >= DAEMON_MAX_SETS) {
+				free(d);
+				return log_err(2, "daemon: at most %d --set flags", DAEMON_MAX_SETS);
+			}
+			d->sets[d->nsets++] = optarg;
+			break;
+		case 'P':
+			print = true;
+			break;
+		case 'd':
+			if (parse_duration_ns(optarg, &duration) < 0 || !duration) {
+				free(d);
+				return log_err(2, "daemon: --duration: '%s' is not a duration", optarg);
+			}
+			break;
+		case 'h':
+			fputs(daemon_usage, stdout);
+			free(d);
+			return 0;
+		default:
+			free(d);
+			return log_err(2, "daemon: unknown option or missing value '%s' (see 'memdrift daemon --help')",
+				       argv[optind - 1]);
+		}
+	}
+	if (optind != argc) {
+		free(d);
+		return log_err(2, "daemon: unexpected argument '%s'", argv[optind]);
+	}
+	if (config_load_with(d->config_path, d->sets, d->nsets, &cfg, err, sizeof(err)) < 0) {
+		free(d);
+		return log_err(2, "%s", err);
+	}
+	if (print) {
+		config_write(stdout, &cfg);
+		free(d);
+		return 0;
+	}
+	if (bpf_util_check(err, sizeof(err)) < 0) {
+		free(d);
+		return log_err(1, "%s", err);
+	}
+	bpf_util_init();
+	d->started_ns = now_monotonic_ns();
+	if (duration)
+		d->stop_at_ns = d->started_ns + duration;
+	d->alerts = alert_table_new(&cfg.alert);
+	ret = d->alerts ? event_loop_new(&d->loop) : -ENOMEM;
+	if (ret < 0) {
+		daemon_free(d);
+		return log_err(1, "daemon: cannot start: %s", strerror(-ret));
+	}
+	ret = apply_config(d, &cfg, true);
+	if (ret < 0) {
+		daemon_free(d);
+		return 1;
+	}
+	d->pm = procmon__new(NULL);
+	if (!d->pm || procmon__attach(d->pm) < 0) {
+		daemon_free(d);
+		return log_err(1, "daemon: cannot load the kernel tracepoints (exec, exit, rss_stat, mark_victim)");
+	}
+	cbs.ctx = d;
+	ret = event_loop_add_fd(d->loop, procmon__fd(d->pm), on_procmon, d);
+	if (ret == 0)
+		ret = event_loop_catch_signals(d->loop, on_signal, d);
+	/* the timer ticks at most every 250 ms; sampling follows detect.interval */
+	if (ret == 0)
+		ret = event_loop_set_timer(d->loop, cfg.interval_ns < 250000000ull ?
+					   cfg.interval_ns : 250000000ull, on_tick, d);
+	if (ret < 0) {
+		daemon_free(d);
+		return log_err(1, "daemon: event loop: %s", strerror(-ret));
+	}
+	procmon__scan(d->pm, &cbs);
+	log_info("daemon started: %zu Go processes watched%s%s", d->nprocs,
+		 cfg.metrics_listen[0] ? ", metrics on " : "", cfg.metrics_listen);
+	sd_notifyf(0, "READY=1\nSTATUS=watching %zu Go processes", d->nprocs);
+	ret = event_loop_run(d->loop);
+	daemon_free(d);
+	return ret < 0 ? 1 : 0;
+}

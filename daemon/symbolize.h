@@ -1,0 +1,53 @@
+/* Native symbolizer for one live process: /proc/PID/maps plus the function
+ * symbols (.symtab, then .dynsym) of every mapped executable object, opened
+ * through /proc/PID/map_files (else /proc/PID/root + path) so containers
+ * work, cached per (dev, inode). Addresses in a Go binary's text resolve
+ * through its pclntab (function, file:line) first, which survives stripping.
+ * Also small ELF helpers for choosing probe points. */
+#ifndef MEMDRIFT_SYMBOLIZE_H
+#define MEMDRIFT_SYMBOLIZE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct go_target;
+struct symbolizer;
+
+#define SYMBOLIZE_MAX_MAPS 16384
+#define SYMBOLIZE_MAX_OBJECTS 1024
+#define SYMBOLIZE_MAX_SYMBOLS (4u << 20) /* per object */
+
+/* One resolved address. Strings are owned by the symbolizer (or the Go
+ * target's analysis) and live until symbolizer_free. */
+struct sym_frame {
+	uint64_t addr;
+	const char *object;   /* path as mapped, "" when the address is in no file mapping */
+	const char *function; /* symbol, or "[unknown]" */
+	uint64_t offset;      /* addr - symbol start; object-relative address when no symbol */
+	const char *file;     /* source file (Go frames), else "" */
+	int line;             /* 0 when unknown */
+	bool go;              /* resolved through the Go pclntab */
+};
+
+/* go may be NULL (not a Go process); when given it must outlive the
+ * symbolizer. 0 or negative errno (-ESRCH: the process is gone). */
+int symbolizer_new(pid_t pid, const struct go_target *go, struct symbolizer **out);
+/* Re-reads /proc/PID/maps (libraries loaded since); objects stay cached. */
+int symbolizer_refresh(struct symbolizer *s);
+/* Resolves addr. is_return: addr is a return address, so the call site is
+ * addr - 1 (function and line of the call, not of the next instruction). */
+void symbolizer_lookup(struct symbolizer *s, uint64_t addr, bool is_return, struct sym_frame *out);
+/* Mapping [start, limit) at file offset pgoff of the object holding addr,
+ * for pprof mappings. 0 or -ENOENT. */
+int symbolizer_mapping(struct symbolizer *s, uint64_t addr, uint64_t *start, uint64_t *limit,
+		       uint64_t *pgoff, const char **object);
+void symbolizer_free(struct symbolizer *s);
+
+/* A function symbol of the ELF at path (.symtab, then .dynsym): link-time
+ * address, size and the file offset of its first byte. 0 or -ENOENT. */
+int symbolize_elf_function(const char *path, const char *name, uint64_t *vaddr, uint64_t *size,
+			   uint64_t *file_offset);
+
+#endif
