@@ -628,11 +628,10 @@ static void evaluate_process(struct daemon *d, struct watched *w, uint64_t now, 
 		struct site_track *t = &w->sites[i];
 		struct goroutine_site_blocking b = { t->blocked_long, t->oldest_blocked_ns };
 
-		if (detect_goroutine_site(t->count, now, &b, p, &r) < 0)
+		/* too few points is no verdict: a firing alert stays as it is */
+		if (detect_goroutine_site(t->count, now, &b, p, &r) < 0 || !r.enough_data)
 			continue;
 		detect_evidence_add(&r.evidence, "goroutines", t->live);
-		detect_evidence_add(&r.evidence, "blocked_long", t->blocked_long);
-		detect_evidence_add(&r.evidence, "oldest_blocked_seconds", t->oldest_blocked_ns / 1e9);
 		alert_summary(DRIFT_GOROUTINE_LEAK, &r.evidence, &t->site, summary, sizeof(summary));
 		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
 						  .kind = DRIFT_GOROUTINE_LEAK, .site_id = t->gopc,
@@ -642,7 +641,7 @@ static void evaluate_process(struct daemon *d, struct watched *w, uint64_t now, 
 	}
 
 	/* Go heap, judged on heap marked after each GC */
-	if (detect_go_heap(w->series.metric[SERIES_HEAP_MARKED], now, p, &r) == 0) {
+	if (detect_go_heap(w->series.metric[SERIES_HEAP_MARKED], now, p, &r) == 0 && r.enough_data) {
 		struct alert_site top = { 0 };
 		bool have_top = false;
 
@@ -676,7 +675,7 @@ static void evaluate_process(struct daemon *d, struct watched *w, uint64_t now, 
 	}
 
 	/* RSS, with the layers that explain it */
-	if (detect_rss(w->series.metric[SERIES_RSS_ANON], now, p, &r) == 0) {
+	if (detect_rss(w->series.metric[SERIES_RSS_ANON], now, p, &r) == 0 && r.enough_data) {
 		struct correlation_input in = { .window_ns = p->window_ns, .rss_known = true };
 		enum drift_layer grew;
 		const struct alert_site *top_site = NULL;

@@ -96,13 +96,22 @@ int proc_exe_info(pid_t pid, struct proc_exe *out)
 static int parse_maps_line(const char *line, uint64_t *start, uint64_t *end, uint64_t *off,
 			   unsigned *maj, unsigned *min, unsigned long *ino, const char **path)
 {
+	size_t len = strcspn(line, "\n");
+	char copy[160], perms[8];
 	int pos = 0;
-	char perms[8];
 
-	if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu %n", start, end, perms, off, maj, min, ino,
+	/* the fixed fields fit in 160 bytes; scan a bounded copy of this line
+	 * only, so a mapping without a path cannot run into the next line */
+	if (len >= sizeof(copy))
+		len = sizeof(copy) - 1;
+	memcpy(copy, line, len);
+	copy[len] = '\0';
+	if (sscanf(copy, "%lx-%lx %7s %lx %x:%x %lu%n", start, end, perms, off, maj, min, ino,
 		   &pos) < 7)
 		return -EINVAL;
 	*path = line + pos;
+	while (**path == ' ' || **path == '\t')
+		(*path)++;
 	return 0;
 }
 

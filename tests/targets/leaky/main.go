@@ -113,6 +113,9 @@ func writeTruth() {
 
 func main() {
 	flag.Parse()
+	// Like any service that links net/http/pprof: keeps the runtime's heap
+	// profiling on (the linker turns it off when nothing reads it).
+	runtime.MemProfile(nil, true)
 	id := 0
 	every(*goroutineLeakRate, 1, func(int) { id++; handleRequest(id) })
 	every(*heapLeakRate, 64<<10, func(n int) {
