@@ -52,9 +52,15 @@ static __always_inline void stat_inc(enum gr_stat s)
  * branches to morestack and starts over, so this hit is not a real call. */
 static __always_inline int morestack_branch_taken(struct pt_regs *ctx, __u64 cookie)
 {
-	if (!(cookie & GR_COOKIE_STACK_CHECK))
+	__u64 taken_if;
+
+	if (cookie & GR_COOKIE_STACK_CHECK)
+		taken_if = GR_X86_CF | GR_X86_ZF;
+	else if (cookie & GR_COOKIE_STACK_CHECK_CF)
+		taken_if = GR_X86_CF;
+	else
 		return 0;
-	if (ctx->flags & (GR_X86_CF | GR_X86_ZF)) {
+	if (ctx->flags & taken_if) {
 		stat_inc(GR_STAT_MORESTACK_SKIPS);
 		return 1;
 	}

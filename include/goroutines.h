@@ -19,6 +19,8 @@
 /* The probe sits on the stack-check jbe/jna to morestack: a hit with CF or ZF
  * set will branch to morestack and re-enter the function, so it is dropped. */
 #define GR_COOKIE_STACK_CHECK (1u << 16)
+/* Same for the big-frame form `sub r12,N; jb morestack`: taken when CF. */
+#define GR_COOKIE_STACK_CHECK_CF (1u << 17)
 
 /* x86 EFLAGS bits the stack-check filter reads. */
 #define GR_X86_CF 0x0001u

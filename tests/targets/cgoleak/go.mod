@@ -1,0 +1,3 @@
+module memdrift.test/cgoleak
+
+go 1.19

@@ -1,0 +1,109 @@
+/* /proc parsers and the small parsing helpers: fed fixtures, not the live /proc. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+#include <cmocka.h>
+
+#include "../../daemon/proc.h"
+#include "../../daemon/util.h"
+
+static void test_maps_find_start(void **state)
+{
+	/* a pathless mapping (anon) must not swallow the next line */
+	static const char maps[] =
+		"00400000-00401000 r--p 00000000 08:01 1234 /usr/bin/app\n"
+		"7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n"
+		"55d000000000-55d000010000 r--p 00000000 08:01 5678 /usr/bin/pie\n"
+		"55d000010000-55d000020000 r-xp 00010000 08:01 5678 /usr/bin/pie\n";
+	uint64_t start = 0;
+
+	assert_int_equal(proc_maps_find_start(maps, makedev(8, 1), 5678, &start), 0);
+	assert_int_equal(start, 0x55d000000000ull);
+	assert_int_equal(proc_maps_find_start(maps, makedev(8, 1), 1234, &start), 0);
+	assert_int_equal(start, 0x400000ull);
+	assert_int_equal(proc_maps_find_start(maps, makedev(8, 2), 1234, &start), -ENOENT);
+	assert_int_equal(proc_maps_find_start(maps, makedev(8, 1), 999, &start), -ENOENT);
+	assert_int_equal(proc_maps_find_start("garbage\n\n", makedev(8, 1), 1, &start), -ENOENT);
+}
+
+static void test_container_id(void **state)
+{
+	static const char docker[] =
+		"0::/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope\n";
+	static const char k8s[] =
+		"12:memory:/kubepods/burstable/pod1/fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210\n";
+	char id[72];
+
+	assert_int_equal(proc_parse_container_id(docker, id, sizeof(id)), 0);
+	assert_string_equal(id, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	assert_int_equal(proc_parse_container_id(k8s, id, sizeof(id)), 0);
+	assert_string_equal(id, "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+	assert_int_equal(proc_parse_container_id("0::/user.slice/session-1.scope\n", id, sizeof(id)),
+			 -ENOENT);
+	assert_string_equal(id, "");
+	/* 65 hex digits is not an id */
+	assert_int_equal(proc_parse_container_id(
+		"0::/x/00123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", id,
+		sizeof(id)), -ENOENT);
+}
+
+static void test_parse_pid(void **state)
+{
+	pid_t pid;
+
+	assert_int_equal(parse_pid("1234", &pid), 0);
+	assert_int_equal(pid, 1234);
+	assert_int_equal(parse_pid("0", &pid), -EINVAL);
+	assert_int_equal(parse_pid("-1", &pid), -EINVAL);
+	assert_int_equal(parse_pid("12abc", &pid), -EINVAL);
+	assert_int_equal(parse_pid("", &pid), -EINVAL);
+	assert_int_equal(parse_pid("99999999999999999999", &pid), -EINVAL);
+}
+
+static void test_parse_duration_size(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(parse_duration_ns("2s", &v), 0);
+	assert_int_equal(v, 2000000000ull);
+	assert_int_equal(parse_duration_ns("500ms", &v), 0);
+	assert_int_equal(v, 500000000ull);
+	assert_int_equal(parse_duration_ns("10m", &v), 0);
+	assert_int_equal(v, 600000000000ull);
+	assert_int_equal(parse_duration_ns("3", &v), 0);
+	assert_int_equal(v, 3000000000ull);
+	assert_int_equal(parse_duration_ns("10x", &v), -EINVAL);
+	assert_int_equal(parse_duration_ns("-1s", &v), -EINVAL);
+	assert_int_equal(parse_size("64MiB", &v), 0);
+	assert_int_equal(v, 64ull << 20);
+	assert_int_equal(parse_size("1g", &v), 0);
+	assert_int_equal(v, 1ull << 30);
+	assert_int_equal(parse_size("12 parsecs", &v), -EINVAL);
+}
+
+static void test_fmt(void **state)
+{
+	char b[32];
+
+	assert_string_equal(fmt_bytes(b, sizeof(b), 512), "512 B");
+	assert_string_equal(fmt_bytes(b, sizeof(b), 3 << 20), "3.0 MiB");
+	assert_string_equal(fmt_duration(b, sizeof(b), 75000000000ull), "1m15s");
+	assert_string_equal(path_base("/a/b/c.go"), "c.go");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_maps_find_start),
+		cmocka_unit_test(test_container_id),
+		cmocka_unit_test(test_parse_pid),
+		cmocka_unit_test(test_parse_duration_size),
+		cmocka_unit_test(test_fmt),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
