@@ -96,6 +96,7 @@ fuzz: $(FUZZ_BINS)
 # Go/cgo/Java targets for every installed toolchain, cached under .output/targets.
 targets: | $(OUTPUT)
 	$(Q)bash tests/targets/build.sh $(OUTPUT)/targets
+	$(Q)bash tests/targets/jni/build.sh $(OUTPUT)/targets/jni
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all unit fuzz targets
