@@ -295,7 +295,11 @@ int goroutine_trace__attach(struct goroutine_trace *gt, const struct go_target *
 		return ret;
 	}
 	gt->targets[slot] = tt;
-	for (size_t i = 0; i < n; i++) {
+	/* Deaths before births: a goroutine that dies with the death probe in
+	 * place is either reconciled through the window or in the snapshot; a
+	 * birth probe first would count births whose deaths nobody sees. The
+	 * plan lists goexit1 last, so walk it backwards. */
+	for (size_t i = n; i-- > 0;) {
 		struct bpf_program *prog = probes[i].kind == GT_PROBE_GOEXIT1 ?
 						   gt->skel->progs.gr_goexit1 :
 						   gt->skel->progs.gr_newproc1_ret;

@@ -327,7 +327,7 @@ static int attach_libc(struct native_trace *t, char *err, size_t errlen)
  * lea rbp, [rsp+X]; cmp byte [rip+iscgo], 0; je` — the je is the first
  * emulated instruction, RSP + N holds the return address there. Also finds
  * cgocall's `call runtime.exitsyscall` (emulated), where the C call is over. */
-static int place_cgocall(const uint8_t *code, size_t len, uint64_t entry, uint64_t exitsyscall,
+int native_place_cgocall(const uint8_t *code, size_t len, uint64_t entry, uint64_t exitsyscall,
 			 struct native_probe_info *call, uint64_t *rsp_delta, uint64_t *done_off)
 {
 	cs_insn *insn = NULL;
@@ -419,7 +419,7 @@ static int attach_cgo(struct native_trace *t, char *err, size_t errlen)
 	}
 	pi = &t->probes[t->nprobes];
 	memset(pi, 0, sizeof(*pi));
-	ret = place_cgocall(code, (size_t)n, cgocall.entry, exitsys.entry, pi, &delta, &done_off);
+	ret = native_place_cgocall(code, (size_t)n, cgocall.entry, exitsys.entry, pi, &delta, &done_off);
 	free(code);
 	if (ret || !done_off)
 		return set_err(err, errlen, -ENOTSUP,
@@ -704,8 +704,11 @@ static size_t site_addrs(struct native_trace *t, const struct native_site *s, ui
 	for (size_t i = 1; i < k; i++)
 		PUSH(ips[i]);
 	k = read_stack(t, s->key.go_stackid, ips);
+	/* The probed instruction in runtime.cgocall is an exact IP, not a
+	 * return address: +1 so the return-address lookup (addr - 1) that
+	 * every non-leaf frame gets lands on it. */
 	if (k)
-		PUSH(ips[0]);
+		PUSH(ips[0] + 1);
 	PUSH(s->key.go_caller);
 	for (size_t i = 1; i < k; i++)
 		PUSH(ips[i]);

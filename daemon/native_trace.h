@@ -114,6 +114,13 @@ void native_trace__free(struct native_trace *t);
  * bytes, largest first). *dropped = blocks whose site did not fit. */
 int native_sites_aggregate(const struct native_alloc *allocs, size_t n, struct native_site *sites,
 			   size_t max, size_t *nsites, uint64_t *dropped);
+/* Pure: where to probe runtime.cgocall (code = its bytes at link-time
+ * address entry): the first emulated instruction with RAX (fn) intact,
+ * *rsp_delta = RSP distance to the return address there, *done_off = the
+ * offset of its `call runtime.exitsyscall` (0 when not found). 0 or
+ * -ENOENT / -ENOMEM. */
+int native_place_cgocall(const uint8_t *code, size_t len, uint64_t entry, uint64_t exitsyscall,
+			 struct native_probe_info *call, uint64_t *rsp_delta, uint64_t *done_off);
 const char *native_kind_name(uint32_t kind);
 const char *native_stat_name(uint32_t stat); /* NULL for the per-probe hit slots */
 

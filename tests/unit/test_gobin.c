@@ -392,8 +392,10 @@ static void check_binary(const char *gotool, int minor, const char *path, const 
 			 bool own_program)
 {
 	struct result_row *row = &rows[nrows < 255 ? nrows++ : 255];
-	bool stripped = strstr(name, "stripped") != NULL, pie = strstr(name, "pie") != NULL;
-	bool cgo = strstr(name, "cgo") != NULL, ok = true;
+	/* "<target>-<flavor>" or just "<flavor>": the target name may hold "cgo" */
+	const char *flavor = strrchr(name, '-') ? strrchr(name, '-') + 1 : name;
+	bool stripped = !strcmp(flavor, "stripped"), pie = !strcmp(flavor, "pie");
+	bool cgo = !strcmp(flavor, "cgo"), ok = true;
 	struct timespec t0, t1;
 	struct go_offsets table;
 	struct gobin *bin = NULL, *copy = NULL;

@@ -1,0 +1,729 @@
+/* `memdrift attach PID` (live view of goroutines by creation site, exact
+ * births and deaths with --trace) and `memdrift ps --probes PID`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <libelf.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "event_loop.h"
+#include "goroutine_trace.h"
+#include "log.h"
+#include "probe_place.h"
+#include "proc.h"
+#include "snapshot.h"
+#include "target.h"
+#include "util.h"
+
+#define ATTACH_MAX_SITES 4096  /* sites kept for trends */
+#define ATTACH_TEXT_ROWS 10    /* top sites on the terminal */
+#define ATTACH_JSON_SITES 100  /* sites per JSON line */
+
+static const char attach_usage[] =
+	"usage: memdrift attach PID [--interval 2s] [--duration 30s] [--json] [--trace [SETS]]\n\n"
+	"Watches one Go process live: goroutines by creation site (the go statement),\n"
+	"births and deaths per second, and a final report at --duration end or Ctrl-C.\n"
+	"Without --trace it refreshes a zero-probe snapshot each interval; with\n"
+	"--trace goroutines (or --trace alone: every set) births and deaths are\n"
+	"counted exactly by uprobes on runtime.newproc1 and runtime.goexit1.\n\n"
+	"  --interval D   refresh period (default 2s)\n"
+	"  --duration D   stop after D (default: until Ctrl-C)\n"
+	"  --json         one JSON object per interval, then a final one\n"
+	"  --trace SETS   probe sets: goroutines (all when omitted)\n";
+
+struct view_site {
+	uint64_t gopc;
+	const char *function, *file;
+	int line;
+	int64_t live;
+	uint64_t created, exited;
+	bool counts_known;
+	int trend; /* -1, 0, +1 against the previous interval */
+};
+
+struct prev_site {
+	uint64_t gopc;
+	int64_t live;
+};
+
+struct attach {
+	pid_t pid;
+	struct go_target t;
+	bool json, trace;
+	uint64_t interval_ns, duration_ns, start_ns, last_ns;
+	struct goroutine_trace *gt;
+	struct event_loop *loop;
+	struct prev_site *prev;
+	size_t nprev;
+	uint64_t prev_created, prev_exited, prev_max_goid;
+	int64_t first_total;
+	bool have_first, target_exited;
+	unsigned long intervals;
+	/* startpc -> system memo (runtime.* entry functions) */
+	struct { uint64_t pc; bool system; } memo[256];
+	size_t nmemo;
+};
+
+static bool startpc_is_system(struct attach *a, uint64_t startpc)
+{
+	struct gobin_pcinfo pi;
+	bool sys = false;
+
+	for (size_t i = 0; i < a->nmemo; i++)
+		if (a->memo[i].pc == startpc)
+			return a->memo[i].system;
+	/* Same rule as the snapshot (the runtime's isSystemGoroutine). */
+	if (!gobin_pc_lookup(a->t.bin, startpc - a->t.bias, &pi) && pi.func &&
+	    !strncmp(pi.func, "runtime.", 8))
+		sys = strcmp(pi.func, "runtime.main") && strcmp(pi.func, "runtime.corostart");
+	if (a->nmemo < sizeof(a->memo) / sizeof(a->memo[0]))
+		a->memo[a->nmemo++] = (typeof(a->memo[0])){startpc, sys};
+	return sys;
+}
+
+static void site_location(const struct attach *a, struct view_site *v)
+{
+	struct gobin_pcinfo pi;
+
+	v->function = "?";
+	v->file = "?";
+	v->line = 0;
+	/* gopc is a return address: the go statement is the call before it. */
+	if (v->gopc && !gobin_pc_lookup(a->t.bin, v->gopc - a->t.bias - 1, &pi)) {
+		v->function = pi.func ? pi.func : "?";
+		v->file = pi.file ? pi.file : "?";
+		v->line = pi.line;
+	}
+}
+
+static int cmp_view(const void *x, const void *y)
+{
+	const struct view_site *a = x, *b = y;
+
+	if (a->live != b->live)
+		return a->live < b->live ? 1 : -1;
+	if (a->created != b->created)
+		return a->created < b->created ? 1 : -1;
+	return a->gopc < b->gopc ? -1 : a->gopc > b->gopc;
+}
+
+/* Per-site view from the kernel counters (trace) or a fresh snapshot (watch). */
+static int collect(struct attach *a, struct view_site **out, size_t *nout, int64_t *total,
+		   uint64_t *created, uint64_t *exited, uint64_t *max_goid)
+{
+	struct view_site *v = NULL;
+	size_t n = 0;
+	int ret;
+
+	*total = 0;
+	*created = *exited = 0;
+	if (a->trace) {
+		struct gt_site *s;
+		size_t ns;
+
+		ret = goroutine_trace__read(a->gt, a->pid, &s, &ns);
+		if (ret)
+			return ret;
+		v = calloc(ns + 1, sizeof(*v));
+		if (!v) {
+			free(s);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < ns; i++) {
+			size_t j;
+
+			if (startpc_is_system(a, s[i].startpc))
+				continue;
+			for (j = 0; j < n && v[j].gopc != s[i].gopc; j++)
+				;
+			if (j == n) {
+				v[n++] = (struct view_site){.gopc = s[i].gopc, .counts_known = true};
+			}
+			v[j].live += s[i].live;
+			v[j].created += s[i].created;
+			v[j].exited += s[i].exited;
+			*total += s[i].live;
+			*created += s[i].created;
+			*exited += s[i].exited;
+		}
+		free(s);
+	} else {
+		struct go_snapshot snap;
+		struct snap_site *ss;
+		size_t ns;
+		char err[256];
+
+		ret = go_snapshot_take(&a->t, &snap, err, sizeof(err));
+		if (ret)
+			return ret == -ESRCH ? ret : log_err(ret, "%s", err);
+		ret = go_snapshot_sites(&a->t, &snap, &ss, &ns);
+		if (ret) {
+			go_snapshot_free(&snap);
+			return ret;
+		}
+		v = calloc(ns + 1, sizeof(*v));
+		if (!v) {
+			free(ss);
+			go_snapshot_free(&snap);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < ns; i++)
+			v[n++] = (struct view_site){.gopc = ss[i].gopc, .live = (int64_t)ss[i].count};
+		*total = (int64_t)snap.goroutines;
+		*max_goid = snap.max_goid;
+		free(ss);
+		go_snapshot_free(&snap);
+	}
+	for (size_t i = 0; i < n; i++)
+		site_location(a, &v[i]);
+	qsort(v, n, sizeof(*v), cmp_view);
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+static void apply_trends(struct attach *a, struct view_site *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int64_t before = 0;
+		bool seen = false;
+
+		for (size_t j = 0; j < a->nprev; j++) {
+			if (a->prev[j].gopc == v[i].gopc) {
+				before = a->prev[j].live;
+				seen = true;
+				break;
+			}
+		}
+		if (!seen && a->intervals == 0)
+			before = v[i].live;
+		v[i].trend = v[i].live > before ? 1 : v[i].live < before ? -1 : 0;
+	}
+	a->nprev = 0;
+	for (size_t i = 0; i < n && i < ATTACH_MAX_SITES; i++)
+		a->prev[a->nprev++] = (struct prev_site){v[i].gopc, v[i].live};
+}
+
+static const char *trend_arrow(int t)
+{
+	return t > 0 ? "↑" : t < 0 ? "↓" : "→";
+}
+
+static json_object *sites_json(const struct view_site *v, size_t n)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < n && i < ATTACH_JSON_SITES; i++) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "function", json_object_new_string(v[i].function));
+		json_object_object_add(o, "file", json_object_new_string(v[i].file));
+		json_object_object_add(o, "line", json_object_new_int(v[i].line));
+		json_object_object_add(o, "gopc", json_object_new_int64((int64_t)v[i].gopc));
+		json_object_object_add(o, "live", json_object_new_int64(v[i].live));
+		json_object_object_add(o, "created", v[i].counts_known ?
+			json_object_new_int64((int64_t)v[i].created) : NULL);
+		json_object_object_add(o, "exited", v[i].counts_known ?
+			json_object_new_int64((int64_t)v[i].exited) : NULL);
+		json_object_object_add(o, "trend", json_object_new_int(v[i].trend));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+static void print_text(struct attach *a, const struct view_site *v, size_t n, int64_t total,
+		       double births, double deaths, const struct gt_stats *st, bool final)
+{
+	char dur[32];
+
+	if (final)
+		printf("\n=== final report: PID %d (%s), %s observed ===\n", a->pid, a->t.exe.comm,
+		       fmt_duration(dur, sizeof(dur), now_monotonic_ns() - a->start_ns));
+	else
+		printf("\n[%s] PID %d %s %s\n", fmt_duration(dur, sizeof(dur), now_monotonic_ns() - a->start_ns),
+		       a->pid, a->t.exe.comm, gobin_version(a->t.bin)->str);
+	printf("goroutines %lld", (long long)total);
+	if (final && a->have_first)
+		printf(" (%+lld since attach)", (long long)(total - a->first_total));
+	if (a->trace)
+		printf("  births %.1f/s  deaths %.1f/s  lost %llu", births, deaths,
+		       (unsigned long long)st->lost_events);
+	else
+		printf("  new goroutines ~%.1f/s (goid growth)", births);
+	printf("\n%7s %8s %8s    %s\n", "LIVE", "CREATED", "EXITED", "CREATED AT");
+	for (size_t i = 0; i < n && i < ATTACH_TEXT_ROWS; i++) {
+		char where[160], c[16] = "-", e[16] = "-";
+
+		snprintf(where, sizeof(where), "%s (%s:%d)", v[i].function, path_base(v[i].file),
+			 v[i].line);
+		if (strlen(where) > 50)
+			memcpy(where + 47, "...", 4);
+		if (v[i].counts_known) {
+			snprintf(c, sizeof(c), "%llu", (unsigned long long)v[i].created);
+			snprintf(e, sizeof(e), "%llu", (unsigned long long)v[i].exited);
+		}
+		printf("%7lld %8s %8s %s  %s\n", (long long)v[i].live, c, e, trend_arrow(v[i].trend),
+		       where);
+	}
+	if (n > ATTACH_TEXT_ROWS)
+		printf("%7s (%zu more sites)\n", "...", n - ATTACH_TEXT_ROWS);
+	fflush(stdout);
+}
+
+/* One refresh: collect, compute rates and trends, print. */
+static int report(struct attach *a, bool final)
+{
+	struct gt_stats st = {0};
+	struct view_site *v = NULL;
+	size_t n = 0;
+	int64_t total;
+	uint64_t created, exited, max_goid = 0, now = now_monotonic_ns();
+	double dt = (now - a->last_ns) / 1e9, births = 0, deaths = 0;
+	int ret;
+
+	ret = collect(a, &v, &n, &total, &created, &exited, &max_goid);
+	if (ret)
+		return ret;
+	if (a->trace) {
+		goroutine_trace__stats(a->gt, &st);
+		if (final) {
+			dt = (now - a->start_ns) / 1e9;
+			births = dt > 0 ? created / dt : 0;
+			deaths = dt > 0 ? exited / dt : 0;
+		} else if (dt > 0) {
+			births = (created - a->prev_created) / dt;
+			deaths = (exited - a->prev_exited) / dt;
+		}
+	} else if (dt > 0 && a->prev_max_goid && max_goid >= a->prev_max_goid) {
+		births = (max_goid - a->prev_max_goid) / dt;
+	}
+	apply_trends(a, v, n);
+	if (!a->have_first) {
+		a->first_total = total;
+		a->have_first = true;
+	}
+	if (a->json) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "ts", json_object_new_double(now_realtime_ns() / 1e9));
+		json_object_object_add(o, "pid", json_object_new_int(a->pid));
+		json_object_object_add(o, "mode", json_object_new_string(a->trace ? "trace" : "watch"));
+		if (final)
+			json_object_object_add(o, "final", json_object_new_boolean(1));
+		json_object_object_add(o, "goroutines", json_object_new_int64(total));
+		json_object_object_add(o, "births_per_s", json_object_new_double(births));
+		json_object_object_add(o, "deaths_per_s", a->trace ? json_object_new_double(deaths) : NULL);
+		json_object_object_add(o, "sites", sites_json(v, n));
+		json_object_object_add(o, "lost_events", json_object_new_int64((int64_t)st.lost_events));
+		if (a->trace) {
+			json_object *p = json_object_new_object();
+
+			json_object_object_add(p, "births", json_object_new_int64((int64_t)st.births));
+			json_object_object_add(p, "deaths", json_object_new_int64((int64_t)st.deaths));
+			json_object_object_add(p, "morestack_skips",
+					       json_object_new_int64((int64_t)st.morestack_skips));
+			json_object_object_add(p, "ringbuf_drops", json_object_new_int64((int64_t)st.ringbuf_drops));
+			json_object_object_add(p, "sites_full", json_object_new_int64((int64_t)st.sites_full));
+			json_object_object_add(p, "read_errors", json_object_new_int64((int64_t)st.read_errors));
+			json_object_object_add(p, "window_corrections",
+					       json_object_new_int64((int64_t)st.corrections));
+			json_object_object_add(o, "probes", p);
+		}
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		fflush(stdout);
+		json_object_put(o);
+	} else {
+		print_text(a, v, n, total, births, deaths, &st, final);
+	}
+	a->prev_created = created;
+	a->prev_exited = exited;
+	if (max_goid)
+		a->prev_max_goid = max_goid;
+	a->last_ns = now;
+	a->intervals++;
+	free(v);
+	return 0;
+}
+
+/* Gone, or a zombie nobody has reaped yet: either way it runs no more. */
+static bool target_gone(pid_t pid)
+{
+	char path[64], buf[512], *p;
+
+	if (!proc_exists(pid))
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (proc_read_file(path, buf, sizeof(buf)) <= 0)
+		return true;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+static int on_timer(void *ctx, uint64_t expirations)
+{
+	struct attach *a = ctx;
+	int ret;
+
+	if (target_gone(a->pid)) {
+		a->target_exited = true;
+		return 1;
+	}
+	if (a->trace)
+		goroutine_trace__poll(a->gt);
+	ret = report(a, false);
+	if (ret == -ESRCH || (ret && target_gone(a->pid))) {
+		a->target_exited = true;
+		return 1;
+	}
+	if (ret)
+		return ret;
+	if (a->duration_ns && now_monotonic_ns() - a->start_ns >= a->duration_ns)
+		return 1;
+	return 0;
+}
+
+static int on_signal(void *ctx, uint64_t signo)
+{
+	return 1;
+}
+
+static int on_ring(void *ctx, uint64_t arg)
+{
+	struct attach *a = ctx;
+
+	return goroutine_trace__poll(a->gt);
+}
+
+static int parse_trace_sets(const char *s, bool *goroutines)
+{
+	char buf[128], *save = NULL, *tok;
+
+	if (!s || !*s || !strcmp(s, "all")) {
+		*goroutines = true;
+		return 0;
+	}
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(tok, "goroutines"))
+			*goroutines = true;
+		else
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* Attach with the window protocol: probes first, then the snapshot, then
+ * the reconciliation (goroutine_trace.h). */
+static int start_trace(struct attach *a)
+{
+	struct go_snapshot snap;
+	char err[512];
+	int ret;
+
+	ret = goroutine_trace__new(&a->gt, err, sizeof(err));
+	if (ret)
+		return log_err(ret, "%s", err);
+	ret = goroutine_trace__attach(a->gt, &a->t, err, sizeof(err));
+	if (ret) {
+		if (!proc_exists(a->pid))
+			return log_err(-ESRCH, "process %d exited", a->pid);
+		return log_err(ret, "%s", err);
+	}
+	ret = go_snapshot_take(&a->t, &snap, err, sizeof(err));
+	if (ret) {
+		if (ret == -ESRCH || !proc_exists(a->pid))
+			return log_err(-ESRCH, "process %d exited", a->pid);
+		return log_err(ret, "%s", err);
+	}
+	ret = goroutine_trace__reconcile(a->gt, a->pid, &snap);
+	go_snapshot_free(&snap);
+	if (ret)
+		return log_err(ret, "process %d: reconciling the attach snapshot: %s", a->pid,
+			       strerror(-ret));
+	return 0;
+}
+
+int cmd_attach(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"interval", required_argument, NULL, 'i'},
+		{"duration", required_argument, NULL, 'd'},
+		{"json", no_argument, NULL, 'j'},
+		{"trace", optional_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct attach a = {.interval_ns = 2000000000ull};
+	char err[512];
+	bool trace_goroutines = false;
+	int c, ret, status = 1;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "i:d:jt::h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			if (parse_duration_ns(optarg, &a.interval_ns) || a.interval_ns < 100000000ull)
+				return log_err(2, "attach: bad --interval '%s' (at least 100ms)", optarg);
+			break;
+		case 'd':
+			if (parse_duration_ns(optarg, &a.duration_ns))
+				return log_err(2, "attach: bad --duration '%s'", optarg);
+			break;
+		case 'j':
+			a.json = true;
+			break;
+		case 't': {
+			const char *sets = optarg;
+
+			/* `--trace goroutines` as well as `--trace=goroutines` */
+			if (!sets && optind < argc && argv[optind][0] != '-' &&
+			    parse_pid(argv[optind], &(pid_t){0}) < 0)
+				sets = argv[optind++];
+			if (parse_trace_sets(sets, &trace_goroutines))
+				return log_err(2, "attach: unknown --trace set '%s' (known: goroutines)", sets);
+			break;
+		}
+		case 'h':
+			fputs(attach_usage, stdout);
+			return 0;
+		default:
+			return log_err(2, "attach: unknown option or missing value '%s' (see 'memdrift attach --help')",
+				       argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		return log_err(2, "attach: expected one PID (see 'memdrift attach --help')");
+	if (parse_pid(argv[optind], &a.pid) < 0)
+		return log_err(2, "attach: '%s' is not a PID", argv[optind]);
+	a.trace = trace_goroutines;
+	a.prev = calloc(ATTACH_MAX_SITES, sizeof(*a.prev));
+	if (!a.prev)
+		return log_err(1, "out of memory");
+
+	ret = go_target_open(a.pid, &a.t, err, sizeof(err));
+	if (ret) {
+		free(a.prev);
+		return log_err(1, "%s", err);
+	}
+	a.start_ns = a.last_ns = now_monotonic_ns();
+	if (a.trace && start_trace(&a))
+		goto out;
+	if ((ret = event_loop_new(&a.loop)) ||
+	    (ret = event_loop_catch_signals(a.loop, on_signal, &a)) ||
+	    (ret = event_loop_set_timer(a.loop, a.interval_ns, on_timer, &a)) ||
+	    (a.trace && (ret = event_loop_add_fd(a.loop, goroutine_trace__ring_fd(a.gt), on_ring, &a))))
+		goto out;
+	if (!a.json)
+		printf("attached to PID %d (%s, %s)%s; Ctrl-C for the final report\n", a.pid,
+		       a.t.exe.comm, gobin_version(a.t.bin)->str,
+		       a.trace ? ", tracing goroutine births and deaths" : "");
+	ret = event_loop_run(a.loop);
+	if (ret)
+		goto out;
+	if (a.target_exited)
+		log_msg(LOG_LEVEL_ERROR, "process %d exited", a.pid);
+	/* Kernel counters outlive the process; a snapshot does not. */
+	if (!a.target_exited || a.trace)
+		report(&a, true);
+	status = 0;
+out:
+	goroutine_trace__free(a.gt);
+	event_loop_free(a.loop);
+	go_target_close(&a.t);
+	free(a.prev);
+	return status;
+}
+
+/* ---- memdrift ps --probes ---- */
+
+struct probe_row {
+	char function[64];
+	char role[40];
+	uint64_t file_offset;
+	struct probe_place place;
+	bool found;
+};
+
+static void place_go_function(const struct go_target *t, const char *name, const char *role,
+			      struct probe_row *r)
+{
+	struct gobin_func f;
+	uint8_t code[64];
+	ssize_t got;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->function, sizeof(r->function), "%s", name);
+	snprintf(r->role, sizeof(r->role), "%s", role);
+	if (gobin_func_by_name(t->bin, name, &f))
+		return;
+	got = gobin_read_vaddr(t->bin, f.entry, code, sizeof(code));
+	if (got <= 0 || probe_place_x86(code, got, f.entry, &r->place))
+		return;
+	r->found = !gobin_vaddr_to_offset(t->bin, f.entry + r->place.offset, &r->file_offset);
+}
+
+/* libc symbol -> file offset and placement, from the mapped libc's ELF. */
+static void place_libc_function(const char *path, const char *name, struct probe_row *r)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	Elf *elf;
+	int fd;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->function, sizeof(r->function), "libc %s", name);
+	snprintf(r->role, sizeof(r->role), "C allocations (later)");
+	elf_version(EV_CURRENT);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	elf = elf_begin(fd, ELF_C_READ, NULL);
+	while (elf && (scn = elf_nextscn(elf, scn))) {
+		Elf_Data *data;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || !sh.sh_entsize)
+			continue;
+		data = elf_getdata(scn, NULL);
+		for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize && !r->found; i++) {
+			GElf_Sym sym;
+			const char *s;
+			size_t nph;
+
+			if (!gelf_getsym(data, i, &sym) || !sym.st_value ||
+			    GELF_ST_TYPE(sym.st_info) != STT_FUNC)
+				continue;
+			s = elf_strptr(elf, sh.sh_link, sym.st_name);
+			if (!s || strcmp(s, name))
+				continue;
+			elf_getphdrnum(elf, &nph);
+			for (size_t k = 0; k < nph; k++) {
+				GElf_Phdr ph;
+				uint8_t code[64];
+				uint64_t off;
+
+				if (!gelf_getphdr(elf, k, &ph) || ph.p_type != PT_LOAD ||
+				    sym.st_value < ph.p_vaddr || sym.st_value >= ph.p_vaddr + ph.p_filesz)
+					continue;
+				off = sym.st_value - ph.p_vaddr + ph.p_offset;
+				if (pread(fd, code, sizeof(code), off) != (ssize_t)sizeof(code) ||
+				    probe_place_x86(code, sizeof(code), sym.st_value, &r->place))
+					break;
+				r->file_offset = off + r->place.offset;
+				r->found = true;
+				break;
+			}
+		}
+	}
+	if (elf)
+		elf_end(elf);
+	close(fd);
+}
+
+static const char *stack_check_name(enum probe_stack_check s)
+{
+	return s == PROBE_STACK_CHECK_JBE ? "jbe" : s == PROBE_STACK_CHECK_JB ? "jb" : NULL;
+}
+
+int cmd_ps_probes(int pid, int json)
+{
+	static const struct {
+		const char *name, *role;
+	} later[] = {
+		{"runtime.mallocgc", "every Go allocation (trace)"},
+		{"runtime.cgocall", "cgo calls (trace)"},
+		{"runtime.mProf_Malloc", "sampled heap profile"},
+		{"runtime.mProf_Free", "sampled heap profile"},
+		{"runtime.setprofilebucket", "sampled heap profile"},
+	};
+	struct probe_row rows[GT_MAX_PROBES + 16];
+	struct gt_probe probes[GT_MAX_PROBES];
+	struct go_target t;
+	char err[512], libc[4096];
+	size_t n = 0, np = 0;
+	uint64_t libc_start;
+	json_object *arr = NULL;
+	int ret;
+
+	ret = go_target_open(pid, &t, err, sizeof(err));
+	if (ret)
+		return log_err(1, "%s", err);
+	ret = goroutine_trace__plan(&t, probes, GT_MAX_PROBES, &np, err, sizeof(err));
+	if (ret)
+		log_warn("%s", err);
+	for (size_t i = 0; i < np; i++) {
+		struct probe_row *r = &rows[n++];
+
+		memset(r, 0, sizeof(*r));
+		snprintf(r->function, sizeof(r->function), "%s", probes[i].function);
+		snprintf(r->role, sizeof(r->role), "%s", probes[i].kind == GT_PROBE_GOEXIT1 ?
+			 "goroutine deaths (trace)" : "goroutine births, RET (trace)");
+		r->place = probes[i].place;
+		r->file_offset = probes[i].file_offset;
+		r->found = true;
+	}
+	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
+		place_go_function(&t, later[i].name, later[i].role, &rows[n++]);
+	if (!proc_find_mapped_lib(pid, "/libc.so.6", libc, sizeof(libc), &libc_start)) {
+		char path[4200];
+
+		/* through the process's root, so containers work */
+		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, libc);
+		place_libc_function(path, "malloc", &rows[n++]);
+		place_libc_function(path, "free", &rows[n++]);
+	}
+
+	if (json)
+		arr = json_object_new_array();
+	else
+		printf("PID %d (%s) %s\n%-26s %8s %10s %-3s %-30s %s\n", pid, t.exe.comm,
+		       gobin_version(t.bin)->str, "FUNCTION", "OFFSET", "FILE-OFF", "EMU",
+		       "INSTRUCTION", "NOTE");
+	for (size_t i = 0; i < n; i++) {
+		const struct probe_row *r = &rows[i];
+		const char *sc = stack_check_name(r->place.stack_check);
+
+		if (json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "function", json_object_new_string(r->function));
+			json_object_object_add(o, "role", json_object_new_string(r->role));
+			json_object_object_add(o, "found", json_object_new_boolean(r->found));
+			if (r->found) {
+				json_object_object_add(o, "offset", json_object_new_int64((int64_t)r->place.offset));
+				json_object_object_add(o, "file_offset", json_object_new_int64((int64_t)r->file_offset));
+				json_object_object_add(o, "instruction", json_object_new_string(r->place.insn));
+				json_object_object_add(o, "emulated", json_object_new_boolean(r->place.emulated));
+				json_object_object_add(o, "fallback", json_object_new_boolean(r->place.fallback));
+				json_object_object_add(o, "stack_check", sc ? json_object_new_string(sc) : NULL);
+			}
+			json_object_array_add(arr, o);
+			continue;
+		}
+		if (!r->found) {
+			printf("%-26s %8s %10s %-3s %-30s %s\n", r->function, "-", "-", "-", "(not in binary)",
+			       r->role);
+			continue;
+		}
+		char off[24];
+
+		snprintf(off, sizeof(off), "+%#llx", (unsigned long long)r->place.offset);
+		printf("%-26s %8s %10llx %-3s %-30.30s %s%s%s\n", r->function, off,
+		       (unsigned long long)r->file_offset,
+		       r->place.emulated ? "yes" : "no", r->place.insn, r->role,
+		       sc ? ", stack check filtered" : "", r->place.fallback ? ", ENTRY FALLBACK" : "");
+	}
+	if (json) {
+		puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY));
+		json_object_put(arr);
+	}
+	go_target_close(&t);
+	return 0;
+}
