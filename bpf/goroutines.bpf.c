@@ -2,9 +2,11 @@
 /* Goroutine births and deaths by creation site, counted in the kernel.
  * Probes (attached by daemon/goroutine_trace.c at offsets chosen by
  * daemon/probe_place.c; never a uretprobe on Go code):
- *   gr_newproc1_ret  each RET of runtime.newproc1: RAX = the new g
- *   gr_goexit1       runtime.goexit1 (at its stack-check jbe): R14 = exiting g
- *   gr_newproc       runtime.newproc (at its stack-check jbe): rate only
+ *   gr_birth_*  after runtime.newproc1 returned, where a register (the
+ *               program's suffix) still holds the new g: normally the emulated
+ *               instruction before `call runqput` in newproc.func1, else
+ *               each RET of newproc1 (RAX)
+ *   gr_death    runtime.goexit1 (at its stack-check jbe): R14 = exiting g
  * The BPF cookie carries the binary's config index and the stack-check flag,
  * so one loaded object serves every binary and Go version. */
 #include <bpf/bpf_helpers.h>
@@ -135,15 +137,33 @@ static __always_inline int record(__u64 cookie, __u64 g, __u32 type)
 	return 0;
 }
 
-SEC("uprobe")
-int gr_newproc1_ret(struct pt_regs *ctx)
-{
-	stat_inc(GR_STAT_BIRTH_HITS);
-	return record(bpf_get_attach_cookie(ctx), ctx->ax, GR_EVENT_BIRTH);
-}
+/* One birth program per register that may hold the new g (the cookie's
+ * register field is for user space's bookkeeping): a ctx field chosen at run
+ * time would be a variable-offset ctx access, which the verifier rejects. */
+#define GR_BIRTH_PROG(reg)                                                          \
+	SEC("uprobe")                                                               \
+	int gr_birth_##reg(struct pt_regs *ctx)                                     \
+	{                                                                           \
+		stat_inc(GR_STAT_BIRTH_HITS);                                       \
+		return record(bpf_get_attach_cookie(ctx), ctx->reg, GR_EVENT_BIRTH); \
+	}
+
+GR_BIRTH_PROG(ax)
+GR_BIRTH_PROG(bx)
+GR_BIRTH_PROG(cx)
+GR_BIRTH_PROG(dx)
+GR_BIRTH_PROG(si)
+GR_BIRTH_PROG(di)
+GR_BIRTH_PROG(r8)
+GR_BIRTH_PROG(r9)
+GR_BIRTH_PROG(r10)
+GR_BIRTH_PROG(r11)
+GR_BIRTH_PROG(r12)
+GR_BIRTH_PROG(r13)
+GR_BIRTH_PROG(r15)
 
 SEC("uprobe")
-int gr_goexit1(struct pt_regs *ctx)
+int gr_death(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 
@@ -151,13 +171,4 @@ int gr_goexit1(struct pt_regs *ctx)
 		return 0;
 	stat_inc(GR_STAT_DEATH_HITS);
 	return record(cookie, ctx->r14, GR_EVENT_DEATH);
-}
-
-SEC("uprobe")
-int gr_newproc(struct pt_regs *ctx)
-{
-	if (morestack_branch_taken(ctx, bpf_get_attach_cookie(ctx)))
-		return 0;
-	stat_inc(GR_STAT_NEWPROC_HITS);
-	return 0;
 }

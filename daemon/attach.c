@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -419,6 +420,21 @@ static int parse_trace_sets(const char *s, bool *goroutines)
 	return 0;
 }
 
+/* Tests widen the attach window (MEMDRIFT_TEST_WINDOW_MS before and after
+ * the snapshot) so that busy targets put many events into it. */
+static void hold_window(struct goroutine_trace *gt)
+{
+	const char *ms = getenv("MEMDRIFT_TEST_WINDOW_MS");
+	long v = ms ? strtol(ms, NULL, 10) : 0;
+
+	/* drain as we wait: the ring buffer holds ~40k window events */
+	for (long i = 0; i < v && i < 10000; i += 10) {
+		nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+		goroutine_trace__poll(gt);
+	}
+	goroutine_trace__poll(gt);
+}
+
 /* Attach with the window protocol: probes first, then the snapshot, then
  * the reconciliation (goroutine_trace.h). */
 static int start_trace(struct attach *a)
@@ -436,12 +452,14 @@ static int start_trace(struct attach *a)
 			return log_err(-ESRCH, "process %d exited", a->pid);
 		return log_err(ret, "%s", err);
 	}
+	hold_window(a->gt);
 	ret = go_snapshot_take(&a->t, &snap, err, sizeof(err));
 	if (ret) {
 		if (ret == -ESRCH || !proc_exists(a->pid))
 			return log_err(-ESRCH, "process %d exited", a->pid);
 		return log_err(ret, "%s", err);
 	}
+	hold_window(a->gt);
 	ret = goroutine_trace__reconcile(a->gt, a->pid, &snap);
 	go_snapshot_free(&snap);
 	if (ret)
@@ -562,9 +580,16 @@ static void place_go_function(const struct go_target *t, const char *name, const
 	memset(r, 0, sizeof(*r));
 	snprintf(r->function, sizeof(r->function), "%s", name);
 	snprintf(r->role, sizeof(r->role), "%s", role);
+	uint64_t body;
+
 	if (gobin_func_by_name(t->bin, name, &f))
 		return;
 	got = gobin_read_vaddr(t->bin, f.entry, code, sizeof(code));
+	/* stripped pclntab may name the ABI0 wrapper: place in the body */
+	if (got > 0 && !probe_abi0_wrapper_target_x86(code, got, f.entry, &body)) {
+		f.entry = body;
+		got = gobin_read_vaddr(t->bin, f.entry, code, sizeof(code));
+	}
 	if (got <= 0 || probe_place_x86(code, got, f.entry, &r->place))
 		return;
 	r->found = !gobin_vaddr_to_offset(t->bin, f.entry + r->place.offset, &r->file_offset);
@@ -627,6 +652,14 @@ static void place_libc_function(const char *path, const char *name, struct probe
 	close(fd);
 }
 
+static const char *probe_reg_name(enum probe_reg r)
+{
+	static const char *const names[] = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8",
+					    "r9",  "r10", "r11", "r12", "r13", "r15"};
+
+	return r < PROBE_REG_NONE ? names[r] : "?";
+}
+
 static const char *stack_check_name(enum probe_stack_check s)
 {
 	return s == PROBE_STACK_CHECK_JBE ? "jbe" : s == PROBE_STACK_CHECK_JB ? "jb" : NULL;
@@ -663,8 +696,11 @@ int cmd_ps_probes(int pid, int json)
 
 		memset(r, 0, sizeof(*r));
 		snprintf(r->function, sizeof(r->function), "%s", probes[i].function);
-		snprintf(r->role, sizeof(r->role), "%s", probes[i].kind == GT_PROBE_GOEXIT1 ?
-			 "goroutine deaths (trace)" : "goroutine births, RET (trace)");
+		if (probes[i].kind == GT_PROBE_DEATH)
+			snprintf(r->role, sizeof(r->role), "goroutine deaths (trace)");
+		else
+			snprintf(r->role, sizeof(r->role), "goroutine births, g in %s (trace)",
+				 probe_reg_name(probes[i].reg));
 		r->place = probes[i].place;
 		r->file_offset = probes[i].file_offset;
 		r->found = true;

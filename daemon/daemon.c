@@ -42,10 +42,12 @@
 #define DAEMON_SNAPSHOT_FAILURES_MAX 5
 #define DAEMON_TOP_SITES 10
 #define DAEMON_METRICS_LIMIT (8u << 20)
-/* A verdict needs the series to cover this fraction of detect.window: a
- * process that just started (or was just discovered) is warming up, and a
- * few seconds of growth out of a short history is not a trend. */
-#define DAEMON_MIN_WINDOW_COVERAGE 0.5
+/* A verdict needs the process watched for this fraction of detect.window:
+ * a process that just started is warming up, and its growth over a short
+ * history is not a trend. The trend rule wants growth in each third of the
+ * points, so a warm-up shorter than 2/3 of 0.8 window never alarms; a leak
+ * is reported at 0.8 window after the process starts at the earliest. */
+#define DAEMON_MIN_WINDOW_COVERAGE 0.8
 /* JVMs: `java` is a native binary that maps libjvm.so only once its launcher
  * has loaded it, so a new native process is re-checked a few times in its
  * first seconds (bounded list, bounded checks). */
@@ -1288,11 +1290,11 @@ static void evaluate_rss(struct daemon *d, struct watched *w, uint64_t now, uint
 			     " outside the Go heap and stacks ");
 	if (r.severity == DRIFT_CLEAR)
 		alert_summary(DRIFT_RSS_GROWTH, &r.evidence, NULL, summary, sizeof(summary));
+	/* the anomaly path fills 4 of DETECT_MAX_EXTRA slots: the two numbers
+	 * that say which layer grew come first (stacks are in the summary) */
 	if (w->cls == CLASS_GO) {
 		detect_evidence_add(&r.evidence, "go_heap_delta_bytes", in.layer[LAYER_GO_HEAP].delta);
-		detect_evidence_add(&r.evidence, "goroutine_stacks_delta_bytes",
-				    in.layer[LAYER_GOROUTINE_STACKS].delta);
-		detect_evidence_add(&r.evidence, "unattributed_delta_bytes", rest);
+		detect_evidence_add(&r.evidence, "outside_go_heap_delta_bytes", rest);
 	} else if (in.layer[LAYER_JNI_REFS].known) {
 		detect_evidence_add(&r.evidence, "jni_refs_delta", in.layer[LAYER_JNI_REFS].delta);
 	}

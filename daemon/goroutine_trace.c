@@ -50,19 +50,26 @@ struct goroutine_trace {
 	uint64_t corrections;
 };
 
-static const char *const probe_functions[] = {
-	[GT_PROBE_NEWPROC1_RET] = "runtime.newproc1",
-	[GT_PROBE_GOEXIT1] = "runtime.goexit1",
-};
-
 static int read_function(const struct go_target *t, const char *name, struct gobin_func *f,
 			 uint8_t **code, size_t *len, size_t cap, char *err, size_t errlen)
 {
+	uint8_t head[32];
+	uint64_t body;
 	ssize_t got;
 	size_t want;
 
 	if (gobin_func_by_name(t->bin, name, f))
 		return set_err(err, errlen, -ENOENT, "%s: no function %s", t->exe.exe, name);
+	/* Stripped binaries may name the ABI0 wrapper instead of the body. */
+	got = gobin_read_vaddr(t->bin, f->entry, head, sizeof(head));
+	if (got > 0 && !probe_abi0_wrapper_target_x86(head, got, f->entry, &body) &&
+	    body != f->entry) {
+		log_debug("%s: %s at %#llx is an ABI0 wrapper of %#llx", t->exe.exe, name,
+			  (unsigned long long)f->entry, (unsigned long long)body);
+		/* Its end is unknown: only the prologue is read. */
+		f->entry = body;
+		f->end = 0;
+	}
 	want = f->end > f->entry ? f->end - f->entry : GT_PROLOGUE_BYTES;
 	if (want > cap)
 		want = cap;
@@ -81,8 +88,8 @@ static int read_function(const struct go_target *t, const char *name, struct gob
 }
 
 static int add_probe(const struct go_target *t, struct gt_probe *probes, size_t max, size_t *n,
-		     enum gt_probe_kind kind, const struct gobin_func *f,
-		     const struct probe_place *place, char *err, size_t errlen)
+		     enum gt_probe_kind kind, const char *function, const struct gobin_func *f,
+		     const struct probe_place *place, enum probe_reg reg, char *err, size_t errlen)
 {
 	struct gt_probe *p;
 
@@ -90,12 +97,53 @@ static int add_probe(const struct go_target *t, struct gt_probe *probes, size_t 
 		return set_err(err, errlen, -E2BIG, "more than %zu goroutine probes", max);
 	p = &probes[(*n)++];
 	p->kind = kind;
-	p->function = probe_functions[kind];
+	p->function = function;
+	p->reg = reg;
 	p->func_vaddr = f->entry;
 	p->place = *place;
 	if (gobin_vaddr_to_offset(t->bin, f->entry + place->offset, &p->file_offset))
 		return set_err(err, errlen, -ENOENT, "%s: %s+%llu not in a segment", t->exe.exe,
-			       p->function, (unsigned long long)place->offset);
+			       function, (unsigned long long)place->offset);
+	return 0;
+}
+
+/* Births where the callers of newproc1 still hold its result in a register
+ * at an emulated instruction (~0.7 us a hit instead of ~10 us for a RET).
+ * Every caller must qualify, or births would be missed: -ESRCH then. */
+static int plan_births_in_callers(const struct go_target *t, uint64_t newproc1,
+				  struct gt_probe *probes, size_t max, size_t *n)
+{
+	static const char *const callers[] = {"runtime.newproc.func1", "runtime.newcoro.func1"};
+	struct probe_place place;
+	struct gobin_func f;
+	enum probe_reg reg;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(callers) / sizeof(callers[0]); i++) {
+		uint8_t *code;
+		size_t len;
+		int ret;
+
+		if (gobin_func_by_name(t->bin, callers[i], &f)) {
+			if (i == 0)
+				return -ESRCH; /* newproc always calls through it */
+			continue; /* no coroutines linked in */
+		}
+		ret = read_function(t, callers[i], &f, &code, &len, GT_MAX_FUNC_BYTES, err, sizeof(err));
+		if (ret)
+			return ret;
+		ret = probe_place_after_call_x86(code, len, f.entry, newproc1, &place, &reg);
+		free(code);
+		if (ret || reg == PROBE_REG_NONE || !place.emulated) {
+			log_debug("%s: %s: no emulated spot after newproc1 returns", t->exe.exe,
+				  callers[i]);
+			return -ESRCH;
+		}
+		ret = add_probe(t, probes, max, n, GT_PROBE_BIRTH, callers[i], &f, &place, reg, err,
+				sizeof(err));
+		if (ret)
+			return ret;
+	}
 	return 0;
 }
 
@@ -110,24 +158,30 @@ int goroutine_trace__plan(const struct go_target *t, struct gt_probe *probes, si
 	int ret;
 
 	*n = 0;
-	/* Births: each RET of newproc1, where RAX holds the finished new g. */
 	ret = read_function(t, "runtime.newproc1", &f, &code, &len, GT_MAX_FUNC_BYTES, err, errlen);
 	if (ret)
 		return ret;
-	ret = probe_find_rets_x86(code, len, f.entry, rets, GT_MAX_PROBES - 2, &nrets);
-	if (ret) {
-		free(code);
-		return set_err(err, errlen, ret, "%s: runtime.newproc1: %s", t->exe.exe,
-			       ret == -ENOENT ? "no RET instruction" : "too many RET instructions");
-	}
-	for (size_t i = 0; i < nrets; i++) {
-		memset(&place, 0, sizeof(place));
-		place.offset = rets[i];
-		probe_insn_info_x86(code + rets[i], len - rets[i], f.entry + rets[i], &place.emulated,
-				    place.insn, sizeof(place.insn));
-		ret = add_probe(t, probes, max, n, GT_PROBE_NEWPROC1_RET, &f, &place, err, errlen);
-		if (ret)
-			break;
+	if (plan_births_in_callers(t, f.entry, probes, max, n)) {
+		/* Fallback: each RET of newproc1, where RAX holds the finished g. */
+		*n = 0;
+		ret = probe_find_rets_x86(code, len, f.entry, rets, GT_MAX_PROBES - 2, &nrets);
+		if (ret) {
+			free(code);
+			return set_err(err, errlen, ret, "%s: runtime.newproc1: %s", t->exe.exe,
+				       ret == -ENOENT ? "no RET instruction" : "too many RET instructions");
+		}
+		log_info("%s: goroutine births probed at the RETs of runtime.newproc1 (single-stepped)",
+			 t->exe.exe);
+		for (size_t i = 0; i < nrets; i++) {
+			memset(&place, 0, sizeof(place));
+			place.offset = rets[i];
+			probe_insn_info_x86(code + rets[i], len - rets[i], f.entry + rets[i],
+					    &place.emulated, place.insn, sizeof(place.insn));
+			ret = add_probe(t, probes, max, n, GT_PROBE_BIRTH, "runtime.newproc1", &f, &place,
+					PROBE_REG_RAX, err, errlen);
+			if (ret)
+				break;
+		}
 	}
 	free(code);
 	code = NULL;
@@ -145,7 +199,8 @@ int goroutine_trace__plan(const struct go_target *t, struct gt_probe *probes, si
 	if (place.fallback)
 		log_warn("%s: runtime.goexit1: no emulated instruction in the prologue, probing "
 			 "the entry (%s, single-stepped)", t->exe.exe, place.insn);
-	return add_probe(t, probes, max, n, GT_PROBE_GOEXIT1, &f, &place, err, errlen);
+	return add_probe(t, probes, max, n, GT_PROBE_DEATH, "runtime.goexit1", &f, &place,
+			 PROBE_REG_NONE, err, errlen);
 }
 
 static int on_event(void *ctx, void *data, size_t size)
@@ -261,6 +316,21 @@ static int config_index(struct goroutine_trace *gt, const struct go_target *t, _
 	return 0;
 }
 
+static struct bpf_program *birth_program(struct goroutine_trace *gt, enum probe_reg reg)
+{
+	struct bpf_program *const progs[] = {
+		[PROBE_REG_RAX] = gt->skel->progs.gr_birth_ax,  [PROBE_REG_RBX] = gt->skel->progs.gr_birth_bx,
+		[PROBE_REG_RCX] = gt->skel->progs.gr_birth_cx,  [PROBE_REG_RDX] = gt->skel->progs.gr_birth_dx,
+		[PROBE_REG_RSI] = gt->skel->progs.gr_birth_si,  [PROBE_REG_RDI] = gt->skel->progs.gr_birth_di,
+		[PROBE_REG_R8] = gt->skel->progs.gr_birth_r8,   [PROBE_REG_R9] = gt->skel->progs.gr_birth_r9,
+		[PROBE_REG_R10] = gt->skel->progs.gr_birth_r10, [PROBE_REG_R11] = gt->skel->progs.gr_birth_r11,
+		[PROBE_REG_R12] = gt->skel->progs.gr_birth_r12, [PROBE_REG_R13] = gt->skel->progs.gr_birth_r13,
+		[PROBE_REG_R15] = gt->skel->progs.gr_birth_r15,
+	};
+
+	return reg < PROBE_REG_NONE ? progs[reg] : NULL;
+}
+
 int goroutine_trace__attach(struct goroutine_trace *gt, const struct go_target *t, char *err,
 			    size_t errlen)
 {
@@ -298,13 +368,21 @@ int goroutine_trace__attach(struct goroutine_trace *gt, const struct go_target *
 	/* Deaths before births: a goroutine that dies with the death probe in
 	 * place is either reconciled through the window or in the snapshot; a
 	 * birth probe first would count births whose deaths nobody sees. The
-	 * plan lists goexit1 last, so walk it backwards. */
+	 * plan lists the death probe last, so walk it backwards. */
 	for (size_t i = n; i-- > 0;) {
-		struct bpf_program *prog = probes[i].kind == GT_PROBE_GOEXIT1 ?
-						   gt->skel->progs.gr_goexit1 :
-						   gt->skel->progs.gr_newproc1_ret;
+		struct bpf_program *prog = probes[i].kind == GT_PROBE_DEATH ? gt->skel->progs.gr_death :
+									       birth_program(gt, probes[i].reg);
 		__u64 cookie = idx;
 
+		if (!prog) {
+			ret = set_err(err, errlen, -EINVAL, "no birth program for register %d",
+				      probes[i].reg);
+			goroutine_trace__detach(gt, t->pid);
+			return ret;
+		}
+
+		if (probes[i].kind == GT_PROBE_BIRTH)
+			cookie |= (__u64)(probes[i].reg & GR_COOKIE_REG_MASK) << GR_COOKIE_REG_SHIFT;
 		if (probes[i].place.stack_check == PROBE_STACK_CHECK_JBE)
 			cookie |= GR_COOKIE_STACK_CHECK;
 		else if (probes[i].place.stack_check == PROBE_STACK_CHECK_JB)

@@ -1,5 +1,7 @@
-/* Exact goroutine births and deaths by creation site (trace tier): uprobes
- * on every RET of runtime.newproc1 (RAX = new g) and on runtime.goexit1
+/* Exact goroutine births and deaths by creation site (trace tier): a uprobe
+ * where the new g is in a register right after runtime.newproc1 returns (in
+ * its callers newproc.func1 / newcoro.func1, on an emulated instruction;
+ * else on each RET of newproc1, single-stepped) and on runtime.goexit1
  * (R14 = exiting g), per-(pid, site) counters in the kernel, reconciled with
  * a snapshot taken while the probes were already live so that live counts
  * are exact from the first second. One loaded BPF object serves every
@@ -22,11 +24,15 @@
 
 struct goroutine_trace;
 
-enum gt_probe_kind { GT_PROBE_NEWPROC1_RET, GT_PROBE_GOEXIT1 };
+enum gt_probe_kind {
+	GT_PROBE_BIRTH,  /* after newproc1 returned, new g in a register */
+	GT_PROBE_DEATH,  /* goexit1, exiting g in R14 */
+};
 
 struct gt_probe {
 	enum gt_probe_kind kind;
-	const char *function;   /* "runtime.newproc1" */
+	const char *function;   /* "runtime.newproc.func1" */
+	enum probe_reg reg;     /* births: register holding the new g */
 	uint64_t func_vaddr;    /* link-time entry */
 	uint64_t file_offset;   /* where the uprobe goes */
 	struct probe_place place; /* offset from the entry, instruction, emulated */

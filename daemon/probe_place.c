@@ -275,3 +275,177 @@ int probe_insn_info_x86(const uint8_t *code, size_t len, uint64_t addr, bool *em
 	cs_close(&h);
 	return err;
 }
+
+/* 64-bit register family of any GPR name (EAX, AX, AL -> RAX). */
+static enum probe_reg reg_family(unsigned int r)
+{
+	static const struct {
+		enum probe_reg fam;
+		x86_reg names[4];
+	} fams[] = {
+		{PROBE_REG_RAX, {X86_REG_RAX, X86_REG_EAX, X86_REG_AX, X86_REG_AL}},
+		{PROBE_REG_RBX, {X86_REG_RBX, X86_REG_EBX, X86_REG_BX, X86_REG_BL}},
+		{PROBE_REG_RCX, {X86_REG_RCX, X86_REG_ECX, X86_REG_CX, X86_REG_CL}},
+		{PROBE_REG_RDX, {X86_REG_RDX, X86_REG_EDX, X86_REG_DX, X86_REG_DL}},
+		{PROBE_REG_RSI, {X86_REG_RSI, X86_REG_ESI, X86_REG_SI, X86_REG_SIL}},
+		{PROBE_REG_RDI, {X86_REG_RDI, X86_REG_EDI, X86_REG_DI, X86_REG_DIL}},
+		{PROBE_REG_R8, {X86_REG_R8, X86_REG_R8D, X86_REG_R8W, X86_REG_R8B}},
+		{PROBE_REG_R9, {X86_REG_R9, X86_REG_R9D, X86_REG_R9W, X86_REG_R9B}},
+		{PROBE_REG_R10, {X86_REG_R10, X86_REG_R10D, X86_REG_R10W, X86_REG_R10B}},
+		{PROBE_REG_R11, {X86_REG_R11, X86_REG_R11D, X86_REG_R11W, X86_REG_R11B}},
+		{PROBE_REG_R12, {X86_REG_R12, X86_REG_R12D, X86_REG_R12W, X86_REG_R12B}},
+		{PROBE_REG_R13, {X86_REG_R13, X86_REG_R13D, X86_REG_R13W, X86_REG_R13B}},
+		{PROBE_REG_R15, {X86_REG_R15, X86_REG_R15D, X86_REG_R15W, X86_REG_R15B}},
+	};
+
+	if (r == X86_REG_AH)
+		return PROBE_REG_RAX;
+	if (r == X86_REG_BH)
+		return PROBE_REG_RBX;
+	if (r == X86_REG_CH)
+		return PROBE_REG_RCX;
+	if (r == X86_REG_DH)
+		return PROBE_REG_RDX;
+	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
+		for (int j = 0; j < 4; j++)
+			if (fams[i].names[j] == r)
+				return fams[i].fam;
+	return PROBE_REG_NONE;
+}
+
+#define AFTER_CALL_MAX_INSNS 32
+
+int probe_place_after_call_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t callee,
+			       struct probe_place *out, enum probe_reg *reg)
+{
+	const uint8_t *p = code;
+	size_t left = len;
+	uint64_t pc = addr;
+	unsigned int holders = 0; /* bit per probe_reg holding the returned value */
+	int budget = -1, err = -ENOENT;
+	cs_insn *insn;
+	csh h;
+
+	memset(out, 0, sizeof(*out));
+	*reg = PROBE_REG_NONE;
+	err = disasm_open(&h);
+	if (err)
+		return err;
+	err = -ENOENT;
+	insn = cs_malloc(h);
+	if (!insn) {
+		cs_close(&h);
+		return -ENOMEM;
+	}
+	while (left > 0) {
+		const cs_x86 *x;
+		uint64_t at = pc;
+
+		if (!cs_disasm_iter(h, &p, &left, &pc, insn)) {
+			p++;
+			left--;
+			pc++;
+			continue;
+		}
+		x = &insn->detail->x86;
+		if (budget < 0) {
+			/* looking for `call callee` */
+			if (insn->id == X86_INS_CALL && x->op_count == 1 &&
+			    x->operands[0].type == X86_OP_IMM && (uint64_t)x->operands[0].imm == callee) {
+				holders = 1u << PROBE_REG_RAX;
+				budget = AFTER_CALL_MAX_INSNS;
+			}
+			continue;
+		}
+		if (budget-- == 0 || !holders)
+			break;
+		if (insn_emulated(insn) || insn->id == X86_INS_RET) {
+			for (int r = 0; r < PROBE_REG_NONE; r++) {
+				if (holders & (1u << r)) {
+					*reg = r;
+					break;
+				}
+			}
+			out->offset = at - addr;
+			out->emulated = insn_emulated(insn);
+			insn_text(insn, out->insn, sizeof(out->insn));
+			err = 0;
+			goto done;
+		}
+		/* Any other control flow: the value's path is no longer linear. */
+		if (cs_insn_group(h, insn, X86_GRP_JUMP) || cs_insn_group(h, insn, X86_GRP_CALL) ||
+		    cs_insn_group(h, insn, X86_GRP_RET) || cs_insn_group(h, insn, X86_GRP_INT))
+			break;
+		{
+			cs_regs rd, wr;
+			uint8_t nrd, nwr;
+			bool copy = insn->id == X86_INS_MOV && x->op_count == 2 &&
+				    x->operands[0].type == X86_OP_REG && x->operands[1].type == X86_OP_REG &&
+				    x->operands[0].size == 8;
+			enum probe_reg src = copy ? reg_family(x->operands[1].reg) : PROBE_REG_NONE;
+			bool src_holds = src != PROBE_REG_NONE && (holders & (1u << src));
+
+			if (cs_regs_access(h, insn, rd, &nrd, wr, &nwr))
+				break;
+			for (int i = 0; i < nwr; i++) {
+				enum probe_reg f = reg_family(wr[i]);
+
+				if (f != PROBE_REG_NONE)
+					holders &= ~(1u << f);
+			}
+			if (copy && src_holds) {
+				enum probe_reg dst = reg_family(x->operands[0].reg);
+
+				if (dst != PROBE_REG_NONE)
+					holders |= 1u << dst;
+			}
+		}
+	}
+	if (budget >= 0)
+		err = -ESRCH;
+done:
+	cs_free(insn, 1);
+	cs_close(&h);
+	return err;
+}
+
+int probe_abi0_wrapper_target_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t *body)
+{
+	const uint8_t *p = code;
+	size_t left = len;
+	uint64_t pc = addr;
+	cs_insn *insn;
+	int err, i;
+	csh h;
+
+	err = disasm_open(&h);
+	if (err)
+		return err;
+	insn = cs_malloc(h);
+	if (!insn) {
+		cs_close(&h);
+		return -ENOMEM;
+	}
+	err = -ENOENT;
+	for (i = 0; i < 6 && cs_disasm_iter(h, &p, &left, &pc, insn); i++) {
+		const cs_x86 *x = &insn->detail->x86;
+
+		if (i == 0) {
+			/* Only ABI0 wrappers start by zeroing X15 (ABIInternal's zero register). */
+			if (insn->id != X86_INS_XORPS || x->op_count != 2 ||
+			    !op_is_reg(&x->operands[0], X86_REG_XMM15) ||
+			    !op_is_reg(&x->operands[1], X86_REG_XMM15))
+				break;
+			continue;
+		}
+		if ((insn->id == X86_INS_CALL || insn->id == X86_INS_JMP) && x->op_count == 1 &&
+		    x->operands[0].type == X86_OP_IMM) {
+			*body = (uint64_t)x->operands[0].imm;
+			err = 0;
+			break;
+		}
+	}
+	cs_free(insn, 1);
+	cs_close(&h);
+	return err;
+}

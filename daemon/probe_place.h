@@ -41,6 +41,30 @@ int probe_place_x86(const uint8_t *code, size_t len, uint64_t addr, struct probe
 int probe_find_rets_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t *offsets,
 			size_t max, size_t *n);
 
+/* General-purpose registers by the index the BPF side switches on
+ * (GR_COOKIE_REG_* in include/goroutines.h uses the same numbering). */
+enum probe_reg {
+	PROBE_REG_RAX, PROBE_REG_RBX, PROBE_REG_RCX, PROBE_REG_RDX,
+	PROBE_REG_RSI, PROBE_REG_RDI, PROBE_REG_R8, PROBE_REG_R9,
+	PROBE_REG_R10, PROBE_REG_R11, PROBE_REG_R12, PROBE_REG_R13,
+	PROBE_REG_R15, PROBE_REG_NONE,
+};
+
+/* Where the value a call returns in RAX can be read cheaply: follows that
+ * value through register moves after the `call` to callee (link-time
+ * address) and stops at the first emulated instruction (or a RET) while
+ * some register still holds it. *reg = that register. 0, -ENOENT when no
+ * call to callee, -ESRCH when the value is lost (overwritten or stored)
+ * before any such point. */
+int probe_place_after_call_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t callee,
+			       struct probe_place *out, enum probe_reg *reg);
+
+/* Go ABI0 -> ABIInternal wrappers (`xorps xmm15,xmm15; mov r14,fs:[-8];
+ * call|jmp body`) carry the same name as the body in a stripped binary's
+ * pclntab. 0 with *body = the ABIInternal entry when code is such a
+ * wrapper, -ENOENT otherwise. */
+int probe_abi0_wrapper_target_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t *body);
+
 /* Whether the kernel emulates the instruction at code (no single-step), and
  * its text. 0 or -EINVAL. */
 int probe_insn_info_x86(const uint8_t *code, size_t len, uint64_t addr, bool *emulated,

@@ -11,7 +11,7 @@
 #define GR_MAX_CONFIGS 256
 #define GR_MAX_TGIDS 1024
 #define GR_MAX_SITES 16384
-#define GR_RINGBUF_BYTES (256 * 1024)
+#define GR_RINGBUF_BYTES (2 * 1024 * 1024) /* ~43k window events */
 
 /* BPF cookie of every goroutine probe: config index in the low 16 bits,
  * GR_COOKIE_* flags above. */
@@ -21,6 +21,12 @@
 #define GR_COOKIE_STACK_CHECK (1u << 16)
 /* Same for the big-frame form `sub r12,N; jb morestack`: taken when CF. */
 #define GR_COOKIE_STACK_CHECK_CF (1u << 17)
+
+/* Birth probes: the register holding the new g, bits 20-23 (enum
+ * probe_reg numbering: 0 RAX, 1 RBX, 2 RCX, 3 RDX, 4 RSI, 5 RDI, 6-11 R8-R13,
+ * 12 R15). A RET of newproc1 has it in RAX (0). */
+#define GR_COOKIE_REG_SHIFT 20
+#define GR_COOKIE_REG_MASK 0xfu
 
 /* x86 EFLAGS bits the stack-check filter reads. */
 #define GR_X86_CF 0x0001u
@@ -69,8 +75,7 @@ struct gr_event {
 
 /* Indexes of the .bss counters array (stats[]). */
 enum gr_stat {
-	GR_STAT_NEWPROC_HITS,     /* runtime.newproc entries (rate only) */
-	GR_STAT_BIRTH_HITS,       /* runtime.newproc1 RET hits */
+	GR_STAT_BIRTH_HITS,       /* birth probe hits (new g known) */
 	GR_STAT_DEATH_HITS,       /* runtime.goexit1 hits */
 	GR_STAT_MORESTACK_SKIPS,  /* stack-check hits dropped (branch taken) */
 	GR_STAT_RINGBUF_DROPS,    /* window events lost: ring buffer full */

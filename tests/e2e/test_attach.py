@@ -20,7 +20,7 @@ import lib
 
 ATTACH_KEYS = ("ts", "pid", "goroutines", "sites", "lost_events")
 SITE_KEYS = ("function", "file", "line", "live", "created", "exited")
-OUR_PROGS = ("gr_newproc1_ret", "gr_goexit1", "gr_newproc")
+OUR_PROG_PREFIXES = ("gr_birth", "gr_death")
 
 
 def json_lines(path):
@@ -51,9 +51,10 @@ def wait_busy(tg, timeout=30.0):
     return tg.wait_truth(lambda tr: not tr["quiet"] and tr["seq"] >= 1, timeout)
 
 
-def spawn_attach(t, tg, *args):
+def spawn_attach(t, tg, *args, env=None):
     proc, log = t.spawn([lib.MEMDRIFT, "attach", str(tg.pid)] + [str(a) for a in args],
-                        log_name="attach.%d.log" % tg.pid)
+                        log_name="attach.%d.log" % tg.pid,
+                        env=dict(os.environ, **env) if env else None)
     return proc, log
 
 
@@ -141,7 +142,13 @@ def quiet_points(t, tg, proc, log, npoints, what):
     return compared
 
 
-@lib.cases(lambda: lib.target_cases(flavors=("plain", "stripped")))
+def exact_cases():
+    """Every toolchain plain and stripped; pie and cgo with the newest."""
+    return (lib.target_cases(flavors=("plain", "stripped")) +
+            lib.target_cases(flavors=("pie", "cgo"), vers=lib.versions()[-1:]))
+
+
+@lib.cases(exact_cases)
 @lib.timeout(90)
 def test_trace_exact(t, ver, flavor):
     tg = start_churn(t, ver, flavor)
@@ -176,10 +183,14 @@ def test_trace_exact_high_rate(t, ver, flavor):
     open: the window corrections are exercised, and still exact."""
     tg = start_churn(t, ver, flavor, "-rate-a", "20000", "-rate-b", "3000", "-rate-c", "50")
     wait_busy(tg)
-    proc, log = spawn_attach(t, tg, "--trace", "--json", "--interval", "200ms")
+    # Hold the window open 300 ms on each side of the snapshot.
+    proc, log = spawn_attach(t, tg, "--trace", "--json", "--interval", "200ms",
+                             env={"MEMDRIFT_TEST_WINDOW_MS": "300"})
     wait_lines(proc, log, 1)
     quiet_points(t, tg, proc, log, 2, "high rate %s" % ver)
     probes = json_lines(log)[-1].get("probes", {})
+    if probes.get("window_corrections", 0) == 0:
+        lib.fail("the attach window saw no birth or death to reconcile: %r" % probes)
     t.note("births %d corrections %d" % (probes.get("births", 0),
                                          probes.get("window_corrections", 0)))
 
@@ -223,7 +234,7 @@ def our_progs():
     r = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
     if r.returncode != 0:
         lib.skip_or_fail("bpftool prog show failed: %s" % r.stderr.strip())
-    return {p["id"] for p in json.loads(r.stdout or "[]") if p.get("name") in OUR_PROGS}
+    return {p["id"] for p in json.loads(r.stdout or "[]") if p.get("name", "").startswith(OUR_PROG_PREFIXES)}
 
 
 @lib.cases(lambda: lib.target_cases(flavors=("plain",), vers=lib.versions()[-1:]))
@@ -233,12 +244,14 @@ def test_kill9_leaves_nothing(t, ver, flavor):
     path = lib.target(ver, "churn", flavor)
     probes = t.memdrift("ps", "--probes", tg.pid, "--json").json()
     goexit = [p for p in probes if p["function"] == "runtime.goexit1"][0]
-    rets = [p for p in probes if p["function"] == "runtime.newproc1"]
+    births = [p for p in probes if "births" in p["role"]]
     if goexit["offset"] != 4 or not goexit["emulated"] or goexit["stack_check"] != "jbe":
         lib.fail("goexit1 placement: %r" % goexit)
-    if not rets or any(p["instruction"] != "ret" for p in rets):
-        lib.fail("newproc1 RET probes: %r" % rets)
-    addrs = [elf_vaddr(path, p["file_offset"]) for p in [goexit] + rets]
+    # newproc.func1: the emulated nop/call after newproc1 returns, g in a register
+    if not births or not all(p["emulated"] for p in births) or \
+            births[0]["function"] != "runtime.newproc.func1":
+        lib.fail("birth probes not on an emulated instruction in newproc.func1: %r" % births)
+    addrs = [elf_vaddr(path, p["file_offset"]) for p in [goexit] + births]
     before = [read_mem(tg.pid, a, 1) for a in addrs]
     if b"\xcc" in before:
         lib.fail("int3 already at a probe address before attaching")

@@ -1,0 +1,484 @@
+"""`memdrift daemon` scenarios with short windows (--set), one daemon watching
+several targets at once, assertions per pid.
+
+Leaks (tests/targets/leaky, each with one leak switched on):
+  goroutine leak  20/s at main.handleRequest (main.go:45, the `go` statement)
+  Go heap leak    2 MiB/s retained, allocated at main.remember (main.go:57)
+  cgo leak        2 MiB/s of C.CString never freed (cgo build): RSS grows
+                  outside the Go heap; the rss_growth summary says so
+  JNI ref leak    tests/targets/jni: leak_site_create keeps every global ref
+each must be alerted within 60 s of the target's start, naming the site.
+Negative controls — steady service (GC sawtooth, goroutine bursts that
+drain), heap that grows then plateaus, a process that exits, and in the JVM
+the balanced and weak sites — must produce no alert at all.
+An OOM kill of a watched Go process in a memory-limited cgroup must produce
+the oom_kill alert and a post-mortem directory.
+"""
+
+import calendar
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import lib
+
+MIB = 1 << 20
+LEAKY_MAIN = "main.go"
+GOROUTINE_SITE = ("main.handleRequest", LEAKY_MAIN, 45)
+HEAP_SITE = ("main.remember", LEAKY_MAIN, 57)
+# Short windows: a leak is reported once it covers most of detect.window, and
+# the daemon judges a process only once it has watched it for half of it.
+WINDOW_SETS = ["detect.window=40s", "detect.interval=1s", "goroutine.blocked_min_age=5s",
+               "alerts.rate_limit=0"]
+ALERT_KEYS = ("ts", "pid", "comm", "kind", "severity", "state", "site", "summary", "evidence")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def parse_ts(ts):
+    """'2024-05-01T12:34:56.789Z' -> epoch seconds."""
+    base, frac = ts.rstrip("Z").split(".")
+    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + float("0." + frac)
+
+
+class Daemon:
+    """memdrift daemon with alerts on stdout (a file) and metrics on a free port."""
+
+    def __init__(self, t, *sets, duration="170s"):
+        lib.need_memdrift()
+        self.port = free_port()
+        self.state = os.path.join(t.tmp, "state")
+        self.out_path = os.path.join(t.tmp, "daemon.alerts")
+        self.err_path = os.path.join(t.tmp, "daemon.stderr")
+        argv = [lib.MEMDRIFT, "daemon", "--duration", duration,
+                "--set", "metrics.listen=127.0.0.1:%d" % self.port,
+                "--set", "state.dir=" + self.state]
+        for s in list(WINDOW_SETS) + list(sets):
+            argv += ["--set", s]
+        self.argv = argv
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         start_new_session=True)
+        lib._live.append(self.proc)
+        self.started = time.time()
+        self.wait(lambda: self.metrics_text() is not None, 20, "metrics endpoint")
+
+    def stderr(self, n=1500):
+        with open(self.err_path, errors="replace") as f:
+            return f.read()[-n:]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait(self, pred, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                lib.fail("daemon exited (rc %s) while waiting for %s: %s"
+                         % (self.proc.returncode, what, self.stderr()))
+            v = pred()
+            if v:
+                return v
+            time.sleep(0.25)
+        lib.fail("daemon: no %s in %ds: %s" % (what, timeout, self.stderr()))
+
+    def metrics_text(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port,
+                                        timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            return None
+
+    def metric(self, name, **labels):
+        """Sum of the samples of a metric whose labels include `labels`."""
+        text = self.metrics_text() or ""
+        total, found = 0.0, False
+        for line in text.splitlines():
+            if line.startswith("#") or not line.startswith(name):
+                continue
+            head, _, val = line.rpartition(" ")
+            mname = head.split("{")[0]
+            if mname != name:
+                continue
+            if all('%s="%s"' % (k, v) in head for k, v in labels.items()):
+                total += float(val)
+                found = True
+        return total if found else None
+
+    def alerts(self):
+        out = []
+        with open(self.out_path, errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    lib.fail("daemon stdout line is not JSON: %r" % line[:300])
+        return out
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lib.fail("daemon did not stop within 20s of SIGTERM")
+        if rc != 0:
+            lib.fail("daemon exited %s: %s" % (rc, self.stderr()))
+
+
+def firing(alerts, pid, kind=None):
+    return [a for a in alerts if a["pid"] == pid and a["state"] == "firing"
+            and (kind is None or a["kind"] == kind)]
+
+
+def check_schema(a):
+    lib.require_keys(a, ALERT_KEYS, "alert")
+    ev = a["evidence"]
+    lib.require_keys(ev, ("window_seconds", "slope_per_second", "points"), "alert evidence")
+    if a["severity"] not in ("warning", "critical"):
+        lib.fail("severity %r" % a["severity"])
+
+
+def first_alert(d, alerts, pid, kind, started, what, site=None):
+    """The first firing alert of kind for pid, within 60 s of started,
+    naming site (function, file basename, line) when given."""
+    got = firing(alerts, pid, kind)
+    if not got:
+        others = ["%s %s" % (a["kind"], a["state"]) for a in alerts if a["pid"] == pid]
+        lib.fail("%s (pid %d): no %s alert (its alerts: %s); daemon: %s"
+                 % (what, pid, kind, others or "none", d.stderr(600)))
+    a = got[0]
+    check_schema(a)
+    after = parse_ts(a["ts"]) - started
+    if after > 60:
+        lib.fail("%s: %s alert %.0fs after the target started (limit 60s)" % (what, kind, after))
+    if site is not None:
+        fn, base, line = site
+        s = a["site"] or {}
+        if (s.get("function"), os.path.basename(s.get("file") or ""), s.get("line")) != \
+                (fn, base, line):
+            lib.fail("%s: %s alert names %r, expected %s (%s:%d)" % (what, kind, s, fn, base, line))
+    return a, after
+
+
+def no_alerts(alerts, pid, what):
+    mine = [a for a in alerts if a["pid"] == pid]
+    if mine:
+        lib.fail("negative control %s (pid %d) alerted: %s"
+                 % (what, pid, "; ".join("%s %s %s: %s %s" % (a["ts"], a["kind"], a["state"],
+                                                             a["summary"], a["evidence"])
+                                         for a in mine)))
+
+
+class Starter:
+    """Targets started with a wall-clock start time per pid."""
+
+    def __init__(self, t):
+        self.t = t
+        self.started = {}
+
+    def go(self, ver, name, flavor, *args):
+        path = lib.target(ver, name, flavor)
+        t0 = time.time()
+        tg = self.t.start_target(path, *args)
+        self.started[tg.pid] = t0
+        return tg
+
+
+@lib.timeout(200)
+def test_daemon_scenarios(t):
+    """Leaks alerted within 60 s naming their site; negative controls silent;
+    an exited process cleaned up."""
+    lib.need_root_bpf()
+    vers = lib.versions()
+    newest = vers[-1]
+    older = vers[-2] if len(vers) > 1 else newest
+    oldest = vers[0]
+    st = Starter(t)
+    d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, duration="170s")
+    # Leaks. Churn and garbage stay on (the defaults) so leaks must stand
+    # out from a realistic background.
+    gleak = st.go(newest, "leaky", "plain", "-goroutine-leak-rate", 20)
+    hleak = st.go(older, "leaky", "pie", "-heap-leak-rate", 2 * MIB)
+    cleak = st.go(newest, "leaky", "cgo", "-native-leak-rate", 2 * MIB)
+    # Negative controls.
+    steady = st.go(oldest, "leaky", "stripped")
+    plateau = st.go(older, "leaky", "plain", "-heap-leak-rate", 4 * MIB,
+                    "-heap-plateau", 24 * MIB)
+    exiter = st.go(newest, "leaky", "plain", "-duration", "25s")
+    pids = {"goroutine leak": gleak.pid, "heap leak": hleak.pid, "cgo leak": cleak.pid,
+            "steady": steady.pid, "plateau": plateau.pid, "exiter": exiter.pid}
+    # Every target found through the exec tracepoint.
+    d.wait(lambda: all(d.metric("memdrift_rss_bytes", pid=str(p)) is not None
+                       for p in pids.values()), 15, "all six targets watched")
+    # The exiter goes; its state with it.
+    d.wait(lambda: exiter.proc.poll() is not None, 40, "the exiter's exit")
+    d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(exiter.pid)) is None, 10,
+           "the exiter forgotten")
+    # Leaks fire within 60 s; keep watching the controls for the whole run.
+    t_end = time.time() + 85 - (time.time() - min(st.started.values()))
+    while time.time() < t_end:
+        d.wait(lambda: True, 5, "daemon alive")
+        time.sleep(1)
+    d.stop()
+    alerts = d.alerts()
+    for a in alerts:
+        check_schema(a)
+    notes = []
+    a, after = first_alert(d, alerts, gleak.pid, "goroutine_leak", st.started[gleak.pid],
+                           "goroutine leak", GOROUTINE_SITE)
+    if a["evidence"].get("goroutines", 0) < 100:
+        lib.fail("goroutine leak alert evidence: %r" % a["evidence"])
+    notes.append("goroutine_leak %.0fs" % after)
+    a, after = first_alert(d, alerts, hleak.pid, "go_heap_growth", st.started[hleak.pid],
+                           "Go heap leak", HEAP_SITE)
+    if a["evidence"]["slope_per_second"] < 0.5 * MIB:
+        lib.fail("heap leak slope %.0f B/s, leak is 2 MiB/s" % a["evidence"]["slope_per_second"])
+    notes.append("go_heap_growth %.0fs" % after)
+    a, after = first_alert(d, alerts, cleak.pid, "rss_growth", st.started[cleak.pid], "cgo leak")
+    if "C/native memory" not in a["summary"]:
+        lib.fail("cgo leak: rss_growth summary does not attribute the growth to C memory: %r"
+                 % a["summary"])
+    ev = a["evidence"]
+    if ev.get("outside_go_heap_delta_bytes", 0) < 0.5 * (ev["end_value"] - ev["start_value"]):
+        lib.fail("cgo leak: most RSS growth should be outside the Go heap: %r" % ev)
+    if firing(alerts, cleak.pid, "go_heap_growth"):
+        lib.fail("cgo leak: go_heap_growth fired for C memory")
+    notes.append("cgo rss_growth %.0fs" % after)
+    for what in ("steady", "plateau", "exiter"):
+        no_alerts(alerts, pids[what], what)
+    for what in ("goroutine leak", "heap leak"):
+        # a leak's only kinds: its own and the RSS it causes
+        allowed = {"goroutine leak": {"goroutine_leak", "rss_growth"},
+                   "heap leak": {"go_heap_growth", "rss_growth"}}[what]
+        bad = [a for a in firing(alerts, pids[what]) if a["kind"] not in allowed]
+        if bad:
+            lib.fail("%s: unexpected alerts %s" % (what, [(a["kind"], a["summary"]) for a in bad]))
+    log = d.stderr(100000)
+    if "PID %d (leaky-plain) exited" % exiter.pid not in log:
+        lib.fail("no final numbers logged for the exiter: %s" % log[-600:])
+    t.note(", ".join(notes))
+
+
+# ------------------------------------------------------------------- OOM
+
+def cgroup_setup(t, limit):
+    """A memory-limited cgroup (v2 when the memory controller is there, else
+    the v1 memory hierarchy), no swap. Returns its procs file and kind."""
+    name = "memdrift-daemon-oom-%d" % os.getpid()
+    v2root, v1root = "/sys/fs/cgroup", "/sys/fs/cgroup/memory"
+    try:
+        with open(os.path.join(v2root, "cgroup.controllers")) as f:
+            v2 = "memory" in f.read().split()
+    except OSError:
+        v2 = False
+    if v2:
+        with open(os.path.join(v2root, "cgroup.subtree_control"), "w") as f:
+            f.write("+memory")
+        cg = os.path.join(v2root, name)
+        limits = [("memory.max", str(limit)), ("memory.swap.max", "0")]
+    elif os.path.isdir(v1root):
+        cg = os.path.join(v1root, name)
+        limits = [("memory.limit_in_bytes", str(limit)),
+                  ("memory.memsw.limit_in_bytes", str(limit))]
+    else:
+        lib.skip_or_fail("no memory cgroup controller (v2 or v1)")
+    os.makedirs(cg, exist_ok=True)
+
+    def remove():
+        for _ in range(100):
+            try:
+                os.rmdir(cg)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("cgroup %s not removable" % cg)
+    t.cleanup(remove)
+    for key, val in limits:
+        path = os.path.join(cg, key)
+        if not os.path.exists(path) and ("swap" in key or "memsw" in key):
+            continue
+        with open(path, "w") as f:
+            f.write(val)
+    return os.path.join(cg, "cgroup.procs"), ("v2" if v2 else "v1")
+
+
+@lib.timeout(120)
+def test_daemon_oom_postmortem(t):
+    """A watched Go process OOM-killed in a 160 MiB cgroup: oom_kill alert
+    (critical) and postmortem.json with its series and goroutine sites, plus
+    goroutine/heap pprof files when the victim was still readable."""
+    lib.need_root_bpf()
+    ver = lib.versions()[-1]
+    path = lib.target(ver, "leaky", "plain")
+    procs, kind = cgroup_setup(t, 160 * MIB)
+    d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, duration="100s")
+
+    def join_cgroup():
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+    log = open(os.path.join(t.tmp, "victim.log"), "wb")
+    # 12 MiB/s retained: killed after ~10 s, after a few snapshots
+    victim = subprocess.Popen([path, "-heap-leak-rate", str(12 * MIB),
+                               "-goroutine-leak-rate", "10"],
+                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              preexec_fn=join_cgroup, start_new_session=True)
+    log.close()
+    lib._live.append(victim)
+    t0 = time.time()
+    try:
+        rc = victim.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        lib.fail("victim not OOM-killed within 60s in a 160 MiB cgroup")
+    if rc != -signal.SIGKILL:
+        lib.fail("victim exited with %s, not SIGKILL" % rc)
+    died = time.time() - t0
+    d.wait(lambda: firing(d.alerts(), victim.pid, "oom_kill"), 10, "oom_kill alert")
+    a = firing(d.alerts(), victim.pid, "oom_kill")[0]
+    check_schema(a)
+    if a["severity"] != "critical" or "OOM" not in a["summary"]:
+        lib.fail("oom_kill alert: %r" % a)
+    if a["evidence"].get("rss_anon_bytes", 0) < 64 * MIB:
+        lib.fail("oom_kill evidence: anon RSS %r" % a["evidence"])
+
+    def pm_dir():
+        if not os.path.isdir(d.state):
+            return None
+        for n in os.listdir(d.state):
+            p = os.path.join(d.state, n)
+            if n.startswith("postmortem-%d-" % victim.pid) and \
+                    os.path.exists(os.path.join(p, "postmortem.json")):
+                return p
+        return None
+    pmd = d.wait(pm_dir, 10, "post-mortem directory")
+    with open(os.path.join(pmd, "postmortem.json")) as f:
+        pm = json.load(f)
+    lib.require_keys(pm, ("pid", "comm", "exe", "runtime", "go_version", "oom_rss_anon_bytes",
+                          "series", "goroutine_sites", "profiles_from_victim"), "postmortem.json")
+    rss = pm["series"].get("rss_anon") or []
+    if pm["pid"] != victim.pid or len(rss) < 3:
+        lib.fail("postmortem.json: pid %s, %d RSS points" % (pm["pid"], len(rss)))
+    if rss[-1][1] < 32 * MIB:
+        lib.fail("postmortem.json: last RSS point %r" % rss[-1])
+    if not any(s["function"] == GOROUTINE_SITE[0] and s["line"] == GOROUTINE_SITE[2]
+               for s in pm["goroutine_sites"]):
+        lib.fail("postmortem.json: goroutine sites lack %s: %r"
+                 % (GOROUTINE_SITE[0], pm["goroutine_sites"][:5]))
+    files = sorted(os.listdir(pmd))
+    if pm["profiles_from_victim"]:
+        for name in ("goroutine.pb.gz", "heap.pb.gz"):
+            p = os.path.join(pmd, name)
+            if not os.path.exists(p):
+                lib.fail("victim readable but %s missing (has %s)" % (name, files))
+            with gzip.open(p) as f:
+                if not f.read():
+                    lib.fail("%s is empty" % name)
+        if not any(s["function"] == HEAP_SITE[0] for s in pm.get("heap_sites", [])):
+            lib.fail("postmortem.json: heap sites lack %s: %r" % (HEAP_SITE[0],
+                                                                  pm.get("heap_sites")))
+    d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(victim.pid)) is None, 10,
+           "the victim forgotten")
+    d.stop()
+    t.note("cgroup %s: killed after %.0fs at anon %.0f MiB; post-mortem %s%s"
+           % (kind, died, a["evidence"]["rss_anon_bytes"] / MIB, ", ".join(files),
+              "" if pm["profiles_from_victim"] else " (victim unreadable: %s)"
+              % pm.get("profiles_error")))
+
+
+# ------------------------------------------------------------------- JNI
+
+JNI_OUT = os.path.join(lib.TARGETS, "jni")
+
+
+@lib.timeout(150)
+def test_daemon_jni_leak(t):
+    """A JVM discovered after its start (libjvm is mapped after exec): the
+    leaking native function is named in a jni_ref_leak alert within 60 s;
+    the balanced and weak sites (refs deleted again) never alert."""
+    lib.need_root_bpf()
+    import shutil
+    if not shutil.which("javac") or not shutil.which("java"):
+        lib.skip_or_fail("no JDK (javac/java) installed")
+    r = subprocess.run(["bash", os.path.join(lib.ROOT, "tests", "targets", "jni", "build.sh"),
+                        JNI_OUT], capture_output=True, text=True)
+    if r.returncode != 0:
+        lib.fail("tests/targets/jni/build.sh failed: %s" % r.stderr[-600:])
+    java = os.path.realpath(shutil.which("java"))
+    d = Daemon(t, "detect.window=30s", "select.include_exe=%s" % java, duration="120s")
+    t0 = time.time()
+    jvm = subprocess.Popen([java, "-Xmx128m", "-Djava.library.path=" + JNI_OUT, "-cp", JNI_OUT,
+                            "JniTarget", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=open(os.path.join(t.tmp, "jvm.stderr"), "wb"), text=True,
+                           cwd=t.tmp, start_new_session=True)
+    lib._live.append(jvm)
+    ready = json.loads(jvm.stdout.readline() or "{}")
+    if not ready.get("ready"):
+        lib.fail("JniTarget did not start: %r" % ready)
+    stop = threading.Event()
+    truth = {}
+
+    def drive():
+        # 2 threads x 25 rounds each second: 50 leaked global refs/s; the
+        # balanced and weak sites create and delete, keeping a few
+        while not stop.is_set():
+            try:
+                jvm.stdin.write("run 25\n")
+                jvm.stdin.flush()
+                truth.update(json.loads(jvm.stdout.readline()))
+            except (OSError, ValueError):
+                return
+            stop.wait(1.0)
+    th = threading.Thread(target=drive, daemon=True)
+    th.start()
+    t.cleanup(stop.set)
+    d.wait(lambda: d.metric("memdrift_watched_jvms") == 1 and
+           d.metric("memdrift_jni_refs", pid=str(jvm.pid), type="global") is not None,
+           15, "the JVM watched with JNI tracking")
+
+    def leak_alert():
+        got = [a for a in firing(d.alerts(), jvm.pid, "jni_ref_leak")
+               if (a["site"] or {}).get("function") == "leak_site_create"]
+        return got[0] if got else None
+    a = d.wait(leak_alert, 75, "jni_ref_leak alert at leak_site_create")
+    check_schema(a)
+    after = parse_ts(a["ts"]) - t0
+    if after > 60:
+        lib.fail("jni_ref_leak alert %.0fs after the JVM started (limit 60s)" % after)
+    if "libjnitarget.so" not in (a["site"].get("file") or ""):
+        lib.fail("jni_ref_leak site object: %r" % a["site"])
+    # hold on a little longer: the balanced/weak sites must stay silent
+    time.sleep(10)
+    live = d.metric("memdrift_jni_site_refs", pid=str(jvm.pid), function="leak_site_create")
+    heap = d.metric("memdrift_jvm_heap_capacity_bytes", pid=str(jvm.pid))
+    stop.set()
+    th.join(timeout=10)
+    d.stop()
+    bad = [x for x in firing(d.alerts(), jvm.pid)
+           if x["kind"] == "jni_ref_leak" and x["site"]["function"] != "leak_site_create"]
+    if bad:
+        lib.fail("balanced/weak JNI sites alerted: %s" % [x["summary"] for x in bad])
+    if not live or live > truth.get("leak", 0) or live < 0.5 * truth.get("leak", 0):
+        lib.fail("memdrift_jni_site_refs leak_site_create %r, target holds %r"
+                 % (live, truth.get("leak")))
+    if not heap:
+        lib.fail("no memdrift_jvm_heap_capacity_bytes for the JVM")
+    t.note("jni_ref_leak %.0fs after JVM start; leak site %d refs (target %d); Java heap "
+           "capacity %.0f MiB" % (after, live, truth.get("leak", 0), heap / MIB))
