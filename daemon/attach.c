@@ -10,12 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
 #include "event_loop.h"
 #include "goroutine_trace.h"
+#include "heapprof.h"
+#include "native_trace.h"
+#include "snapshot_out.h"
 #include "log.h"
 #include "probe_place.h"
 #include "proc.h"
@@ -28,16 +32,23 @@
 #define ATTACH_JSON_SITES 100  /* sites per JSON line */
 
 static const char attach_usage[] =
-	"usage: memdrift attach PID [--interval 2s] [--duration 30s] [--json] [--trace [SETS]]\n\n"
+	"usage: memdrift attach PID [--interval 2s] [--duration 30s] [--json] [--trace [SETS]]\n"
+	"                           [--pprof DIR]\n\n"
 	"Watches one Go process live: goroutines by creation site (the go statement),\n"
-	"births and deaths per second, and a final report at --duration end or Ctrl-C.\n"
-	"Without --trace it refreshes a zero-probe snapshot each interval; with\n"
-	"--trace goroutines (or --trace alone: every set) births and deaths are\n"
-	"counted exactly by uprobes on runtime.newproc1 and runtime.goexit1.\n\n"
+	"births and deaths per second, heap marked/live per GC and the top in-use\n"
+	"heap sites, and a final report at --duration end or Ctrl-C.\n"
+	"Without --trace it refreshes a zero-probe snapshot each interval. Probe sets:\n"
+	"  goroutines  exact births and deaths by site (runtime.newproc1, goexit1)\n"
+	"  native      C memory outstanding by stack (the process's libc allocator)\n"
+	"  cgo         cgo calls by C function, and the Go caller of C allocations\n"
+	"--trace alone turns on every set. A JVM PID shows JNI global and weak\n"
+	"references by native stack instead (probes: hotspot_jni USDT or jni_*).\n\n"
 	"  --interval D   refresh period (default 2s)\n"
 	"  --duration D   stop after D (default: until Ctrl-C)\n"
 	"  --json         one JSON object per interval, then a final one\n"
-	"  --trace SETS   probe sets: goroutines (all when omitted)\n";
+	"  --trace SETS   comma-separated: goroutines,native,cgo (all when omitted)\n"
+	"  --pprof DIR    at the end write DIR/goroutine.pb.gz, DIR/heap.pb.gz and,\n"
+	"                 with native tracing, DIR/native.pb.gz (jni.pb.gz for a JVM)\n";
 
 struct view_site {
 	uint64_t gopc;
@@ -60,6 +71,13 @@ struct attach {
 	bool json, trace;
 	uint64_t interval_ns, duration_ns, start_ns, last_ns;
 	struct goroutine_trace *gt;
+	struct native_trace *nt;
+	const char *pprof_dir;
+	/* heap, read each interval; marked is the leak signal, one value per GC */
+	struct snap_heap heap, heap_at_attach;
+	bool heap_known;
+	uint64_t marked_history[8];
+	size_t nmarked;
 	struct event_loop *loop;
 	struct prev_site *prev;
 	size_t nprev;
@@ -278,6 +296,101 @@ static void print_text(struct attach *a, const struct view_site *v, size_t n, in
 	fflush(stdout);
 }
 
+#define ATTACH_HEAP_ROWS 3
+
+/* Heap numbers each interval; heap marked is recorded once per GC cycle. */
+static void update_heap(struct attach *a)
+{
+	struct snap_heap h;
+
+	if (go_snapshot_heap(&a->t, &h) < 0)
+		return;
+	if (!a->heap_known || h.gc_cycles != a->heap.gc_cycles) {
+		if (a->nmarked == sizeof(a->marked_history) / sizeof(a->marked_history[0])) {
+			memmove(a->marked_history, a->marked_history + 1,
+				sizeof(a->marked_history) - sizeof(a->marked_history[0]));
+			a->nmarked--;
+		}
+		a->marked_history[a->nmarked++] = h.marked_bytes;
+	}
+	a->heap = h;
+	a->heap_known = true;
+}
+
+static json_object *heap_json(const struct attach *a)
+{
+	json_object *h = json_object_new_object(), *hist = json_object_new_array();
+
+	json_object_object_add(h, "live_bytes", json_object_new_int64((int64_t)a->heap.live_bytes));
+	json_object_object_add(h, "marked_bytes", json_object_new_int64((int64_t)a->heap.marked_bytes));
+	json_object_object_add(h, "goal_bytes", json_object_new_int64((int64_t)a->heap.goal_bytes));
+	json_object_object_add(h, "gc_cycles", json_object_new_int64((int64_t)a->heap.gc_cycles));
+	json_object_object_add(h, "gc_cycles_since_attach",
+			       json_object_new_int64((int64_t)(a->heap.gc_cycles -
+							      a->heap_at_attach.gc_cycles)));
+	json_object_object_add(h, "total_alloc_bytes",
+			       json_object_new_int64((int64_t)a->heap.total_alloc_bytes));
+	for (size_t i = 0; i < a->nmarked; i++)
+		json_object_array_add(hist, json_object_new_int64((int64_t)a->marked_history[i]));
+	json_object_object_add(h, "marked_per_gc", hist);
+	return h;
+}
+
+/* Top in-use heap sites from the runtime's own profile: into o as
+ * "heap_sites" (JSON) or printed when o is NULL and rows is set. */
+static void add_heap_sites(struct attach *a, json_object *o, size_t *rows)
+{
+	struct heap_profile hp = {0};
+	struct heap_site *hs = NULL;
+	size_t n = 0;
+	char err[512], b1[32], b2[32];
+
+	if (a->target_exited)
+		return;
+	if (heap_profile_read(&a->t, &hp, err, sizeof(err)) < 0 ||
+	    heap_profile_sites(&a->t, &hp, &hs, &n) < 0) {
+		if (o)
+			json_object_object_add(o, "heap_sites_error", json_object_new_string(err));
+		else if (rows)
+			printf("in-use heap by site: %s\n", err);
+		heap_profile_free(&hp);
+		return;
+	}
+	if (o) {
+		json_object_object_add(o, "heap_sites", heap_sites_to_json(hs, n, 20));
+	} else if (rows) {
+		for (size_t i = 0; i < n && i < *rows; i++)
+			printf("  heap %10s in use %10s allocated  %s (%s:%d)\n",
+			       fmt_bytes(b1, sizeof(b1), (uint64_t)hs[i].inuse_bytes),
+			       fmt_bytes(b2, sizeof(b2), (uint64_t)hs[i].alloc_bytes), hs[i].function,
+			       path_base(hs[i].file), hs[i].line);
+	}
+	free(hs);
+	heap_profile_free(&hp);
+}
+
+static void print_heap(struct attach *a)
+{
+	char b1[32], b2[32], b3[32];
+	size_t rows = ATTACH_HEAP_ROWS;
+
+	if (!a->heap_known)
+		return;
+	printf("heap marked %s after GC #%lu, live %s, goal %s",
+	       fmt_bytes(b1, sizeof(b1), a->heap.marked_bytes), (unsigned long)a->heap.gc_cycles,
+	       fmt_bytes(b2, sizeof(b2), a->heap.live_bytes),
+	       fmt_bytes(b3, sizeof(b3), a->heap.goal_bytes));
+	if (a->nmarked > 1) {
+		double first = (double)a->marked_history[0];
+		double last = (double)a->marked_history[a->nmarked - 1];
+
+		printf("  (marked %+.1f MiB over the last %zu GCs)", (last - first) / 1048576.0,
+		       a->nmarked - 1);
+	}
+	printf("\n");
+	add_heap_sites(a, NULL, &rows);
+}
+
 /* One refresh: collect, compute rates and trends, print. */
 static int report(struct attach *a, bool final)
 {
@@ -292,6 +405,9 @@ static int report(struct attach *a, bool final)
 	ret = collect(a, &v, &n, &total, &created, &exited, &max_goid);
 	if (ret)
 		return ret;
+	update_heap(a);
+	if (a->nt)
+		native_trace__poll(a->nt);
 	if (a->trace) {
 		goroutine_trace__stats(a->gt, &st);
 		if (final) {
@@ -323,6 +439,11 @@ static int report(struct attach *a, bool final)
 		json_object_object_add(o, "deaths_per_s", a->trace ? json_object_new_double(deaths) : NULL);
 		json_object_object_add(o, "sites", sites_json(v, n));
 		json_object_object_add(o, "lost_events", json_object_new_int64((int64_t)st.lost_events));
+		if (a->heap_known)
+			json_object_object_add(o, "heap", heap_json(a));
+		add_heap_sites(a, o, NULL);
+		if (a->nt)
+			native_trace__json(a->nt, o, ATTACH_JSON_SITES);
 		if (a->trace) {
 			json_object *p = json_object_new_object();
 
@@ -342,6 +463,10 @@ static int report(struct attach *a, bool final)
 		json_object_put(o);
 	} else {
 		print_text(a, v, n, total, births, deaths, &st, final);
+		print_heap(a);
+		if (a->nt)
+			native_trace__print(a->nt, stdout, final ? 10 : 5);
+		fflush(stdout);
 	}
 	a->prev_created = created;
 	a->prev_exited = exited;
@@ -402,18 +527,26 @@ static int on_ring(void *ctx, uint64_t arg)
 	return goroutine_trace__poll(a->gt);
 }
 
-static int parse_trace_sets(const char *s, bool *goroutines)
+struct trace_sets {
+	bool goroutines, native, cgo;
+};
+
+static int parse_trace_sets(const char *s, struct trace_sets *sets)
 {
 	char buf[128], *save = NULL, *tok;
 
 	if (!s || !*s || !strcmp(s, "all")) {
-		*goroutines = true;
+		sets->goroutines = sets->native = sets->cgo = true;
 		return 0;
 	}
 	snprintf(buf, sizeof(buf), "%s", s);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (!strcmp(tok, "goroutines"))
-			*goroutines = true;
+			sets->goroutines = true;
+		else if (!strcmp(tok, "native"))
+			sets->native = true;
+		else if (!strcmp(tok, "cgo"))
+			sets->cgo = true;
 		else
 			return -EINVAL;
 	}
@@ -468,6 +601,55 @@ static int start_trace(struct attach *a)
 	return 0;
 }
 
+static int start_native(struct attach *a, const struct trace_sets *sets)
+{
+	struct native_trace_opts o = { .trace_native = sets->native, .trace_cgo = sets->cgo };
+	char err[512];
+	int ret;
+
+	ret = native_trace__new(&o, &a->nt);
+	if (ret)
+		return log_err(ret, "native tracing: %s", strerror(-ret));
+	ret = native_trace__attach(a->nt, a->pid, &a->t, err, sizeof(err));
+	if (ret) {
+		native_trace__free(a->nt);
+		a->nt = NULL;
+		if (!proc_exists(a->pid))
+			return log_err(-ESRCH, "process %d exited", a->pid);
+		return log_err(ret, "%s", err);
+	}
+	return 0;
+}
+
+/* --pprof DIR at the end: what each enabled source can give. */
+static void write_profiles(struct attach *a)
+{
+	char path[4096], err[512];
+	struct go_snapshot snap;
+	struct heap_profile hp = {0};
+	bool heap = false;
+
+	if (!a->target_exited) {
+		heap = heap_profile_read(&a->t, &hp, err, sizeof(err)) == 0;
+		if (!heap)
+			log_warn("no heap.pb.gz: %s", err);
+		if (go_snapshot_take(&a->t, &snap, err, sizeof(err)) == 0) {
+			if (snapshot_write_pprof(&a->t, &snap, heap ? &hp : NULL, a->pprof_dir, err,
+						 sizeof(err)) < 0)
+				log_warn("%s", err);
+			go_snapshot_free(&snap);
+		} else {
+			log_warn("no goroutine.pb.gz: %s", err);
+		}
+		heap_profile_free(&hp);
+	}
+	if (a->nt) {
+		snprintf(path, sizeof(path), "%s/native.pb.gz", a->pprof_dir);
+		if (native_trace__write_pprof(a->nt, path) < 0)
+			log_warn("could not write %s", path);
+	}
+}
+
 int cmd_attach(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -475,17 +657,20 @@ int cmd_attach(int argc, char **argv)
 		{"duration", required_argument, NULL, 'd'},
 		{"json", no_argument, NULL, 'j'},
 		{"trace", optional_argument, NULL, 't'},
+		{"pprof", required_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct attach a = {.interval_ns = 2000000000ull};
 	char err[512];
-	bool trace_goroutines = false;
+	struct trace_sets sets = {0};
+	char libjvm[512];
+	uint64_t libjvm_start;
 	int c, ret, status = 1;
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "i:d:jt::h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:d:jt::p:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			if (parse_duration_ns(optarg, &a.interval_ns) || a.interval_ns < 100000000ull)
@@ -499,16 +684,20 @@ int cmd_attach(int argc, char **argv)
 			a.json = true;
 			break;
 		case 't': {
-			const char *sets = optarg;
+			const char *sets_arg = optarg;
 
 			/* `--trace goroutines` as well as `--trace=goroutines` */
-			if (!sets && optind < argc && argv[optind][0] != '-' &&
+			if (!sets_arg && optind < argc && argv[optind][0] != '-' &&
 			    parse_pid(argv[optind], &(pid_t){0}) < 0)
-				sets = argv[optind++];
-			if (parse_trace_sets(sets, &trace_goroutines))
-				return log_err(2, "attach: unknown --trace set '%s' (known: goroutines)", sets);
+				sets_arg = argv[optind++];
+			if (parse_trace_sets(sets_arg, &sets))
+				return log_err(2, "attach: unknown --trace set '%s' (known: goroutines, native, cgo)",
+					       sets_arg);
 			break;
 		}
+		case 'p':
+			a.pprof_dir = optarg;
+			break;
 		case 'h':
 			fputs(attach_usage, stdout);
 			return 0;
@@ -521,7 +710,24 @@ int cmd_attach(int argc, char **argv)
 		return log_err(2, "attach: expected one PID (see 'memdrift attach --help')");
 	if (parse_pid(argv[optind], &a.pid) < 0)
 		return log_err(2, "attach: '%s' is not a PID", argv[optind]);
-	a.trace = trace_goroutines;
+	if (a.pprof_dir) {
+		struct stat st;
+
+		if (stat(a.pprof_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+			return log_err(2, "attach: --pprof %s: not a directory", a.pprof_dir);
+	}
+	/* a JVM: JNI references instead of goroutines */
+	if (proc_exists(a.pid) &&
+	    proc_find_mapped_lib(a.pid, "/libjvm.so", libjvm, sizeof(libjvm), &libjvm_start) == 0) {
+		struct attach_options o = { .interval_ns = a.interval_ns, .duration_ns = a.duration_ns,
+					    .json = a.json, .pprof_dir = a.pprof_dir };
+
+		if (sets.goroutines || sets.native || sets.cgo)
+			log_warn("PID %d is a JVM: --trace sets apply to Go processes; tracing JNI references",
+				 a.pid);
+		return attach_jvm(a.pid, &o);
+	}
+	a.trace = sets.goroutines;
 	a.prev = calloc(ATTACH_MAX_SITES, sizeof(*a.prev));
 	if (!a.prev)
 		return log_err(1, "out of memory");
@@ -532,13 +738,20 @@ int cmd_attach(int argc, char **argv)
 		return log_err(1, "%s", err);
 	}
 	a.start_ns = a.last_ns = now_monotonic_ns();
+	if (go_snapshot_heap(&a.t, &a.heap_at_attach) == 0)
+		a.heap = a.heap_at_attach, a.heap_known = true;
 	if (a.trace && start_trace(&a))
+		goto out;
+	if ((sets.native || sets.cgo) && start_native(&a, &sets))
 		goto out;
 	if ((ret = event_loop_new(&a.loop)) ||
 	    (ret = event_loop_catch_signals(a.loop, on_signal, &a)) ||
 	    (ret = event_loop_set_timer(a.loop, a.interval_ns, on_timer, &a)) ||
 	    (a.trace && (ret = event_loop_add_fd(a.loop, goroutine_trace__ring_fd(a.gt), on_ring, &a))))
 		goto out;
+	if (!a.json && a.nt)
+		printf("tracing C memory in PID %d's libc%s\n", a.pid,
+		       sets.cgo ? " and cgo calls" : "");
 	if (!a.json)
 		printf("attached to PID %d (%s, %s)%s; Ctrl-C for the final report\n", a.pid,
 		       a.t.exe.comm, gobin_version(a.t.bin)->str,
@@ -549,10 +762,13 @@ int cmd_attach(int argc, char **argv)
 	if (a.target_exited)
 		log_msg(LOG_LEVEL_ERROR, "process %d exited", a.pid);
 	/* Kernel counters outlive the process; a snapshot does not. */
-	if (!a.target_exited || a.trace)
+	if (!a.target_exited || a.trace || a.nt)
 		report(&a, true);
+	if (a.pprof_dir)
+		write_profiles(&a);
 	status = 0;
 out:
+	native_trace__free(a.nt);
 	goroutine_trace__free(a.gt);
 	event_loop_free(a.loop);
 	go_target_close(&a.t);

@@ -1926,6 +1926,10 @@ int cmd_daemon(int argc, char **argv)
 		free(d);
 		return 0;
 	}
+	/* a service's log says what it watches and each process's last
+	 * numbers: info level unless MEMDRIFT_LOG says otherwise */
+	if (!getenv("MEMDRIFT_LOG"))
+		log_threshold = LOG_LEVEL_INFO;
 	if (bpf_util_check(err, sizeof(err)) < 0) {
 		free(d);
 		return log_err(1, "%s", err);

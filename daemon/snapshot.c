@@ -172,12 +172,15 @@ out:
 	return ret;
 }
 
-static void read_heap(const struct go_target *t, struct go_snapshot *snap)
+int go_snapshot_heap(const struct go_target *t, struct snap_heap *h)
 {
 	const struct go_offsets *o = gobin_offsets(t->bin);
 	uint64_t gc = go_target_global(t, "runtime.gcController");
 	uint64_t ms = go_target_global(t, "runtime.memstats");
-	struct snap_heap *h = &snap->heap;
+
+	memset(h, 0, sizeof(*h));
+	if (!gc && !ms)
+		return -ENOENT;
 
 	if (gc) {
 		if (o->gc_heap_live >= 0)
@@ -196,9 +199,11 @@ static void read_heap(const struct go_target *t, struct go_snapshot *snap)
 	if (ms && o->ms_numgc >= 0) {
 		uint32_t numgc = 0;
 
-		proc_read(t->pid, ms + o->ms_numgc, &numgc, sizeof(numgc));
+		if (proc_read(t->pid, ms + o->ms_numgc, &numgc, sizeof(numgc)) == -ESRCH)
+			return -ESRCH;
 		h->gc_cycles = numgc;
 	}
+	return 0;
 }
 
 /* runtime.NumCgoCall: the global counter of exited Ms plus every live M's. */
@@ -239,7 +244,7 @@ int go_snapshot_take(const struct go_target *t, struct go_snapshot *snap, char *
 			return set_err(err, errlen, -ESRCH, "process %d exited", t->pid);
 		return ret;
 	}
-	read_heap(t, snap);
+	go_snapshot_heap(t, &snap->heap);
 	read_cgo_calls(t, snap);
 	if (!proc_exists(t->pid)) {
 		go_snapshot_free(snap);

@@ -45,6 +45,8 @@ struct go_snapshot {
 /* Takes a snapshot. 0 or negative errno with a reason in err. */
 int go_snapshot_take(const struct go_target *t, struct go_snapshot *snap, char *err, size_t errlen);
 void go_snapshot_free(struct go_snapshot *snap);
+/* Only the heap numbers (a few reads). 0, -ENOENT, -ESRCH. */
+int go_snapshot_heap(const struct go_target *t, struct snap_heap *h);
 
 /* Goroutines grouped by creation site (gopc) */
 struct snap_site {
