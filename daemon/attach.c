@@ -529,6 +529,7 @@ static int on_ring(void *ctx, uint64_t arg)
 
 struct trace_sets {
 	bool goroutines, native, cgo;
+	bool all; /* --trace alone: sets that do not apply are skipped, not errors */
 };
 
 static int parse_trace_sets(const char *s, struct trace_sets *sets)
@@ -536,7 +537,7 @@ static int parse_trace_sets(const char *s, struct trace_sets *sets)
 	char buf[128], *save = NULL, *tok;
 
 	if (!s || !*s || !strcmp(s, "all")) {
-		sets->goroutines = sets->native = sets->cgo = true;
+		sets->goroutines = sets->native = sets->cgo = sets->all = true;
 		return 0;
 	}
 	snprintf(buf, sizeof(buf), "%s", s);
@@ -742,6 +743,16 @@ int cmd_attach(int argc, char **argv)
 		a.heap = a.heap_at_attach, a.heap_known = true;
 	if (a.trace && start_trace(&a))
 		goto out;
+	if (sets.all && gobin_kind(a.t.bin) != GOBIN_GO_CGO) {
+		char path[512];
+		uint64_t start;
+
+		/* a static Go binary has no libc allocator and makes no cgo calls */
+		if (proc_find_mapped_lib(a.pid, "/libc.so.6", path, sizeof(path), &start) < 0)
+			sets.native = sets.cgo = false;
+		else
+			sets.cgo = false;
+	}
 	if ((sets.native || sets.cgo) && start_native(&a, &sets))
 		goto out;
 	if ((ret = event_loop_new(&a.loop)) ||

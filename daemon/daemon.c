@@ -55,6 +55,10 @@
 #define DAEMON_JVM_CHECKS 5
 #define DAEMON_MAX_JVMS 32 /* each JVM costs one BPF object with its maps */
 #define DAEMON_JNI_SITES 1024 /* symbolized JNI sites kept per JVM */
+/* Top heap sites are cached for a post-mortem (an OOM victim's memory is
+ * often gone by the time the kill is reported): refreshed at most this
+ * often, and only while heap marked grows. */
+#define DAEMON_HEAP_CACHE_NS (10ull * 1000000000ull)
 
 static const char daemon_usage[] =
 	"usage: memdrift daemon [--config FILE] [--set KEY=VALUE]... [--print-config]\n\n"
@@ -151,6 +155,11 @@ struct watched {
 	uint64_t cgo_calls;
 	uint64_t snapshots;
 	uint32_t trace_requested;      /* bit per drift kind: trace asked for once */
+	/* cached top heap sites, for post-mortems */
+	struct alert_site heap_top[DAEMON_TOP_SITES];
+	uint64_t heap_top_bytes[DAEMON_TOP_SITES];
+	size_t nheap_top;
+	uint64_t heap_top_ns, heap_top_marked;
 };
 
 struct daemon_counters {
@@ -655,6 +664,26 @@ static json_object *heap_sites_json(struct watched *w, const struct heap_profile
 	return arr;
 }
 
+/* The cached top heap sites, when the victim's own profile is unreadable. */
+static void heap_cached_json(struct watched *w, json_object *o)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < w->nheap_top; i++) {
+		json_object *js = json_object_new_object();
+
+		json_object_object_add(js, "function", json_object_new_string(w->heap_top[i].function));
+		json_object_object_add(js, "file", json_object_new_string(w->heap_top[i].file));
+		json_object_object_add(js, "line", json_object_new_int((int)w->heap_top[i].line));
+		json_object_object_add(js, "inuse_bytes", json_object_new_int64((int64_t)w->heap_top_bytes[i]));
+		json_object_array_add(arr, js);
+	}
+	json_object_object_add(o, "heap_sites", arr);
+	if (w->nheap_top)
+		json_object_object_add(o, "heap_sites_age_seconds",
+				       json_object_new_double((double)(now_monotonic_ns() - w->heap_top_ns) / 1e9));
+}
+
 /* A JVM's JNI sites and hsperf numbers. */
 static void postmortem_jvm(struct watched *w, json_object *o)
 {
@@ -751,8 +780,11 @@ static void write_postmortem(struct daemon *d, struct watched *w, const struct p
 	if (ret == 0) {
 		bool heap = heap_profile_read(&w->target, &hp, err, sizeof(err)) == 0;
 
+		json_object_object_add(o, "heap_profile_from_victim", json_object_new_boolean(heap));
 		if (heap)
 			json_object_object_add(o, "heap_sites", heap_sites_json(w, &hp));
+		else
+			heap_cached_json(w, o);
 		if (snapshot_write_pprof(&w->target, &snap, heap ? &hp : NULL, dir, err,
 					 sizeof(err)) < 0)
 			log_warn("post-mortem pprof for PID %d: %s", w->pid, err);
@@ -762,6 +794,8 @@ static void write_postmortem(struct daemon *d, struct watched *w, const struct p
 	} else {
 		json_object_object_add(o, "profiles_from_victim", json_object_new_boolean(0));
 		json_object_object_add(o, "profiles_error", json_object_new_string(err));
+		if (w->cls == CLASS_GO)
+			heap_cached_json(w, o);
 	}
 	snprintf(path, sizeof(path), "%s/postmortem.json", dir);
 	ret = write_json_file(path, o);
@@ -864,6 +898,34 @@ static struct site_track *site_add(struct daemon *d, struct watched *w, const st
 	return t;
 }
 
+static void heap_cache_refresh(struct watched *w, uint64_t now)
+{
+	struct heap_profile hp = { 0 };
+	struct heap_site *hs = NULL;
+	size_t n = 0;
+	char err[256];
+
+	if ((w->heap_top_ns && now - w->heap_top_ns < DAEMON_HEAP_CACHE_NS) ||
+	    w->heap.marked_bytes < w->heap_top_marked + (1u << 20))
+		return;
+	w->heap_top_ns = now;
+	w->heap_top_marked = w->heap.marked_bytes;
+	if (heap_profile_read(&w->target, &hp, err, sizeof(err)) == 0 &&
+	    heap_profile_sites(&w->target, &hp, &hs, &n) == 0) {
+		w->nheap_top = 0;
+		for (size_t i = 0; i < n && i < DAEMON_TOP_SITES; i++) {
+			struct alert_site *s = &w->heap_top[w->nheap_top];
+
+			snprintf(s->function, sizeof(s->function), "%s", hs[i].function);
+			snprintf(s->file, sizeof(s->file), "%s", hs[i].file);
+			s->line = hs[i].line > 0 ? (uint32_t)hs[i].line : 0;
+			w->heap_top_bytes[w->nheap_top++] = hs[i].inuse_bytes;
+		}
+	}
+	free(hs);
+	heap_profile_free(&hp);
+}
+
 static int sample_process(struct daemon *d, struct watched *w, uint64_t now)
 {
 	const struct go_offsets *off = gobin_offsets(w->target.bin);
@@ -947,6 +1009,7 @@ static int sample_process(struct daemon *d, struct watched *w, uint64_t now)
 		series_push(w->sites[i].count, now, (double)w->sites[i].live);
 	free(sites);
 	go_snapshot_free(&snap);
+	heap_cache_refresh(w, now);
 	return 0;
 }
 
@@ -1127,11 +1190,14 @@ static void replace_word(char *buf, size_t len, const char *what, const char *wi
  *          alert naming the top C stack and its Go caller (C.CString line);
  *   goroutine_leak -> exact births/deaths by site (daemon/goroutine_trace.h)
  *          to confirm the site's rate without waiting for snapshots.
- * Neither module is wired into the daemon yet (goroutine_trace.c has not
- * landed; native tracing of a process the daemon did not start is pending
- * its e2e tests), so the hook records the request: counted in
+ * Not wired yet, so the hook records the request: counted in
  * memdrift_daemon_events_total{event="trace_request"} and logged once per
- * process and kind. */
+ * process and kind. Wiring native tracing here means: native_trace__new +
+ * __attach(pid, &w->target) (one BPF object per traced process, bounded
+ * count), __poll each tick into per-site series of outstanding bytes judged
+ * by detect_outstanding(DRIFT_NATIVE_LEAK, ..., oldest_birth age), the alert
+ * site being native_go_caller() of the top site's frames, and __free after
+ * trace.duration or when the probes' cost exceeds trace.cpu_budget. */
 static void request_trace(struct daemon *d, struct watched *w, enum drift_kind kind,
 			  const char *why)
 {

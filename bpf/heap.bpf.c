@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Go heap probes (attached by daemon/heap_trace.c at offsets from
+ * daemon/probe_place.c; never a uretprobe on Go code).
+ *
+ * Profile tier, the runtime's own sampled heap-profiling hooks (about one
+ * hit per MemProfileRate bytes allocated):
+ *   ht_mprof_malloc   runtime.mProf_Malloc: object, size, user stack, time
+ *   ht_setbucket      runtime.setprofilebucket(p, b): the object's bucket
+ *   ht_mprof_free     runtime.mProf_Free(b, size): a sampled object swept
+ *   ht_free_special   runtime.freeSpecial(s, p, size): which object it was
+ * Trace tier:
+ *   ht_mallocgc       runtime.mallocgc on every call: counts, log2 size
+ *                     histogram, one stack per N bytes per CPU, all in maps.
+ * Per-process config lives in ht_tgids; the cookie carries the stack-check
+ * flag and the mProf_Malloc argument layout. */
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "heap_events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HT_MAX_TGIDS);
+	__type(key, __u32);
+	__type(value, struct ht_tgid_config);
+} ht_tgids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HT_MAX_PENDING);
+	__type(key, __u64);
+	__type(value, struct ht_pending);
+} ht_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HT_MAX_OBJECTS);
+	__type(key, struct ht_obj_key);
+	__type(value, struct ht_obj);
+} ht_objects SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HT_MAX_PROF_BUCKETS);
+	__type(key, struct ht_bucket_key);
+	__type(value, struct ht_bucket_counts);
+} ht_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, HT_MAX_PROF_STACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, HT_STACK_DEPTH * sizeof(__u64));
+} ht_prof_stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, HT_MAX_TGIDS);
+	__type(key, __u32);
+	__type(value, struct ht_rate);
+} ht_rates SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HT_MAX_TRACE_SITES);
+	__type(key, struct ht_trace_key);
+	__type(value, struct ht_trace_counts);
+} ht_trace_sites SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, HT_MAX_TRACE_STACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, HT_STACK_DEPTH * sizeof(__u64));
+} ht_trace_stacks SEC(".maps");
+
+__u64 ht_stats[HT_STAT_MAX] = {};
+
+static __always_inline void stat_inc(enum ht_stat s)
+{
+	if (s < HT_STAT_MAX)
+		__sync_fetch_and_add(&ht_stats[s], 1);
+}
+
+/* At the stack-check jbe, CF|ZF set means the function branches to
+ * morestack and starts over: not a real call yet. */
+static __always_inline int morestack_branch_taken(struct pt_regs *ctx, __u64 cookie)
+{
+	__u64 taken_if;
+
+	if (cookie & HT_COOKIE_STACK_CHECK)
+		taken_if = HT_X86_CF | HT_X86_ZF;
+	else if (cookie & HT_COOKIE_STACK_CHECK_CF)
+		taken_if = HT_X86_CF;
+	else
+		return 0;
+	if (ctx->flags & taken_if) {
+		stat_inc(HT_STAT_MORESTACK_SKIPS);
+		return 1;
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int ht_mprof_malloc(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct ht_pending pend = {};
+	__u64 ax, bx, cx;
+
+	if (morestack_branch_taken(ctx, cookie))
+		return 0;
+	if (!bpf_map_lookup_elem(&ht_tgids, &tgid))
+		return 0;
+	stat_inc(HT_STAT_MALLOC_HITS);
+	/* All three registers read at fixed offsets: a ctx field picked by a
+	 * branch can become a variable-offset ctx access the verifier rejects. */
+	ax = ctx->ax;
+	bx = ctx->bx;
+	cx = ctx->cx;
+	barrier_var(ax);
+	barrier_var(bx);
+	barrier_var(cx);
+	if (cookie & HT_COOKIE_MPROF_MP) {
+		pend.p = bx;
+		pend.size = cx;
+	} else {
+		pend.p = ax;
+		pend.size = bx;
+	}
+	pend.ts = bpf_ktime_get_ns();
+	/* Go keeps frame pointers on amd64: the kernel's frame walk sees the
+	 * goroutine stack (the caller's RBP chain; this is before the prologue). */
+	pend.stackid = bpf_get_stackid(ctx, &ht_prof_stacks, BPF_F_USER_STACK);
+	if (pend.stackid < 0)
+		stat_inc(HT_STAT_PROF_STACK_ERRORS);
+	if (bpf_map_update_elem(&ht_pending, &id, &pend, BPF_ANY))
+		stat_inc(HT_STAT_PENDING_FULL);
+	return 0;
+}
+
+static __always_inline struct ht_bucket_counts *bucket_counts(__u32 tgid, __u64 b)
+{
+	struct ht_bucket_key key = {.tgid = tgid, .bucket = b};
+	struct ht_bucket_counts *c, zero = {.stackid = -1};
+
+	c = bpf_map_lookup_elem(&ht_buckets, &key);
+	if (c)
+		return c;
+	bpf_map_update_elem(&ht_buckets, &key, &zero, BPF_NOEXIST);
+	c = bpf_map_lookup_elem(&ht_buckets, &key);
+	if (!c)
+		stat_inc(HT_STAT_BUCKETS_FULL);
+	return c;
+}
+
+/* Runs on g0 (systemstack) on the thread that just ran mProf_Malloc. */
+SEC("uprobe")
+int ht_setbucket(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct ht_tgid_config *cfg;
+	struct ht_pending *pend;
+	struct ht_bucket_counts *c;
+	struct ht_obj_key okey = {.tgid = tgid};
+	struct ht_obj obj = {};
+	__u64 p = ctx->ax, b = ctx->bx;
+
+	if (morestack_branch_taken(ctx, cookie))
+		return 0;
+	pend = bpf_map_lookup_elem(&ht_pending, &id);
+	if (!pend)
+		return 0; /* untraced process, or attached in between */
+	cfg = bpf_map_lookup_elem(&ht_tgids, &tgid);
+	stat_inc(HT_STAT_BUCKET_HITS);
+	if (pend->p != p) {
+		stat_inc(HT_STAT_PENDING_MISSES);
+		bpf_map_delete_elem(&ht_pending, &id);
+		return 0;
+	}
+	obj.bucket = b;
+	obj.size = pend->size;
+	obj.ts = pend->ts;
+	obj.stackid = pend->stackid;
+	bpf_map_delete_elem(&ht_pending, &id);
+
+	c = bucket_counts(tgid, b);
+	if (c) {
+		__sync_fetch_and_add(&c->allocs, 1);
+		__sync_fetch_and_add(&c->alloc_bytes, obj.size);
+		if (c->stackid < 0 && obj.stackid >= 0)
+			c->stackid = obj.stackid;
+	}
+	/* Without freeSpecial (unknown runtime.special layout) objects would
+	 * never leave the map: sample ages are then not tracked at all. */
+	if (!cfg || cfg->special_kind_off < 0)
+		return 0;
+	okey.p = p;
+	if (bpf_map_update_elem(&ht_objects, &okey, &obj, BPF_ANY))
+		stat_inc(HT_STAT_OBJECTS_FULL);
+	return 0;
+}
+
+SEC("uprobe")
+int ht_mprof_free(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct ht_bucket_counts *c;
+
+	if (morestack_branch_taken(ctx, cookie))
+		return 0;
+	if (!bpf_map_lookup_elem(&ht_tgids, &tgid))
+		return 0;
+	stat_inc(HT_STAT_FREE_HITS);
+	c = bucket_counts(tgid, ctx->ax);
+	if (c) {
+		__sync_fetch_and_add(&c->frees, 1);
+		__sync_fetch_and_add(&c->free_bytes, ctx->bx);
+	}
+	return 0;
+}
+
+/* freeSpecial(s *special, p unsafe.Pointer, size uintptr): mProf_Free does
+ * not receive the object, its caller does. Only profile specials count. */
+SEC("uprobe")
+int ht_free_special(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct ht_tgid_config *cfg;
+	struct ht_obj_key okey = {.tgid = tgid};
+	__u8 kind = 0;
+
+	if (morestack_branch_taken(ctx, cookie))
+		return 0;
+	cfg = bpf_map_lookup_elem(&ht_tgids, &tgid);
+	if (!cfg || cfg->special_kind_off < 0)
+		return 0;
+	stat_inc(HT_STAT_SPECIAL_HITS);
+	if (bpf_probe_read_user(&kind, sizeof(kind),
+				(void *)(ctx->ax + (__u64)(__u32)cfg->special_kind_off))) {
+		stat_inc(HT_STAT_READ_ERRORS);
+		return 0;
+	}
+	if (kind != cfg->special_kind_profile)
+		return 0;
+	okey.p = ctx->bx;
+	if (bpf_map_delete_elem(&ht_objects, &okey) == 0)
+		stat_inc(HT_STAT_OBJECT_FREES);
+	return 0;
+}
+
+SEC("uprobe")
+int ht_mallocgc(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct ht_tgid_config *cfg;
+	struct ht_rate *r;
+	__u64 size = ctx->ax;
+	__u32 cls;
+
+	if (morestack_branch_taken(ctx, cookie))
+		return 0;
+	r = bpf_map_lookup_elem(&ht_rates, &tgid);
+	if (!r)
+		return 0;
+	cls = ht_size_class(size);
+	if (cls < HT_HIST_BUCKETS)
+		r->hist[cls]++;
+	if (!size)
+		return 0; /* &zerobase: the runtime does not count it either */
+	r->allocs++;
+	r->bytes += size;
+	r->left -= (__s64)size;
+	if (r->left > 0)
+		return 0;
+
+	/* One stack per sample_bytes on this CPU: what crossed the line. */
+	cfg = bpf_map_lookup_elem(&ht_tgids, &tgid);
+	r->left += cfg && cfg->sample_bytes ? (__s64)cfg->sample_bytes : HT_DEFAULT_SAMPLE_BYTES;
+	if (r->left <= 0) /* one allocation bigger than several periods */
+		r->left = cfg && cfg->sample_bytes ? (__s64)cfg->sample_bytes : HT_DEFAULT_SAMPLE_BYTES;
+	stat_inc(HT_STAT_TRACE_SAMPLES);
+	{
+		struct ht_trace_key key = {.tgid = tgid};
+		struct ht_trace_counts *c, zero = {};
+		long id = bpf_get_stackid(ctx, &ht_trace_stacks, BPF_F_USER_STACK);
+
+		if (id < 0) {
+			stat_inc(HT_STAT_TRACE_STACK_ERRORS);
+			return 0;
+		}
+		key.stackid = (__s32)id;
+		c = bpf_map_lookup_elem(&ht_trace_sites, &key);
+		if (!c) {
+			bpf_map_update_elem(&ht_trace_sites, &key, &zero, BPF_NOEXIST);
+			c = bpf_map_lookup_elem(&ht_trace_sites, &key);
+			if (!c) {
+				stat_inc(HT_STAT_TRACE_SITES_FULL);
+				return 0;
+			}
+		}
+		__sync_fetch_and_add(&c->samples, 1);
+		__sync_fetch_and_add(&c->bytes, size);
+	}
+	return 0;
+}

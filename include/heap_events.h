@@ -1,0 +1,137 @@
+/* BPF <-> user ABI for Go heap probes (bpf/heap.bpf.c, daemon/heap_trace.c):
+ * the profile tier (the runtime's own sampled heap-profiling hooks) and the
+ * trace tier (runtime.mallocgc on every call). Fixed-width types, enums,
+ * limits only. */
+#ifndef MEMDRIFT_HEAP_EVENTS_H
+#define MEMDRIFT_HEAP_EVENTS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Bounds. One live sampled object per MemProfileRate (512 KiB) of live heap:
+ * 65536 objects cover a 32 GiB heap at the default rate. */
+#define HT_MAX_TGIDS 256
+#define HT_MAX_OBJECTS 65536
+#define HT_MAX_PROF_BUCKETS 16384   /* (process, runtime bucket) counters */
+#define HT_MAX_PENDING 4096         /* threads between mProf_Malloc and setprofilebucket */
+#define HT_MAX_PROF_STACKS 4096
+#define HT_MAX_TRACE_STACKS 8192
+#define HT_MAX_TRACE_SITES 16384    /* (process, stack) sample counters */
+#define HT_STACK_DEPTH 64
+#define HT_HIST_BUCKETS 48          /* log2 size classes: [0], [1], [2,4), ... [2^46, inf) */
+#define HT_DEFAULT_SAMPLE_BYTES (512u * 1024u)
+
+/* BPF cookie of every heap probe. */
+#define HT_COOKIE_STACK_CHECK (1u << 16)    /* on the stack-check jbe: drop if CF|ZF */
+#define HT_COOKIE_STACK_CHECK_CF (1u << 17) /* on `jb morestack`: drop if CF */
+#define HT_COOKIE_MPROF_MP (1u << 18)       /* mProf_Malloc(mp, p, size): Go 1.23+ */
+
+#define HT_X86_CF 0x0001u
+#define HT_X86_ZF 0x0040u
+
+/* Per traced process (key: tgid). */
+struct ht_tgid_config {
+	__s32 special_kind_off;      /* runtime.special.kind; -1: object frees not tracked */
+	__u32 special_kind_profile;  /* _KindSpecialProfile of this Go version */
+	__u64 sample_bytes;          /* trace tier: one stack per this many bytes per CPU */
+};
+
+/* A sampled allocation between mProf_Malloc and setprofilebucket (key:
+ * pid_tgid of the thread: setprofilebucket runs on the same M via
+ * systemstack, with the M acquired). */
+struct ht_pending {
+	__u64 p;
+	__u64 size;
+	__u64 ts;      /* bpf_ktime_get_ns at mProf_Malloc */
+	__s64 stackid; /* ht_prof_stacks id, negative errno when not captured */
+};
+
+struct ht_obj_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 p;       /* object address */
+};
+
+/* A live sampled object seen since attach. */
+struct ht_obj {
+	__u64 bucket;
+	__u64 size;
+	__u64 ts;      /* when it was sampled (CLOCK_MONOTONIC ns) */
+	__s64 stackid;
+};
+
+struct ht_bucket_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 bucket;  /* runtime *bucket address */
+};
+
+/* Per runtime bucket since attach: what mProf_Malloc (with its bucket from
+ * setprofilebucket) and mProf_Free saw. */
+struct ht_bucket_counts {
+	__u64 allocs;
+	__u64 alloc_bytes;
+	__u64 frees;
+	__u64 free_bytes;
+	__s64 stackid;   /* a stack captured at one of its mProf_Malloc hits, -1 none */
+};
+
+/* Trace tier, per process and CPU (PERCPU_HASH value). */
+struct ht_rate {
+	__u64 allocs;       /* mallocgc calls with size > 0 (what MemStats.Mallocs counts) */
+	__u64 bytes;        /* requested bytes */
+	__s64 left;         /* bytes until the next stack sample on this CPU */
+	__u64 hist[HT_HIST_BUCKETS];
+};
+
+struct ht_trace_key {
+	__u32 tgid;
+	__s32 stackid;
+};
+
+struct ht_trace_counts {
+	__u64 samples;
+	__u64 bytes;        /* sizes of the sampled allocations themselves */
+};
+
+/* Indexes of the .bss counters array. */
+enum ht_stat {
+	HT_STAT_MALLOC_HITS,       /* mProf_Malloc */
+	HT_STAT_BUCKET_HITS,       /* setprofilebucket */
+	HT_STAT_FREE_HITS,         /* mProf_Free */
+	HT_STAT_SPECIAL_HITS,      /* freeSpecial */
+	HT_STAT_OBJECT_FREES,      /* freeSpecial of a tracked profiled object */
+	HT_STAT_MALLOCGC_HITS,
+	HT_STAT_MORESTACK_SKIPS,
+	HT_STAT_PENDING_MISSES,    /* setprofilebucket without a matching mProf_Malloc */
+	HT_STAT_PENDING_FULL,
+	HT_STAT_OBJECTS_FULL,      /* live sampled objects beyond HT_MAX_OBJECTS */
+	HT_STAT_BUCKETS_FULL,
+	HT_STAT_PROF_STACK_ERRORS, /* bpf_get_stackid failed at mProf_Malloc */
+	HT_STAT_TRACE_SAMPLES,
+	HT_STAT_TRACE_STACK_ERRORS,
+	HT_STAT_TRACE_SITES_FULL,
+	HT_STAT_READ_ERRORS,
+	HT_STAT_MAX,
+};
+
+/* log2 size class of an allocation: 0 for 0 bytes, else 1 + floor(log2),
+ * capped: class i >= 1 holds sizes in [2^(i-1), 2^i). */
+static inline __u32 ht_size_class(__u64 size)
+{
+	__u32 r = 0;
+
+	if (!size)
+		return 0;
+	if (size >> 32) { size >>= 32; r += 32; }
+	if (size >> 16) { size >>= 16; r += 16; }
+	if (size >> 8) { size >>= 8; r += 8; }
+	if (size >> 4) { size >>= 4; r += 4; }
+	if (size >> 2) { size >>= 2; r += 2; }
+	if (size >> 1) { r += 1; }
+	r += 1;
+	return r < HT_HIST_BUCKETS ? r : HT_HIST_BUCKETS - 1;
+}
+
+#endif
