@@ -852,6 +852,10 @@ void heap_trace__stats(const struct heap_trace *t, struct heap_trace_stats *out)
 		return;
 	for (int i = 0; i < HT_STAT_MAX; i++)
 		out->counters[i] = t->skel->bss->ht_stats[i];
+	/* mallocgc keeps no shared counter (a global atomic on every call would
+	 * bounce a cache line between CPUs): its hits are the per-CPU totals. */
+	if (t->rates_valid)
+		out->counters[HT_STAT_MALLOCGC_HITS] = t->rates.allocs + t->rates.hist[0];
 	out->stacks_checked = t->stacks_checked;
 	out->stacks_matched = t->stacks_matched;
 	out->buckets = t->nbuckets;

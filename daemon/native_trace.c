@@ -616,6 +616,39 @@ static void read_cgo_fns(struct native_trace *t, double dt)
 	qsort(t->fns, t->nfns, sizeof(*t->fns), fn_cmp);
 }
 
+/* The Go runtime of a cgo binary maps its heap through libc (x_cgo_mmap):
+ * that memory is Go heap, already in the heap views, not C memory. */
+static size_t drop_go_runtime_mmaps(struct native_trace *t, size_t n)
+{
+	struct { uint64_t caller; bool runtime; } memo[16] = { 0 };
+	size_t kept = 0;
+
+	t->stats.go_runtime_mmap_bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct native_alloc *a = &t->vals[i];
+		bool runtime = false;
+
+		if (a->kind == NATIVE_KIND_MMAP && a->caller && t->go) {
+			size_t slot = (a->caller >> 4) % 16;
+
+			if (memo[slot].caller != a->caller) {
+				struct sym_frame f;
+
+				symbolizer_lookup(t->sym, a->caller, true, &f);
+				memo[slot].caller = a->caller;
+				memo[slot].runtime = f.function && !strcmp(f.function, "x_cgo_mmap");
+			}
+			runtime = memo[slot].runtime;
+		}
+		if (runtime) {
+			t->stats.go_runtime_mmap_bytes += a->size;
+			continue;
+		}
+		t->vals[kept++] = *a;
+	}
+	return kept;
+}
+
 int native_trace__poll(struct native_trace *t)
 {
 	size_t n = 0;
@@ -634,6 +667,7 @@ int native_trace__poll(struct native_trace *t)
 	ret = read_allocs(t, &n);
 	if (ret)
 		return log_err(ret, "read outstanding C allocations: %s", strerror(-ret));
+	n = drop_go_runtime_mmaps(t, n);
 	ret = native_sites_aggregate(t->vals, n, t->sites, t->opts.max_sites, &t->nsites,
 				     &t->stats.sites_dropped);
 	if (ret)
@@ -804,6 +838,8 @@ int native_trace__json(struct native_trace *t, struct json_object *obj, size_t m
 					       json_object_new_int64((int64_t)t->stats.counters[i]));
 	json_object_object_add(st, "kernel_missed", json_object_new_int64((int64_t)t->stats.kernel_missed));
 	json_object_object_add(st, "sites_dropped", json_object_new_int64((int64_t)t->stats.sites_dropped));
+	json_object_object_add(st, "go_runtime_mmap_bytes",
+			       json_object_new_int64((int64_t)t->stats.go_runtime_mmap_bytes));
 	json_object_object_add(o, "stats", st);
 	for (size_t i = 0; i < t->nprobes; i++) {
 		const struct native_probe_info *p = &t->probes[i];

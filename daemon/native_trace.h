@@ -69,6 +69,9 @@ struct native_stats {
 	uint64_t sites_dropped;             /* sites beyond max_sites at the last poll */
 	uint64_t outstanding_allocs;        /* at the last poll */
 	uint64_t outstanding_bytes;
+	/* anonymous mmaps the Go runtime makes through libc (x_cgo_mmap in cgo
+	 * binaries): Go heap arenas, shown by the heap views, not C memory */
+	uint64_t go_runtime_mmap_bytes;
 	uint32_t max_allocs;
 };
 

@@ -224,14 +224,14 @@ def test_daemon_scenarios(t):
     steady = st.go(oldest, "leaky", "stripped")
     plateau = st.go(older, "leaky", "plain", "-heap-leak-rate", 4 * MIB,
                     "-heap-plateau", 16 * MIB)
-    exiter = st.go(newest, "leaky", "plain", "-duration", "25s")
+    exiter = st.go(newest, "leaky", "plain", "-duration", "45s")  # judged from 32 s
     pids = {"goroutine leak": gleak.pid, "heap leak": hleak.pid, "cgo leak": cleak.pid,
             "steady": steady.pid, "plateau": plateau.pid, "exiter": exiter.pid}
     # Every target found through the exec tracepoint.
     d.wait(lambda: all(d.metric("memdrift_rss_bytes", pid=str(p)) is not None
                        for p in pids.values()), 15, "all six targets watched")
     # The exiter goes; its state with it.
-    d.wait(lambda: exiter.proc.poll() is not None, 40, "the exiter's exit")
+    X
     d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(exiter.pid)) is None, 10,
            "the exiter forgotten")
     # Leaks fire within 60 s; keep watching the controls for the whole run.
