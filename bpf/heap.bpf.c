@@ -264,7 +264,7 @@ int ht_mallocgc(struct pt_regs *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct ht_tgid_config *cfg;
 	struct ht_rate *r;
-	__u64 size = ctx->ax;
+	__u64 size = ctx->ax, period, weight;
 	__u32 cls;
 
 	if (morestack_branch_taken(ctx, cookie))
@@ -283,11 +283,13 @@ int ht_mallocgc(struct pt_regs *ctx)
 	if (r->left > 0)
 		return 0;
 
-	/* One stack per sample_bytes on this CPU: what crossed the line. */
+	/* The allocation that crosses a multiple of sample_bytes on this CPU
+	 * is sampled, weighted by how many multiples it crossed, so that
+	 * samples x sample_bytes estimates bytes even for big objects. */
 	cfg = bpf_map_lookup_elem(&ht_tgids, &tgid);
-	r->left += cfg && cfg->sample_bytes ? (__s64)cfg->sample_bytes : HT_DEFAULT_SAMPLE_BYTES;
-	if (r->left <= 0) /* one allocation bigger than several periods */
-		r->left = cfg && cfg->sample_bytes ? (__s64)cfg->sample_bytes : HT_DEFAULT_SAMPLE_BYTES;
+	period = cfg && cfg->sample_bytes ? cfg->sample_bytes : HT_DEFAULT_SAMPLE_BYTES;
+	weight = (__u64)(-r->left) / period + 1;
+	r->left += (__s64)(weight * period);
 	stat_inc(HT_STAT_TRACE_SAMPLES);
 	{
 		struct ht_trace_key key = {.tgid = tgid};
@@ -308,7 +310,7 @@ int ht_mallocgc(struct pt_regs *ctx)
 				return 0;
 			}
 		}
-		__sync_fetch_and_add(&c->samples, 1);
+		__sync_fetch_and_add(&c->samples, weight);
 		__sync_fetch_and_add(&c->bytes, size);
 	}
 	return 0;

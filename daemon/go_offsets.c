@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,27 @@ int go_offsets_from_table(int major, int minor, struct go_offsets *off)
 		}
 	}
 	return -ENOTSUP;
+}
+
+/* ---- fields by name ---- */
+
+#define FIELD(name) { #name, offsetof(struct go_offsets, name) }
+const struct go_offsets_field go_offsets_fields[] = {
+	FIELD(g_size), FIELD(g_stack_lo), FIELD(g_stack_hi), FIELD(g_m), FIELD(g_atomicstatus),
+	FIELD(g_goid), FIELD(g_waitsince), FIELD(g_waitreason), FIELD(g_parent_goid), FIELD(g_gopc),
+	FIELD(g_startpc), FIELD(m_alllink), FIELD(m_ncgocall), FIELD(m_procid), FIELD(m_curg),
+	FIELD(gc_heap_live), FIELD(gc_heap_marked), FIELD(gc_heap_goal), FIELD(gc_percent_heap_goal),
+	FIELD(gc_memory_limit), FIELD(gc_total_alloc), FIELD(gc_total_free),
+	FIELD(ms_numgc), FIELD(ms_last_gc_nanotime),
+	FIELD(bucket_header_size), FIELD(bucket_allnext), FIELD(bucket_nstk), FIELD(bucket_size),
+	FIELD(memrecord_size), FIELD(status_dead), FIELD(status_scan_bit),
+};
+#undef FIELD
+const size_t go_offsets_nfields = sizeof(go_offsets_fields) / sizeof(go_offsets_fields[0]);
+
+int go_offsets_field(const struct go_offsets *off, size_t i)
+{
+	return *(const int *)((const char *)off + go_offsets_fields[i].offset);
 }
 
 /* ---- DWARF ---- */

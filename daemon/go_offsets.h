@@ -74,6 +74,17 @@ int go_offsets_from_table(int major, int minor, struct go_offsets *off);
 int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offsets *off,
 			  char *err, size_t errlen);
 
+/* The int fields of struct go_offsets by name (all but source, version and
+ * wait reasons), for tools and tests that print or compare layouts. */
+struct go_offsets_field {
+	const char *name;
+	size_t offset; /* offsetof(struct go_offsets, name) */
+};
+extern const struct go_offsets_field go_offsets_fields[];
+extern const size_t go_offsets_nfields;
+/* Value of go_offsets_fields[i] in off. */
+int go_offsets_field(const struct go_offsets *off, size_t i);
+
 /* Name of a goroutine status ("running", "runnable", "waiting", "syscall", ...). */
 const char *go_status_name(const struct go_offsets *off, uint32_t status);
 /* Wait reason string or "waiting" when unknown. */

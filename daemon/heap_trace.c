@@ -630,8 +630,16 @@ static void poll_profile(struct heap_trace *t)
 			if (n) {
 				b->stack_checked = true;
 				t->stacks_checked++;
-				if (heap_stack_matches(mine, n, b->stk, b->nstk))
+				if (heap_stack_matches(mine, n, b->stk, b->nstk)) {
 					t->stacks_matched++;
+				} else if (log_threshold >= LOG_LEVEL_DEBUG) {
+					log_debug("bucket %#llx: probe stack differs from the runtime's",
+						  (unsigned long long)b->addr);
+					for (size_t j = 0; j < n || j < b->nstk; j++)
+						log_debug("  %2zu %#14llx %#14llx", j,
+							  (unsigned long long)(j < n ? mine[j] : 0),
+							  (unsigned long long)(j < b->nstk ? b->stk[j] : 0));
+				}
 			}
 		}
 		site_of(t->go, b->stk, b->nstk, false, &s->function, &s->file, &s->line);

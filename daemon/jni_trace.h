@@ -1,8 +1,8 @@
 /* JNI global/weak-global reference tracking for one JVM (bpf/jni.bpf.c):
  * chooses the probes libjvm.so offers (hotspot_jni USDT, else .symtab
  * jni_* functions), counts refs per creating native stack in the kernel, and
- * reads the JVM's own ref counts from its memory. Also a small native
- * symbolizer (/proc/PID/maps + each object's .symtab/.dynsym). */
+ * reads the JVM's own ref counts from its memory. Also the native
+ * symbolizer (symbolize.h) as JNI stacks want it. */
 #ifndef MEMDRIFT_JNI_TRACE_H
 #define MEMDRIFT_JNI_TRACE_H
 
@@ -57,7 +57,8 @@ void jni_trace_stats(const struct jni_trace *t, uint64_t stats[JNI_STAT_MAX]);
 int jni_trace_jvm_counts(struct jni_trace *t, uint64_t *global, uint64_t *weak);
 void jni_trace_free(struct jni_trace *t);
 
-/* Symbols of a function-symbol table, for tests and the symbolizer. */
+/* symbolize.h's symbolizer without Go, naming anonymous executable memory
+ * "[jit]" and marking libjvm frames (the JNI implementation, trimmed). */
 struct native_symbolizer;
 
 struct native_frame {
@@ -73,9 +74,5 @@ int native_symbolizer_new(pid_t pid, struct native_symbolizer **out);
 int native_symbolizer_refresh(struct native_symbolizer *s);
 void native_symbolize(struct native_symbolizer *s, uint64_t ip, struct native_frame *out);
 void native_symbolizer_free(struct native_symbolizer *s);
-
-/* Looks up a function or object symbol in an ELF file's .symtab, then
- * .dynsym: 0 with its link-time address and size, or -ENOENT. */
-int elf_symbol_lookup(const char *path, const char *name, uint64_t *addr, uint64_t *size);
 
 #endif

@@ -257,6 +257,75 @@ int symbolize_elf_function(const char *path, const char *name, uint64_t *vaddr, 
 	return ret;
 }
 
+int symbolize_elf_symbol(const char *path, const char *name, uint64_t *vaddr, uint64_t *size,
+			 uint64_t *file_offset)
+{
+	static const unsigned int tables[2] = { SHT_SYMTAB, SHT_DYNSYM };
+	int fd, ret = -ENOENT;
+	Elf *elf = elf_open_path(path, &fd);
+
+	if (!elf)
+		return -ENOENT;
+	/* Scanned, not loaded into a table: data symbols too, and one lookup
+	 * in a large library stays cheap. */
+	for (int pass = 0; pass < 2 && ret; pass++) {
+		Elf_Scn *scn = NULL;
+
+		while (ret && (scn = elf_nextscn(elf, scn))) {
+			GElf_Shdr sh;
+			Elf_Data *data;
+
+			if (!gelf_getshdr(scn, &sh) || sh.sh_type != tables[pass] || !sh.sh_entsize ||
+			    !(data = elf_getdata(scn, NULL)))
+				continue;
+			for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+				GElf_Sym sym;
+				const char *n;
+
+				if (!gelf_getsym(data, (int)i, &sym) || sym.st_shndx == SHN_UNDEF ||
+				    !sym.st_value)
+					continue;
+				n = elf_strptr(elf, sh.sh_link, sym.st_name);
+				if (n && !strcmp(n, name)) {
+					*vaddr = sym.st_value;
+					if (size)
+						*size = sym.st_size;
+					ret = 0;
+					break;
+				}
+			}
+		}
+	}
+	if (!ret && file_offset) {
+		struct sym_load loads[SYM_MAX_LOADS];
+		size_t nloads;
+
+		elf_loads(elf, loads, &nloads);
+		ret = loads_vaddr_to_offset(loads, nloads, *vaddr, file_offset);
+	}
+	elf_end(elf);
+	close(fd);
+	return ret;
+}
+
+int symbolize_elf_load_base(const char *path, uint64_t *base)
+{
+	struct sym_load loads[SYM_MAX_LOADS];
+	size_t nloads;
+	int fd;
+	Elf *elf = elf_open_path(path, &fd);
+
+	if (!elf)
+		return -ENOENT;
+	elf_loads(elf, loads, &nloads);
+	elf_end(elf);
+	close(fd);
+	if (!nloads)
+		return -ENOENT;
+	*base = loads[0].vaddr - loads[0].offset;
+	return 0;
+}
+
 static int object_get(struct symbolizer *s, dev_t dev, ino_t ino, const char *path,
 		      uint64_t start, uint64_t end)
 {
@@ -360,7 +429,10 @@ void symbolizer_lookup(struct symbolizer *s, uint64_t addr, bool is_return, stru
 	*out = (struct sym_frame){ .addr = addr, .object = "", .function = "[unknown]",
 				   .offset = addr, .file = "" };
 	m = map_find(s, pc);
-	if (!m || m->object < 0)
+	if (!m)
+		return;
+	out->mapped = true;
+	if (m->object < 0)
 		return;
 	o = &s->objects[m->object];
 	out->object = o->path;

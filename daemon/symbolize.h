@@ -29,6 +29,7 @@ struct sym_frame {
 	const char *file;     /* source file (Go frames), else "" */
 	int line;             /* 0 when unknown */
 	bool go;              /* resolved through the Go pclntab */
+	bool mapped;          /* addr lies in an executable mapping (a file's or anonymous) */
 };
 
 /* go may be NULL (not a Go process); when given it must outlive the
@@ -49,5 +50,14 @@ void symbolizer_free(struct symbolizer *s);
  * address, size and the file offset of its first byte. 0 or -ENOENT. */
 int symbolize_elf_function(const char *path, const char *name, uint64_t *vaddr, uint64_t *size,
 			   uint64_t *file_offset);
+/* Any defined symbol (function or data) of the ELF at path, the first of that
+ * name in .symtab, else in .dynsym: link-time address, size (may be NULL)
+ * and, when file_offset is not NULL, the file offset of its first byte
+ * (-ENOENT when it has none, e.g. in .bss). 0 or -ENOENT. */
+int symbolize_elf_symbol(const char *path, const char *name, uint64_t *vaddr, uint64_t *size,
+			 uint64_t *file_offset);
+/* Link-time address of file offset 0 by the first PT_LOAD (vaddr - offset):
+ * load bias = start of the object's offset-0 mapping - base. 0 or -ENOENT. */
+int symbolize_elf_load_base(const char *path, uint64_t *base);
 
 #endif

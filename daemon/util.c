@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +24,16 @@ int parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
-int parse_duration_ns(const char *s, uint64_t *ns)
+struct scaled_unit {
+	const char *suffix;
+	double mult;
+};
+
+/* A non-negative number ("3", "1.5", ".5") and one of n unit suffixes
+ * (ignore_case: compared without case), scaled; -EINVAL above max. */
+static int parse_scaled(const char *s, const struct scaled_unit *units, size_t n, bool ignore_case,
+			double max, uint64_t *out)
 {
-	static const struct { const char *suffix; double mult; } units[] = {
-		{ "ns", 1 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 },
-		{ "m", 60e9 }, { "h", 3600e9 }, { "", 1e9 },
-	};
 	char *end;
 	double v;
 
@@ -38,46 +43,40 @@ int parse_duration_ns(const char *s, uint64_t *ns)
 	v = strtod(s, &end);
 	if (errno || v < 0)
 		return -EINVAL;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].suffix) == 0) {
+	for (size_t i = 0; i < n; i++) {
+		if (ignore_case ? !strcasecmp(end, units[i].suffix) : !strcmp(end, units[i].suffix)) {
 			double r = v * units[i].mult;
 
-			if (r > 1e18)
+			if (r > max)
 				return -EINVAL;
-			*ns = (uint64_t)r;
+			*out = (uint64_t)r;
 			return 0;
 		}
 	}
 	return -EINVAL;
 }
 
+int parse_duration_ns(const char *s, uint64_t *ns)
+{
+	static const struct scaled_unit units[] = {
+		{ "ns", 1 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 },
+		{ "m", 60e9 }, { "h", 3600e9 }, { "", 1e9 },
+	};
+
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), false, 1e18, ns);
+}
+
 int parse_size(const char *s, uint64_t *bytes)
 {
-	static const struct { const char *suffix; double mult; } units[] = {
+	static const struct scaled_unit units[] = {
 		{ "", 1 }, { "b", 1 }, { "k", 1024.0 }, { "kib", 1024.0 }, { "kb", 1000.0 },
 		{ "m", 1048576.0 }, { "mib", 1048576.0 }, { "mb", 1e6 },
 		{ "g", 1073741824.0 }, { "gib", 1073741824.0 }, { "gb", 1e9 },
 	};
-	char *end;
-	double v;
 
-	if (!s || !*s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || v < 0)
-		return -EINVAL;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcasecmp(end, units[i].suffix) == 0) {
-			double r = v * units[i].mult;
-
-			if (r > 1.8e19)
-				return -EINVAL;
-			*bytes = (uint64_t)r;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL; /* a size starts with a digit: ".5k" is not one */
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), true, 1.8e19, bytes);
 }
 
 const char *fmt_bytes(char *buf, size_t len, uint64_t bytes)

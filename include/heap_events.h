@@ -91,7 +91,7 @@ struct ht_trace_key {
 };
 
 struct ht_trace_counts {
-	__u64 samples;
+	__u64 samples;      /* weighted: sample_bytes periods crossed */
 	__u64 bytes;        /* sizes of the sampled allocations themselves */
 };
 

@@ -231,7 +231,7 @@ def test_daemon_scenarios(t):
     d.wait(lambda: all(d.metric("memdrift_rss_bytes", pid=str(p)) is not None
                        for p in pids.values()), 15, "all six targets watched")
     # The exiter goes; its state with it.
-    X
+    d.wait(lambda: exiter.proc.poll() is not None, 60, "the exiter's exit")
     d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(exiter.pid)) is None, 10,
            "the exiter forgotten")
     # Leaks fire within 60 s; keep watching the controls for the whole run.

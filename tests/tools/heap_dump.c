@@ -6,7 +6,8 @@
  * at SIGINT/SIGTERM or after -d seconds, and DIR/heap_alloc.pb.gz with -p.
  *
  *   heap_dump PID [-i MS] [-d SEC] [-n N] [-s SAMPLE_BYTES] [-w] [-p DIR]
- *             [--trace] [--no-profile] [--text] */
+ *             [-v] [--trace] [--no-profile] [--text]
+ * -v: debug log (e.g. probe stacks that differ from the runtime's). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -100,13 +101,14 @@ int main(int argc, char **argv)
 	int c, ret = 1;
 	pid_t pid;
 
-	while ((c = getopt_long(argc, argv, "i:d:n:s:wp:", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:d:n:s:wp:v", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'i': interval = atof(optarg) / 1000.0; break;
 		case 'd': duration = atof(optarg); break;
 		case 'n': nsites = strtoul(optarg, NULL, 10); break;
 		case 's': opts.sample_bytes = strtoull(optarg, NULL, 10); break;
 		case 'w': watch = true; break;
+		case 'v': log_threshold = LOG_LEVEL_DEBUG; break;
 		case 'p': pprof_dir = optarg; break;
 		case 'T': opts.trace = true; break;
 		case 'P': opts.profile = false; break;

@@ -21,26 +21,6 @@
 #define FIRST_MINOR 17
 #define LAST_MINOR 24
 
-#define F(name) { #name, offsetof(struct go_offsets, name) }
-static const struct {
-	const char *name;
-	size_t off;
-} fields[] = {
-	F(g_size), F(g_stack_lo), F(g_stack_hi), F(g_m), F(g_atomicstatus), F(g_goid),
-	F(g_waitsince), F(g_waitreason), F(g_parent_goid), F(g_gopc), F(g_startpc),
-	F(m_alllink), F(m_ncgocall), F(m_procid), F(m_curg),
-	F(gc_heap_live), F(gc_heap_marked), F(gc_heap_goal), F(gc_percent_heap_goal),
-	F(gc_memory_limit), F(gc_total_alloc), F(gc_total_free),
-	F(ms_numgc), F(ms_last_gc_nanotime),
-	F(bucket_header_size), F(bucket_allnext), F(bucket_nstk), F(bucket_size),
-	F(memrecord_size), F(status_dead), F(status_scan_bit),
-};
-
-static int field(const struct go_offsets *off, size_t i)
-{
-	return *(const int *)((const char *)off + fields[i].off);
-}
-
 static const char prog_src[] =
 	"package main\n\n"
 	"import (\n\t\"fmt\"\n\t\"sync\"\n)\n\n"
@@ -97,9 +77,10 @@ static void test_table_versions(void **state)
 		assert_int_equal(off.source, GO_OFFSETS_TABLE);
 		assert_int_equal(off.go_major, 1);
 		assert_int_equal(off.go_minor, minor);
-		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-			if (field(&off, i) < GO_OFF_NONE)
-				fail_msg("go1.%d %s = %d", minor, fields[i].name, field(&off, i));
+		for (size_t i = 0; i < go_offsets_nfields; i++)
+			if (go_offsets_field(&off, i) < GO_OFF_NONE)
+				fail_msg("go1.%d %s = %d", minor, go_offsets_fields[i].name,
+					 go_offsets_field(&off, i));
 		assert_true(off.n_wait_reasons > 20 && off.n_wait_reasons <= GO_MAX_WAIT_REASONS);
 		/* heapGoal is a field before 1.19 and a method after. */
 		assert_true((off.gc_heap_goal >= 0) == (minor < 19));
@@ -195,10 +176,10 @@ static void test_table_matches_notes(void **state)
 static void assert_same(const struct go_offsets *a, const struct go_offsets *b, int minor,
 			const char *what)
 {
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		if (field(a, i) != field(b, i))
-			fail_msg("go1.%d %s: %s DWARF %d, table %d", minor, what, fields[i].name,
-				 field(a, i), field(b, i));
+	for (size_t i = 0; i < go_offsets_nfields; i++)
+		if (go_offsets_field(a, i) != go_offsets_field(b, i))
+			fail_msg("go1.%d %s: %s DWARF %d, table %d", minor, what, go_offsets_fields[i].name,
+				 go_offsets_field(a, i), go_offsets_field(b, i));
 	assert_int_equal(a->n_wait_reasons, b->n_wait_reasons);
 	for (int i = 0; i < a->n_wait_reasons; i++)
 		if (strcmp(a->wait_reasons[i], b->wait_reasons[i]) != 0)

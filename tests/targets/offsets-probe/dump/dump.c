@@ -18,21 +18,6 @@
 
 #include "go_offsets.h"
 
-#define F(name) { #name, offsetof(struct go_offsets, name) }
-static const struct {
-	const char *name;
-	size_t off;
-} fields[] = {
-	F(g_size), F(g_stack_lo), F(g_stack_hi), F(g_m), F(g_atomicstatus), F(g_goid),
-	F(g_waitsince), F(g_waitreason), F(g_parent_goid), F(g_gopc), F(g_startpc),
-	F(m_alllink), F(m_ncgocall), F(m_procid), F(m_curg),
-	F(gc_heap_live), F(gc_heap_marked), F(gc_heap_goal), F(gc_percent_heap_goal),
-	F(gc_memory_limit), F(gc_total_alloc), F(gc_total_free),
-	F(ms_numgc), F(ms_last_gc_nanotime),
-	F(bucket_header_size), F(bucket_allnext), F(bucket_nstk), F(bucket_size),
-	F(memrecord_size), F(status_dead), F(status_scan_bit),
-};
-
 static int dump_wait_constants(Elf *elf)
 {
 	Dwarf *dw = dwarf_begin_elf(elf, DWARF_C_READ, NULL);
@@ -146,8 +131,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "offsets-dump: %s\n", err);
 		return 1;
 	}
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		printf("field %s %d\n", fields[i].name, *(const int *)((const char *)&off + fields[i].off));
+	for (size_t i = 0; i < go_offsets_nfields; i++)
+		printf("field %s %d\n", go_offsets_fields[i].name, go_offsets_field(&off, i));
 
 	fd = open(argv[1], O_RDONLY);
 	elf_version(EV_CURRENT);

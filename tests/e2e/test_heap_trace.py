@@ -1,0 +1,345 @@
+"""Go heap probes (daemon/heap_trace.c, bpf/heap.bpf.c) against real Go
+programs, through the developer tool tests/tools/heap_dump (the module's
+JSON live view, one line per interval; built here with the Makefile's own
+flags) until `memdrift attach` wires it.
+
+- Profile tier vs watch tier (every toolchain; plain, stripped, pie): on
+  heapleak, the probes' in-use bytes per site equal heapprof's read of the
+  runtime buckets taken right after (same heap_dump line), within two
+  samples at the retaining site (justification at TIER_SAMPLES); the churn
+  site holds no live sample; the oldest live sample at the retaining site is
+  about as old as the attach; every probe stack that was checked matches the
+  runtime bucket's stack; nothing dropped.
+- Trace tier (every toolchain): a generated program allocates a known mix
+  between two runtime.ReadMemStats calls inside two quiet gaps; mallocgc
+  counts over the gap-to-gap window equal the Mallocs delta and the bytes
+  equal the TotalAlloc delta (tolerance at TRACE_*); the byte-sampled stacks
+  put the biggest allocator on top with its bytes within 10%.
+- MemProfileRate 0 (the same program: nothing references the profile): the
+  profile tier says so plainly and points to the trace tier.
+"""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import lib
+
+DUMP = os.path.join(lib.OUT, "tests", "heap_dump")
+DUMP_SRC = os.path.join(lib.ROOT, "tests", "tools", "heap_dump.c")
+RETAIN = "main.retainBlock"
+CHURN = "main.churnGarbage"
+# 16 MiB at 4 MiB/s: the probes are in well before most samples are taken.
+HEAPLEAK_ARGS = ("-rate", 4096, "-cap", 16, "-churn", 4096)
+# Both tiers count the same runtime samples; at heapleak's quiet point two
+# runtime.GC() calls have swept and published everything, so the only
+# difference left is the attach race: a sample (or a free) hit in the few
+# milliseconds between the probes going live and the bucket baseline walk
+# is counted twice. Two samples' worth at the site covers it.
+TIER_SAMPLES = 2
+# Trace window: the runtime allocates nothing by itself in the quiet gaps
+# (the program sleeps) but timers or a forced GC might: 1% + 50 objects.
+TRACE_ALLOCS_REL, TRACE_ALLOCS_ABS = 0.01, 50
+# Bytes: the sizes are exact size classes (64, 4096) or whole pages (96 KiB),
+# so TotalAlloc (slot sizes) equals requested bytes; tiny 8-byte objects
+# pack two per 16-byte block, which TotalAlloc counts as 16: equal too, but
+# for one partly used block. 1% covers stray runtime allocations.
+TRACE_BYTES_REL = 0.01
+
+ALLOCWIN_GO = r'''
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"time"
+)
+
+var (
+	sinkB []byte
+	sinkP *int64
+)
+
+//go:noinline
+func small() { sinkB = make([]byte, 64) }
+
+//go:noinline
+func tiny() { x := new(int64); *x = 1; sinkP = x }
+
+//go:noinline
+func mid() { sinkB = make([]byte, 4096) }
+
+//go:noinline
+func large() { sinkB = make([]byte, 96<<10) }
+
+func main() {
+	var m1, m2 runtime.MemStats
+	runtime.ReadMemStats(&m1) // warm: the first call may set things up
+	time.Sleep(2500 * time.Millisecond)
+	t1 := float64(time.Now().UnixNano()) / 1e9
+	runtime.ReadMemStats(&m1)
+	for i := 0; i < 20000; i++ {
+		small()
+	}
+	for i := 0; i < 20000; i++ {
+		tiny()
+	}
+	for i := 0; i < 2000; i++ {
+		mid()
+	}
+	for i := 0; i < 200; i++ {
+		large()
+	}
+	runtime.ReadMemStats(&m2)
+	t2 := float64(time.Now().UnixNano()) / 1e9
+	time.Sleep(1500 * time.Millisecond)
+	b, _ := json.Marshal(map[string]any{
+		"t1": t1, "t2": t2, "mallocs": m2.Mallocs - m1.Mallocs,
+		"total_alloc": m2.TotalAlloc - m1.TotalAlloc,
+		"large_bytes": 200 * (96 << 10), "go": runtime.Version(),
+	})
+	os.WriteFile(os.Args[1]+".tmp", b, 0o644)
+	os.Rename(os.Args[1]+".tmp", os.Args[1])
+	select {}
+}
+'''
+
+
+def _make_var(name):
+    p = subprocess.run(["make", "--no-print-directory", "-s",
+                        "--eval", "print-%%: ; @echo $(%s)" % name, "print-" + name],
+                       cwd=lib.ROOT, capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        lib.fail("make print-%s: %s" % (name, p.stderr[-400:]))
+    return p.stdout.split()
+
+
+def build_dump():
+    p = subprocess.run(["make", "--no-print-directory", "-s", "all"], cwd=lib.ROOT,
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        lib.fail("make failed: %s" % (p.stderr or p.stdout)[-800:])
+    objs = sorted(o for o in glob.glob(os.path.join(lib.OUT, "daemon", "*.o"))
+                  if not o.endswith("/main.o"))
+    objs += sorted(glob.glob(os.path.join(lib.OUT, "proto", "*.o")))
+    inputs = objs + [DUMP_SRC]
+    if os.path.exists(DUMP) and all(os.path.getmtime(DUMP) >= os.path.getmtime(i)
+                                    for i in inputs):
+        return DUMP
+    os.makedirs(os.path.dirname(DUMP), exist_ok=True)
+    argv = ([os.environ.get("CC", "gcc")] + _make_var("ALL_CFLAGS") + [DUMP_SRC] + objs +
+            _make_var("LDLIBS") + ["-o", DUMP])
+    p = subprocess.run(argv, cwd=lib.ROOT, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        lib.fail("building heap_dump failed: %s" % p.stderr[-800:])
+    return DUMP
+
+
+class Dump:
+    """A running heap_dump; its JSON lines read from its log file."""
+
+    def __init__(self, t, pid, *args):
+        self.proc, self.log = t.spawn([build_dump(), str(pid)] + [str(a) for a in args],
+                                      log_name="heap_dump.log")
+        self.ready = self.wait(lambda o: o.get("ready"), 30, "the ready line")
+
+    def lines(self):
+        out = []
+        with open(self.log, "rb") as f:
+            for raw in f.read().decode(errors="replace").splitlines():
+                if raw.startswith("{"):
+                    try:
+                        out.append(json.loads(raw))
+                    except ValueError:
+                        pass  # a line being written
+        return out
+
+    def text(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode(errors="replace")[-1500:]
+
+    def wait(self, pred, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for o in reversed(self.lines()):
+                if pred(o):
+                    return o
+            if self.proc.poll() is not None:
+                lib.fail("heap_dump exited (rc %s) before %s: %s"
+                         % (self.proc.returncode, what, self.text()))
+            time.sleep(0.05)
+        lib.fail("heap_dump: no %s within %.0fs: %s" % (what, timeout, self.text()))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lib.fail("heap_dump did not stop on SIGTERM")
+        if self.proc.returncode != 0:
+            lib.fail("heap_dump rc %s: %s" % (self.proc.returncode, self.text()))
+
+
+def by_function(sites, key="inuse_bytes"):
+    out = {}
+    for s in sites:
+        out[s["function"]] = out.get(s["function"], 0) + int(s[key] or 0)
+    return out
+
+
+def check_no_drops(stats):
+    for k in ("pending_misses", "pending_full", "objects_full", "buckets_full",
+              "profile_stack_errors", "trace_sites_full", "read_errors", "kernel_missed"):
+        if stats.get(k):
+            lib.fail("lost events: %s = %d (%s)" % (k, stats[k], stats))
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("plain", "stripped", "pie")))
+@lib.timeout(90)
+def test_tiers_agree(t, ver, flavor):
+    lib.need_root_bpf()
+    tg = t.start_target(lib.target(ver, "heapleak", flavor), *HEAPLEAK_ARGS, wait=False)
+    d = Dump(t, tg.pid, "-i", "250", "-w", "-n", "50", "-v")
+    names = {p["name"]: p for p in d.ready["probes"]}
+    for n in ("runtime.mProf_Malloc", "runtime.setprofilebucket", "runtime.mProf_Free",
+              "runtime.freeSpecial"):
+        if n not in names:
+            lib.fail("probe %s not attached: %s" % (n, sorted(names)))
+        if not names[n]["emulated"]:
+            lib.fail("%s probed on a single-stepped instruction: %s" % (n, names[n]))
+    truth = tg.wait_truth(timeout=60)
+    wall = os.path.getmtime(tg.truth_path)
+    o = d.wait(lambda o: "heap_profile" in o and o["ts"] > wall + 0.3, 20,
+               "a view after the target's quiet point")
+    prof = o["heap_trace"]["profile"]
+    assert prof["state"] == "on", prof
+    mine = by_function(prof["sites"])
+    watch = by_function(o["heap_profile"])
+    if RETAIN not in mine:
+        lib.fail("probe tier lacks %s: %s" % (RETAIN, mine))
+    site = [s for s in prof["sites"] if s["function"] == RETAIN][0]
+    per_sample = site["inuse_bytes"] / max(1, site["live_samples"])
+    for fn in set(mine) | set(watch):
+        if abs(mine.get(fn, 0) - watch.get(fn, 0)) > TIER_SAMPLES * per_sample:
+            lib.fail("in-use at %s: probes %d B, runtime buckets %d B (tolerance %d samples "
+                     "of %.0f B)\nprobes %s\nbuckets %s" % (fn, mine.get(fn, 0), watch.get(fn, 0),
+                                                           TIER_SAMPLES, per_sample, mine, watch))
+    lib.within(mine[RETAIN], truth["by_function"][RETAIN], 0.20,
+               "in-use at %s vs the target's own profile" % RETAIN)
+    churn = [s for s in prof["sites"] if s["function"] == CHURN]
+    if churn and churn[0]["live_samples"]:
+        lib.fail("churn site keeps %d live samples after two GCs" % churn[0]["live_samples"])
+    # Sample ages: retained samples taken since attach; the oldest about as
+    # old as the attach (the first retained sample follows within ~0.5 s).
+    attach_age = prof["attach_age_s"]
+    age = site["oldest_sample_age_s"]
+    if site["live_samples_since_attach"] < site["live_samples"] * 0.6:
+        lib.fail("only %d of %d live samples at %s seen since attach"
+                 % (site["live_samples_since_attach"], site["live_samples"], RETAIN))
+    if age is None or not (attach_age - 2.0 <= age <= attach_age + 0.05):
+        lib.fail("oldest live sample at %s is %s s old; attached %.2f s ago"
+                 % (RETAIN, age, attach_age))
+    st = o["heap_trace"]["stats"]
+    check_no_drops(st)
+    if not st["stacks_checked"] or st["stacks_matched"] != st["stacks_checked"]:
+        lib.fail("probe stacks vs runtime bucket stacks: %d of %d match: %s"
+                 % (st["stacks_matched"], st["stacks_checked"],
+                    "\n".join(l for l in d.text().splitlines() if not l.startswith("{"))))
+    if st["sampled_object_frees"] == 0:
+        lib.fail("no sampled object seen dying (freeSpecial) though churn was swept: %s" % st)
+    t.note("%s probes %.2f MiB, buckets %.2f MiB, target %.2f MiB; oldest sample %.1fs "
+           "(attach %.1fs)" % (RETAIN, mine[RETAIN] / 2**20, watch.get(RETAIN, 0) / 2**20,
+                               truth["by_function"][RETAIN] / 2**20, age, attach_age))
+    d.stop()
+
+
+def go_env():
+    return dict(os.environ, GOTOOLCHAIN="local", GOPROXY="off", GOFLAGS="-mod=mod",
+                GOCACHE=os.path.join(lib.OUT, "gocache"), GOTELEMETRY="off", CGO_ENABLED="0")
+
+
+def build_allocwin(t, ver):
+    gobin = "/usr/lib/go-%s/bin/go" % ver[len("go"):]
+    if not os.access(gobin, os.X_OK):
+        lib.skip_or_fail("no toolchain %s" % gobin)
+    src = os.path.join(t.tmp, "allocwin")
+    os.makedirs(src, exist_ok=True)
+    with open(os.path.join(src, "main.go"), "w") as f:
+        f.write(ALLOCWIN_GO)
+    with open(os.path.join(src, "go.mod"), "w") as f:
+        f.write("module allocwin\n\ngo 1.19\n")
+    out = os.path.join(t.tmp, "allocwin-" + ver)
+    p = subprocess.run([gobin, "build", "-o", out, "."], cwd=src, env=go_env(),
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        lib.fail("building the allocation program with %s: %s" % (ver, p.stderr[-600:]))
+    return out
+
+
+def trace_cases():
+    return [(v, (v,)) for v in lib.versions()]
+
+
+@lib.cases(trace_cases)
+@lib.timeout(90)
+def test_trace_window(t, ver):
+    lib.need_root_bpf()
+    exe = build_allocwin(t, ver)
+    res = os.path.join(t.tmp, "window.json")
+    proc, _ = t.spawn([exe, res], log_name="allocwin.log")
+    deadline = time.monotonic() + 10
+    while True:  # spawn returns at fork: wait for the exec
+        try:
+            if os.readlink("/proc/%d/exe" % proc.pid) == os.path.realpath(exe):
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            lib.fail("allocation program did not start")
+        time.sleep(0.01)
+    d = Dump(t, proc.pid, "-i", "200", "--trace", "-s", 65536, "-n", "10")
+    if d.ready["profile_state"] != 2 or "MemProfileRate=0" not in d.ready["message"] or \
+            "--trace heap" not in d.ready["message"]:
+        lib.fail("MemProfileRate 0 not reported plainly: %s" % d.ready)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(res):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            lib.fail("allocation program wrote no window: rc %s" % proc.poll())
+        time.sleep(0.05)
+    with open(res) as f:
+        w = json.load(f)
+    lines = [o for o in d.lines() if "heap_trace" in o and "trace" in o["heap_trace"]
+             and "allocs" in o["heap_trace"]["trace"]]
+    before = [o for o in lines if w["t1"] - 1.2 < o["ts"] < w["t1"] - 0.05]
+    after = [o for o in lines if w["t2"] + 0.05 < o["ts"] < w["t2"] + 1.2]
+    if d.ready["ts"] > w["t1"] - 0.3 or not before or not after:
+        lib.fail("no views in the quiet gaps (ready %.2f, window %.2f-%.2f, %d views)"
+                 % (d.ready["ts"], w["t1"], w["t2"], len(lines)))
+    a, b = before[-1]["heap_trace"]["trace"], after[0]["heap_trace"]["trace"]
+    allocs, nbytes = b["allocs"] - a["allocs"], b["bytes"] - a["bytes"]
+    if abs(allocs - w["mallocs"]) > TRACE_ALLOCS_REL * w["mallocs"] + TRACE_ALLOCS_ABS:
+        lib.fail("mallocgc calls %d vs MemStats.Mallocs delta %d" % (allocs, w["mallocs"]))
+    lib.within(nbytes, w["total_alloc"], TRACE_BYTES_REL, "bytes vs MemStats.TotalAlloc delta")
+    hist = {h["min"]: h["count"] for h in b["size_histogram"]}
+    for lo, n in ((64, 20000), (8, 20000), (4096, 2000), (65536, 200)):
+        if hist.get(lo, 0) < n:
+            lib.fail("size histogram [%d, %d): %d < %d" % (lo, 2 * lo, hist.get(lo, 0), n))
+    top = b["sites"][0]
+    if top["function"] != "main.large":
+        lib.fail("top byte-sampled site is %s, want main.large: %s"
+                 % (top["function"], [(s["function"], s["samples"]) for s in b["sites"]]))
+    lib.within(top["est_bytes"], w["large_bytes"], 0.10, "sampled bytes at main.large")
+    check_no_drops(after[0]["heap_trace"]["stats"])
+    t.note("%s mallocgc %d vs Mallocs %d; bytes %d vs TotalAlloc %d; main.large ~%d B"
+           % (ver, allocs, w["mallocs"], nbytes, w["total_alloc"], top["est_bytes"]))
+    d.stop()
+    # Profile tier alone on a MemProfileRate 0 target: one plain error.
+    p = subprocess.run([build_dump(), str(proc.pid), "-d", "0.1"], capture_output=True,
+                       text=True, timeout=30)
+    if p.returncode == 0 or "MemProfileRate=0" not in p.stderr or "--trace heap" not in p.stderr:
+        lib.fail("profile tier on a MemProfileRate 0 target: rc %d, stderr %r"
+                 % (p.returncode, p.stderr))
