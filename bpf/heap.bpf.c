@@ -6,8 +6,12 @@
  * hit per MemProfileRate bytes allocated):
  *   ht_mprof_malloc   runtime.mProf_Malloc: object, size, user stack, time
  *   ht_setbucket      runtime.setprofilebucket(p, b): the object's bucket
- *   ht_mprof_free     runtime.mProf_Free(b, size): a sampled object swept
- *   ht_free_special   runtime.freeSpecial(s, p, size): which object it was
+ *   ht_free_special   runtime.freeSpecial(s, p, size): a sampled object swept,
+ *                     its bucket read from the specialprofile record — one
+ *                     probe where mProf_Free(b, size) would need a second
+ *                     one for the object's identity
+ *   ht_mprof_free     runtime.mProf_Free(b, size): the same counts where the
+ *                     runtime.special layout is not known (no object ages)
  * Trace tier:
  *   ht_mallocgc       runtime.mallocgc on every call: counts, log2 size
  *                     histogram, one stack per N bytes per CPU, all in maps.
@@ -109,14 +113,17 @@ int ht_mprof_malloc(struct pt_regs *ctx)
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
+	struct ht_tgid_config *cfg;
 	struct ht_pending pend = {};
-	__u64 ax, bx, cx;
+	__u64 ax, bx, cx, n;
 
 	if (morestack_branch_taken(ctx, cookie))
 		return 0;
-	if (!bpf_map_lookup_elem(&ht_tgids, &tgid))
+	cfg = bpf_map_lookup_elem(&ht_tgids, &tgid);
+	if (!cfg)
 		return 0;
 	stat_inc(HT_STAT_MALLOC_HITS);
+	n = __sync_fetch_and_add(&cfg->prof_samples, 1);
 	/* All three registers read at fixed offsets: a ctx field picked by a
 	 * branch can become a variable-offset ctx access the verifier rejects. */
 	ax = ctx->ax;
@@ -135,9 +142,15 @@ int ht_mprof_malloc(struct pt_regs *ctx)
 	pend.ts = bpf_ktime_get_ns();
 	/* Go keeps frame pointers on amd64: the kernel's frame walk sees the
 	 * goroutine stack (the caller's RBP chain; this is before the prologue). */
-	pend.stackid = bpf_get_stackid(ctx, &ht_prof_stacks, BPF_F_USER_STACK);
-	if (pend.stackid < 0)
-		stat_inc(HT_STAT_PROF_STACK_ERRORS);
+	/* The runtime records the same stack in the bucket; ours only checks
+	 * that, so after the first ones it is taken on a budget (the frame
+	 * walk is the costliest part of this program). */
+	pend.stackid = -1;
+	if (n < HT_STACKS_FIRST || !cfg->stack_every || n % cfg->stack_every == 0) {
+		pend.stackid = bpf_get_stackid(ctx, &ht_prof_stacks, BPF_F_USER_STACK);
+		if (pend.stackid < 0)
+			stat_inc(HT_STAT_PROF_STACK_ERRORS);
+	}
 	if (bpf_map_update_elem(&ht_pending, &id, &pend, BPF_ANY))
 		stat_inc(HT_STAT_PENDING_FULL);
 	return 0;
@@ -236,22 +249,33 @@ int ht_free_special(struct pt_regs *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct ht_tgid_config *cfg;
 	struct ht_obj_key okey = {.tgid = tgid};
+	struct ht_bucket_counts *c;
+	__u64 s = ctx->ax, p = ctx->bx, size = ctx->cx, b = 0;
 	__u8 kind = 0;
 
 	if (morestack_branch_taken(ctx, cookie))
 		return 0;
 	cfg = bpf_map_lookup_elem(&ht_tgids, &tgid);
-	if (!cfg || cfg->special_kind_off < 0)
+	if (!cfg || cfg->special_kind_off < 0 || cfg->special_bucket_off < 0)
 		return 0;
 	stat_inc(HT_STAT_SPECIAL_HITS);
-	if (bpf_probe_read_user(&kind, sizeof(kind),
-				(void *)(ctx->ax + (__u64)(__u32)cfg->special_kind_off))) {
+	if (bpf_probe_read_user(&kind, sizeof(kind), (void *)(s + (__u64)(__u32)cfg->special_kind_off))) {
 		stat_inc(HT_STAT_READ_ERRORS);
 		return 0;
 	}
 	if (kind != cfg->special_kind_profile)
 		return 0;
-	okey.p = ctx->bx;
+	if (bpf_probe_read_user(&b, sizeof(b), (void *)(s + (__u64)(__u32)cfg->special_bucket_off))) {
+		stat_inc(HT_STAT_READ_ERRORS);
+		return 0;
+	}
+	stat_inc(HT_STAT_FREE_HITS);
+	c = bucket_counts(tgid, b);
+	if (c) {
+		__sync_fetch_and_add(&c->frees, 1);
+		__sync_fetch_and_add(&c->free_bytes, size);
+	}
+	okey.p = p;
 	if (bpf_map_delete_elem(&ht_objects, &okey) == 0)
 		stat_inc(HT_STAT_OBJECT_FREES);
 	return 0;

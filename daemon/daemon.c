@@ -29,6 +29,7 @@
 #include "http.h"
 #include "jni_trace.h"
 #include "log.h"
+#include "native_watch.h"
 #include "proc.h"
 #include "procmon.h"
 #include "series.h"
@@ -155,6 +156,8 @@ struct watched {
 	uint64_t cgo_calls;
 	uint64_t snapshots;
 	uint32_t trace_requested;      /* bit per drift kind: trace asked for once */
+	struct native_watch *native;   /* C allocations traced (trace tier), or NULL */
+	uint64_t native_until_ns;
 	/* cached top heap sites, for post-mortems */
 	struct alert_site heap_top[DAEMON_TOP_SITES];
 	uint64_t heap_top_bytes[DAEMON_TOP_SITES];
@@ -166,7 +169,7 @@ struct daemon_counters {
 	uint64_t discovered, exited, skipped_limit, snapshot_errors, evaluations, oom_kills;
 	uint64_t alert_write_errors, postmortems;
 	uint64_t jvm_discovered, jvm_pending_full, jvm_limit, jni_trace_errors;
-	uint64_t trace_requests;
+	uint64_t trace_requests, trace_errors;
 };
 
 struct daemon {
@@ -277,6 +280,7 @@ static void free_watched(struct watched *w)
 		series_free(w->sites[i].count);
 	free(w->sites);
 	process_series_free(&w->series);
+	native_watch_free(w->native); /* before the Go analysis it uses */
 	if (w->cls == CLASS_GO)
 		go_target_close(&w->target);
 	jvm_state_free(w->jvm);
@@ -1205,10 +1209,68 @@ static void request_trace(struct daemon *d, struct watched *w, enum drift_kind k
 		return;
 	w->trace_requested |= 1u << kind;
 	d->n.trace_requests++;
-	log_info("PID %d (%s): %s drift (%s): trace-tier probes would switch on for %.0fs "
-		 "(cpu budget %.1f%%); not wired in this build",
-		 w->pid, w->comm, drift_kind_name(kind), why, (double)d->cfg.trace_duration_ns / 1e9,
-		 d->cfg.trace_cpu_budget_percent);
+	if (kind == DRIFT_NATIVE_LEAK && w->cls == CLASS_GO && !w->native) {
+		char err[512];
+		int ret = native_watch_start(w->pid, &w->target, w->cgo, d->cfg.series_points,
+					     d->cfg.max_sites, d->cfg.max_native_allocations,
+					     &w->native, err, sizeof(err));
+
+		if (ret < 0) {
+			d->n.trace_errors++;
+			log_warn("PID %d (%s): cannot trace C memory: %s", w->pid, w->comm, err);
+			return;
+		}
+		w->native_until_ns = now_monotonic_ns() + d->cfg.trace_duration_ns;
+		log_info("PID %d (%s): %s (%s): tracing C allocations for %.0fs", w->pid, w->comm,
+			 drift_kind_name(kind), why, (double)d->cfg.trace_duration_ns / 1e9);
+		return;
+	}
+	/* goroutine sites are named by the snapshot already; exact births and
+	 * deaths are `memdrift attach --trace goroutines` */
+	log_info("PID %d (%s): %s drift (%s)", w->pid, w->comm, drift_kind_name(kind), why);
+}
+
+/* Trace tier for C memory: sample while it runs, switch off when its time
+ * is up (a firing native_leak alert then stays as it was). */
+static void sample_native(struct daemon *d, struct watched *w, uint64_t now)
+{
+	if (!w->native)
+		return;
+	if (native_watch_sample(w->native, now) < 0 || now >= w->native_until_ns) {
+		log_info("PID %d (%s): C allocation tracing off (%lu bytes outstanding at the end)",
+			 w->pid, w->comm, (unsigned long)native_watch_outstanding(w->native));
+		native_watch_free(w->native);
+		w->native = NULL;
+		return;
+	}
+	series_push(w->series.metric[SERIES_C_OUTSTANDING], now,
+		    (double)native_watch_outstanding(w->native));
+}
+
+static void evaluate_native(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
+{
+	const struct detect_params *p = &d->cfg.detect;
+	char summary[ALERT_SUMMARY_MAX];
+	struct alert_observation obs;
+	struct detect_result r;
+
+	if (!w->native)
+		return;
+	for (size_t i = 0; i < native_watch_nsites(w->native); i++) {
+		struct native_watch_site *s = native_watch_site(w->native, i);
+
+		if (detect_outstanding(DRIFT_NATIVE_LEAK, s->bytes, now, s->oldest_age_ns, p, &r) < 0 ||
+		    !r.enough_data)
+			continue;
+		detect_evidence_add(&r.evidence, "outstanding_bytes", (double)s->bytes_now);
+		detect_evidence_add(&r.evidence, "outstanding_blocks", (double)s->count_now);
+		alert_summary(DRIFT_NATIVE_LEAK, &r.evidence, &s->site, summary, sizeof(summary));
+		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
+						  .kind = DRIFT_NATIVE_LEAK, .site_id = s->id,
+						  .site = &s->site, .severity = r.severity,
+						  .summary = summary, .evidence = &r.evidence };
+		alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
+	}
 }
 
 static void evaluate_goroutines(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
@@ -1337,6 +1399,20 @@ static void evaluate_rss(struct daemon *d, struct watched *w, uint64_t now, uint
 		in.layer[LAYER_GOROUTINE_STACKS].delta =
 			window_delta(w->series.metric[SERIES_GOROUTINE_STACKS], since);
 		in.layer[LAYER_GOROUTINE_STACKS].site = top_site;
+		if (w->native) {
+			const struct native_watch_site *top = NULL;
+
+			for (size_t i = 0; i < native_watch_nsites(w->native); i++) {
+				const struct native_watch_site *ns = native_watch_site(w->native, i);
+
+				if (!top || ns->bytes_now > top->bytes_now)
+					top = ns;
+			}
+			in.layer[LAYER_C_MEMORY].known = true;
+			in.layer[LAYER_C_MEMORY].delta =
+				window_delta(w->series.metric[SERIES_C_OUTSTANDING], since);
+			in.layer[LAYER_C_MEMORY].site = top ? &top->site : NULL;
+		}
 	} else if (w->cls == CLASS_JVM && w->jvm->trace) {
 		in.layer[LAYER_JNI_REFS].known = true;
 		in.layer[LAYER_JNI_REFS].delta = window_delta(w->series.metric[SERIES_JNI_REFS], since);
@@ -1375,6 +1451,9 @@ static void evaluate_rss(struct daemon *d, struct watched *w, uint64_t now, uint
 
 static void evaluate_process(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
 {
+	/* the native series start with the trace; the detector needs its own
+	 * points, not the process's age */
+	evaluate_native(d, w, now, ts);
 	/* no verdict before the process's series cover enough of the window:
 	 * start-up growth is not drift (firing alerts stay as they are) */
 	if ((double)(now - w->first_seen_ns) <
@@ -1418,6 +1497,8 @@ static int on_tick(void *ctx, uint64_t expirations)
 			if (!proc_exists(w->pid))
 				forget_process(d, w->pid);
 			continue;
+		} else {
+			sample_native(d, w, now);
 		}
 		evaluate_process(d, w, now, ts);
 	}
@@ -1706,6 +1787,26 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 		      (unsigned long)d->n.jni_trace_errors);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"trace_request\"} %lu\n",
 		      (unsigned long)d->n.trace_requests);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"trace_error\"} %lu\n",
+		      (unsigned long)d->n.trace_errors);
+	prom_family(sb, "memdrift_native_outstanding_bytes", "gauge",
+		    "C memory allocated and not freed since tracing started (trace tier).");
+	for (struct watched *w = d->procs; w; w = w->next) {
+		if (!w->native)
+			continue;
+		strbuf_printf(sb, "memdrift_native_outstanding_bytes{");
+		prom_proc_labels(sb, w);
+		strbuf_printf(sb, "} %lu\n", (unsigned long)native_watch_outstanding(w->native));
+	}
+	prom_family(sb, "memdrift_native_lost_total", "counter",
+		    "C allocations or sites not tracked because a bound was hit.");
+	for (struct watched *w = d->procs; w; w = w->next) {
+		if (!w->native)
+			continue;
+		strbuf_printf(sb, "memdrift_native_lost_total{");
+		prom_proc_labels(sb, w);
+		strbuf_printf(sb, "} %lu\n", (unsigned long)native_watch_lost(w->native));
+	}
 }
 
 static int serve_profile(struct daemon *d, const char *kind, const char *pid_arg,

@@ -66,15 +66,17 @@ struct heap_trace {
 
 /* ------------------------------------------------------------ pure logic */
 
-int heap_special_layout(int major, int minor, int *kind_off, unsigned *kind_profile)
+int heap_special_layout(int major, int minor, int *kind_off, unsigned *kind_profile,
+			int *bucket_off)
 {
 	/* runtime.special{next *special; offset uint16|uintptr; kind byte}:
 	 * offset became a uintptr in 1.24; _KindSpecialProfile moved from 2 to 3
-	 * when weak handles took 2 in 1.23. */
+	 * when weak handles took 2 in 1.23. specialprofile{special; b *bucket}. */
 	if (major != 1 || minor < 17 || minor > 24)
 		return -ENOTSUP;
 	*kind_off = minor >= 24 ? 16 : 10;
 	*kind_profile = minor >= 23 ? 3 : 2;
+	*bucket_off = minor >= 24 ? 24 : 16;
 	return 0;
 }
 
@@ -178,15 +180,19 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, struct
 {
 	const struct go_version *v = gobin_version(t->bin);
 	unsigned kind_profile;
-	int ret, kind_off;
+	int ret, kind_off, bucket_off;
 
 	*n = 0;
 	if (profile) {
 		/* Frees first: attach walks the plan in order, and a free probe
-		 * in place before the allocation probes loses nothing. */
-		ret = plan_one(t, HEAP_PROBE_MPROF_FREE, "runtime.mProf_Free", probes, max, n, err, errlen);
-		if (!ret && v && !heap_special_layout(v->major, v->minor, &kind_off, &kind_profile))
+		 * in place before the allocation probes loses nothing. freeSpecial
+		 * gives the bucket and the object in one probe; mProf_Free only
+		 * the bucket, for releases whose special layout is unknown. */
+		if (v && !heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off))
 			ret = plan_one(t, HEAP_PROBE_FREE_SPECIAL, "runtime.freeSpecial", probes, max, n,
+				       err, errlen);
+		else
+			ret = plan_one(t, HEAP_PROBE_MPROF_FREE, "runtime.mProf_Free", probes, max, n,
 				       err, errlen);
 		if (!ret)
 			ret = plan_one(t, HEAP_PROBE_SETPROFILEBUCKET, "runtime.setprofilebucket", probes,
@@ -368,11 +374,13 @@ static int64_t read_rate(struct heap_trace *t)
 int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *err, size_t errlen)
 {
 	const struct go_version *v = gobin_version(go->bin);
-	struct ht_tgid_config cfg = { .special_kind_off = -1, .sample_bytes = t->opts.sample_bytes };
+	struct ht_tgid_config cfg = { .special_kind_off = -1, .special_bucket_off = -1,
+				      .stack_every = HT_DEFAULT_STACK_EVERY,
+				      .sample_bytes = t->opts.sample_bytes };
 	bool profile = t->opts.profile;
 	__u32 tgid = go->pid;
 	unsigned kind_profile = 0;
-	int ret, kind_off;
+	int ret, kind_off, bucket_off;
 
 	if (t->skel)
 		return set_err(err, errlen, -EALREADY, "heap probes already attached");
@@ -412,10 +420,13 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 		return set_err(err, errlen, ret, "BPF unavailable: loading heap.bpf.o: %s",
 			       strerror(-ret));
 	}
-	if (v && !heap_special_layout(v->major, v->minor, &kind_off, &kind_profile)) {
+	if (v && !heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off)) {
 		cfg.special_kind_off = kind_off;
 		cfg.special_kind_profile = kind_profile;
+		cfg.special_bucket_off = bucket_off;
 	}
+	if (t->opts.stack_every_set)
+		cfg.stack_every = t->opts.stack_every;
 	if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.ht_tgids), &tgid, &cfg, BPF_ANY))
 		return set_err(err, errlen, -errno, "heap config map: %s", strerror(errno));
 	if (t->opts.trace) {

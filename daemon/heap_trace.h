@@ -1,10 +1,13 @@
 /* Go heap probes of one process (bpf/heap.bpf.c).
  *
- * Profile tier (attach default, near-zero cost: about one hit per
- * MemProfileRate bytes allocated): runtime.mProf_Malloc (object, size, user
- * stack, time), runtime.setprofilebucket (object -> runtime bucket),
- * runtime.mProf_Free (bucket, size) and runtime.freeSpecial (which sampled
- * object died). In-use bytes and counts per runtime bucket = the bucket's
+ * Profile tier (attach default, near-zero cost: three probe hits per
+ * sampled object, one sample per MemProfileRate bytes allocated):
+ * runtime.mProf_Malloc (object, size, time; user stack for the first 256
+ * samples then one in 16, a check of the bucket's), runtime.setprofilebucket
+ * (object -> runtime bucket) and runtime.freeSpecial (a sampled object
+ * swept: its bucket from the specialprofile record, and which object it was;
+ * runtime.mProf_Free(b, size) instead where the runtime.special layout is
+ * not known, then without sample ages). In-use bytes and counts per runtime bucket = the bucket's
  * counts read once at attach (after the probes are in) + what the probes saw
  * since, scaled like runtime/pprof (heap_scale_sample) with the target's
  * MemProfileRate; grouped by allocation site (first non-runtime frame) as
@@ -51,6 +54,11 @@ struct heap_trace_opts {
 	bool profile;          /* profile tier */
 	bool trace;            /* trace tier (runtime.mallocgc) */
 	uint64_t sample_bytes; /* trace tier: one stack per this many bytes per CPU; 0: 512 KiB */
+	/* profile tier: after HT_STACKS_FIRST samples, capture the probe's own
+	 * stack (only a check of the runtime bucket's) for one sample in
+	 * stack_every (0: all); default HT_DEFAULT_STACK_EVERY */
+	bool stack_every_set;
+	uint32_t stack_every;
 };
 
 enum heap_profile_state {
@@ -140,9 +148,11 @@ int heap_trace__write_alloc_pprof(struct heap_trace *t, const char *path);
 void heap_trace__free(struct heap_trace *t);
 
 /* Pure helpers (unit-tested). */
-/* runtime.special.kind offset and _KindSpecialProfile for go1.minor;
- * -ENOTSUP for a release whose layout is not known. */
-int heap_special_layout(int major, int minor, int *kind_off, unsigned *kind_profile);
+/* runtime.special.kind offset, _KindSpecialProfile and the offset of
+ * specialprofile.b for go1.minor; -ENOTSUP for a release whose layout is
+ * not known. */
+int heap_special_layout(int major, int minor, int *kind_off, unsigned *kind_profile,
+			int *bucket_off);
 /* Does the runtime's bucket stack (leaf first) appear, contiguous, in the
  * probe's stack (leaf first; mine[0] is the probed IP)? A bucket stack
  * deeper than what the probe captured matches on the overlap. */

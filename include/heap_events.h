@@ -32,10 +32,17 @@
 
 /* Per traced process (key: tgid). */
 struct ht_tgid_config {
-	__s32 special_kind_off;      /* runtime.special.kind; -1: object frees not tracked */
+	__s32 special_kind_off;      /* runtime.special.kind; -1: freeSpecial not probed */
 	__u32 special_kind_profile;  /* _KindSpecialProfile of this Go version */
+	__s32 special_bucket_off;    /* runtime.specialprofile.b */
+	__u32 stack_every;           /* profile tier: a stack for the first HT_STACKS_FIRST
+				      * samples, then one in stack_every (0: every one) */
 	__u64 sample_bytes;          /* trace tier: one stack per this many bytes per CPU */
+	__u64 prof_samples;          /* mProf_Malloc hits so far (the stack budget) */
 };
+
+#define HT_STACKS_FIRST 256
+#define HT_DEFAULT_STACK_EVERY 16
 
 /* A sampled allocation between mProf_Malloc and setprofilebucket (key:
  * pid_tgid of the thread: setprofilebucket runs on the same M via
@@ -44,7 +51,7 @@ struct ht_pending {
 	__u64 p;
 	__u64 size;
 	__u64 ts;      /* bpf_ktime_get_ns at mProf_Malloc */
-	__s64 stackid; /* ht_prof_stacks id, negative errno when not captured */
+	__s64 stackid; /* ht_prof_stacks id; negative: not captured (budget or error) */
 };
 
 struct ht_obj_key {
@@ -99,8 +106,8 @@ struct ht_trace_counts {
 enum ht_stat {
 	HT_STAT_MALLOC_HITS,       /* mProf_Malloc */
 	HT_STAT_BUCKET_HITS,       /* setprofilebucket */
-	HT_STAT_FREE_HITS,         /* mProf_Free */
-	HT_STAT_SPECIAL_HITS,      /* freeSpecial */
+	HT_STAT_FREE_HITS,         /* sampled objects swept (mProf_Free or freeSpecial) */
+	HT_STAT_SPECIAL_HITS,      /* freeSpecial (any special kind) */
 	HT_STAT_OBJECT_FREES,      /* freeSpecial of a tracked profiled object */
 	HT_STAT_MALLOCGC_HITS,
 	HT_STAT_MORESTACK_SKIPS,

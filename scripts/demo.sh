@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MEMDRIFT=.output/memdrift
-DURATION=${DEMO_DURATION:-75s}
+DURATION=${DEMO_DURATION:-90s}
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "demo: memdrift loads BPF programs; run 'sudo make demo'" >&2
@@ -37,6 +37,7 @@ echo "== memdrift daemon, demo windows (detect.window=40s, interval 1s), for $DU
 echo "   alerts as JSON lines go to $work/alerts.json; one line each below"
 $MEMDRIFT daemon --duration "$DURATION" \
 	--set detect.window=40s --set detect.interval=1s --set goroutine.blocked_min_age=5s \
+	--set trace.on_drift=true --set trace.duration=5m --set native.min_oldest_age=10s \
 	--set metrics.listen=127.0.0.1:19464 --set alerts.file="$work/alerts.json" \
 	--set alerts.stdout=false --set select.include_exe="$(readlink -f "$target")" &
 dpid=$!

@@ -41,26 +41,29 @@ static void test_size_class(void **state)
 
 static void test_special_layout(void **state)
 {
-	int off;
+	int off, boff;
 	unsigned kind;
 
 	(void)state;
-	assert_int_equal(heap_special_layout(1, 19, &off, &kind), 0);
+	assert_int_equal(heap_special_layout(1, 19, &off, &kind, &boff), 0);
 	assert_int_equal(off, 10);
 	assert_int_equal(kind, 2);
-	assert_int_equal(heap_special_layout(1, 22, &off, &kind), 0);
+	assert_int_equal(boff, 16);
+	assert_int_equal(heap_special_layout(1, 22, &off, &kind, &boff), 0);
 	assert_int_equal(kind, 2);
 	/* 1.23: weak handles took kind 2 */
-	assert_int_equal(heap_special_layout(1, 23, &off, &kind), 0);
+	assert_int_equal(heap_special_layout(1, 23, &off, &kind, &boff), 0);
 	assert_int_equal(off, 10);
 	assert_int_equal(kind, 3);
+	assert_int_equal(boff, 16);
 	/* 1.24: special.offset became a uintptr */
-	assert_int_equal(heap_special_layout(1, 24, &off, &kind), 0);
+	assert_int_equal(heap_special_layout(1, 24, &off, &kind, &boff), 0);
 	assert_int_equal(off, 16);
 	assert_int_equal(kind, 3);
-	assert_int_equal(heap_special_layout(1, 25, &off, &kind), -ENOTSUP);
-	assert_int_equal(heap_special_layout(1, 16, &off, &kind), -ENOTSUP);
-	assert_int_equal(heap_special_layout(2, 0, &off, &kind), -ENOTSUP);
+	assert_int_equal(boff, 24);
+	assert_int_equal(heap_special_layout(1, 25, &off, &kind, &boff), -ENOTSUP);
+	assert_int_equal(heap_special_layout(1, 16, &off, &kind, &boff), -ENOTSUP);
+	assert_int_equal(heap_special_layout(2, 0, &off, &kind, &boff), -ENOTSUP);
 }
 
 static void test_stack_matches(void **state)
