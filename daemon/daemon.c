@@ -28,6 +28,7 @@
 #include "hsperf.h"
 #include "http.h"
 #include "jni_trace.h"
+#include "gobin_cache.h"
 #include "log.h"
 #include "native_watch.h"
 #include "proc.h"
@@ -184,6 +185,7 @@ struct daemon {
 	FILE *alerts_file;
 	struct watched *procs;
 	size_t nprocs;
+	struct gobin_cache *gobins; /* one analysis per executable, shared by its processes */
 	struct class_entry classes[DAEMON_CLASS_CACHE];
 	size_t nclasses, class_next;
 	struct jvm_candidate pending[DAEMON_JVM_PENDING];
@@ -352,7 +354,7 @@ static void start_go(struct daemon *d, pid_t pid, const struct proc_exe *exe)
 	w = watched_new(d, pid, exe, CLASS_GO);
 	if (!w)
 		return;
-	ret = go_target_open(pid, &w->target, err, sizeof(err));
+	ret = go_target_open_cached(pid, &w->target, d->gobins, err, sizeof(err));
 	if (ret < 0) {
 		/* an unsupported Go version is worth one line; a process that
 		 * is already gone is not */
@@ -1789,6 +1791,9 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 		      (unsigned long)d->n.trace_requests);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"trace_error\"} %lu\n",
 		      (unsigned long)d->n.trace_errors);
+	prom_family(sb, "memdrift_binaries_analysed", "gauge",
+		    "Go executables analysed, each shared by all its processes.");
+	strbuf_printf(sb, "memdrift_binaries_analysed %zu\n", gobin_cache_entries(d->gobins));
 	prom_family(sb, "memdrift_native_outstanding_bytes", "gauge",
 		    "C memory allocated and not freed since tracing started (trace tier).");
 	for (struct watched *w = d->procs; w; w = w->next) {
@@ -2017,6 +2022,7 @@ static void daemon_free(struct daemon *d)
 		next = w->next;
 		free_watched(w);
 	}
+	gobin_cache_free(d->gobins); /* after every process released its reference */
 	http_server_free(d->http);
 	procmon__free(d->pm);
 	alert_table_free(d->alerts);
@@ -2106,6 +2112,11 @@ int cmd_daemon(int argc, char **argv)
 	if (duration)
 		d->stop_at_ns = d->started_ns + duration;
 	d->alerts = alert_table_new(&cfg.alert);
+	/* the bound follows limits.max_processes at start (a reload keeps it) */
+	if (gobin_cache_new(cfg.max_processes, &d->gobins) < 0) {
+		daemon_free(d);
+		return log_err(1, "daemon: out of memory");
+	}
 	ret = d->alerts ? event_loop_new(&d->loop) : -ENOMEM;
 	if (ret < 0) {
 		daemon_free(d);

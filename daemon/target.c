@@ -3,9 +3,25 @@
 #include <errno.h>
 #include <string.h>
 
+#include "gobin_cache.h"
 #include "log.h"
 
 int go_target_open(pid_t pid, struct go_target *t, char *err, size_t errlen)
+{
+	return go_target_open_cached(pid, t, NULL, err, errlen);
+}
+
+static void release_bin(struct go_target *t)
+{
+	if (t->cache)
+		gobin_cache_put(t->cache, t->bin);
+	else
+		gobin_free(t->bin);
+	t->bin = NULL;
+}
+
+int go_target_open_cached(pid_t pid, struct go_target *t, struct gobin_cache *cache, char *err,
+			  size_t errlen)
 {
 	uint64_t start;
 	int ret;
@@ -23,7 +39,12 @@ int go_target_open(pid_t pid, struct go_target *t, char *err, size_t errlen)
 	if (ret < 0)
 		return set_err(err, errlen, ret, "PID %d: %s", pid, strerror(-ret));
 
-	ret = gobin_open(t->exe.open_path, &t->bin, err, errlen);
+	t->cache = cache;
+	if (cache)
+		ret = gobin_cache_get(cache, t->exe.dev, t->exe.ino, t->exe.open_path, &t->bin, err,
+				      errlen);
+	else
+		ret = gobin_open(t->exe.open_path, &t->bin, err, errlen);
 	if (ret < 0) {
 		char inner[512];
 
@@ -44,8 +65,7 @@ int go_target_open(pid_t pid, struct go_target *t, char *err, size_t errlen)
 	if (gobin_is_pie(t->bin)) {
 		ret = proc_exe_map_start(pid, t->exe.dev, t->exe.ino, &start);
 		if (ret < 0) {
-			gobin_free(t->bin);
-			t->bin = NULL;
+			release_bin(t);
 			if (ret == -ESRCH || !proc_exists(pid))
 				return set_err(err, errlen, -ESRCH, "process %d exited", pid);
 			return set_err(err, errlen, ret, "PID %d: executable mapping not found in maps",
@@ -58,8 +78,8 @@ int go_target_open(pid_t pid, struct go_target *t, char *err, size_t errlen)
 
 void go_target_close(struct go_target *t)
 {
-	gobin_free(t->bin);
-	t->bin = NULL;
+	if (t->bin)
+		release_bin(t);
 }
 
 uint64_t go_target_global(const struct go_target *t, const char *name)
