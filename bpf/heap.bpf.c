@@ -80,12 +80,22 @@ struct {
 	__uint(value_size, HT_STACK_DEPTH * sizeof(__u64));
 } ht_trace_stacks SEC(".maps");
 
-__u64 ht_stats[HT_STAT_MAX] = {};
+/* Per-CPU counters: a shared .bss array would bounce one cache line
+ * between the CPUs that allocate and the ones that sweep. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} ht_stats SEC(".maps");
 
 static __always_inline void stat_inc(enum ht_stat s)
 {
-	if (s < HT_STAT_MAX)
-		__sync_fetch_and_add(&ht_stats[s], 1);
+	__u32 key = s;
+	__u64 *v = bpf_map_lookup_elem(&ht_stats, &key);
+
+	if (v)
+		(*v)++;
 }
 
 /* At the stack-check jbe, CF|ZF set means the function branches to

@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "event_loop.h"
 #include "goroutine_trace.h"
+#include "heap_trace.h"
 #include "heapprof.h"
 #include "native_trace.h"
 #include "snapshot_out.h"
@@ -41,12 +42,17 @@ static const char attach_usage[] =
 	"  goroutines  exact births and deaths by site (runtime.newproc1, goexit1)\n"
 	"  native      C memory outstanding by stack (the process's libc allocator)\n"
 	"  cgo         cgo calls by C function, and the Go caller of C allocations\n"
+	"  heap        every runtime.mallocgc: allocation rate, size histogram,\n"
+	"              stacks sampled by bytes; implies heap-profile\n"
+	"  heap-profile  the runtime's sampled heap-profile hooks (mProf_Malloc,\n"
+	"              setprofilebucket, freeSpecial): in-use by stack with sample ages\n"
 	"--trace alone turns on every set. A JVM PID shows JNI global and weak\n"
 	"references by native stack instead (probes: hotspot_jni USDT or jni_*).\n\n"
 	"  --interval D   refresh period (default 2s)\n"
 	"  --duration D   stop after D (default: until Ctrl-C)\n"
 	"  --json         one JSON object per interval, then a final one\n"
-	"  --trace SETS   comma-separated: goroutines,native,cgo (all when omitted)\n"
+	"  --trace SETS   comma-separated: goroutines,native,cgo,heap,heap-profile\n"
+	"                 (all when omitted)\n"
 	"  --pprof DIR    at the end write DIR/goroutine.pb.gz, DIR/heap.pb.gz and,\n"
 	"                 with native tracing, DIR/native.pb.gz (jni.pb.gz for a JVM)\n";
 
@@ -72,6 +78,8 @@ struct attach {
 	uint64_t interval_ns, duration_ns, start_ns, last_ns;
 	struct goroutine_trace *gt;
 	struct native_trace *nt;
+	struct heap_trace *ht;
+	bool heap_trace_tier; /* mallocgc probes: heap_alloc.pb.gz */
 	const char *pprof_dir;
 	/* heap, read each interval; marked is the leak signal, one value per GC */
 	struct snap_heap heap, heap_at_attach;
@@ -408,6 +416,8 @@ static int report(struct attach *a, bool final)
 	update_heap(a);
 	if (a->nt)
 		native_trace__poll(a->nt);
+	if (a->ht)
+		heap_trace__poll(a->ht);
 	if (a->trace) {
 		goroutine_trace__stats(a->gt, &st);
 		if (final) {
@@ -444,6 +454,8 @@ static int report(struct attach *a, bool final)
 		add_heap_sites(a, o, NULL);
 		if (a->nt)
 			native_trace__json(a->nt, o, ATTACH_JSON_SITES);
+		if (a->ht)
+			heap_trace__json(a->ht, o, 20);
 		if (a->trace) {
 			json_object *p = json_object_new_object();
 
@@ -464,6 +476,8 @@ static int report(struct attach *a, bool final)
 	} else {
 		print_text(a, v, n, total, births, deaths, &st, final);
 		print_heap(a);
+		if (a->ht)
+			heap_trace__print(a->ht, stdout, final ? 10 : 5);
 		if (a->nt)
 			native_trace__print(a->nt, stdout, final ? 10 : 5);
 		fflush(stdout);
@@ -528,7 +542,7 @@ static int on_ring(void *ctx, uint64_t arg)
 }
 
 struct trace_sets {
-	bool goroutines, native, cgo;
+	bool goroutines, native, cgo, heap, heap_profile;
 	bool all; /* --trace alone: sets that do not apply are skipped, not errors */
 };
 
@@ -538,6 +552,7 @@ static int parse_trace_sets(const char *s, struct trace_sets *sets)
 
 	if (!s || !*s || !strcmp(s, "all")) {
 		sets->goroutines = sets->native = sets->cgo = sets->all = true;
+		sets->heap = sets->heap_profile = true;
 		return 0;
 	}
 	snprintf(buf, sizeof(buf), "%s", s);
@@ -548,6 +563,10 @@ static int parse_trace_sets(const char *s, struct trace_sets *sets)
 			sets->native = true;
 		else if (!strcmp(tok, "cgo"))
 			sets->cgo = true;
+		else if (!strcmp(tok, "heap"))
+			sets->heap = sets->heap_profile = true;
+		else if (!strcmp(tok, "heap-profile"))
+			sets->heap_profile = true;
 		else
 			return -EINVAL;
 	}
@@ -602,6 +621,33 @@ static int start_trace(struct attach *a)
 	return 0;
 }
 
+/* Heap probe tiers. MemProfileRate 0 leaves the profile tier with nothing
+ * to see: said once, and attach goes on with what else was asked. */
+static int start_heap(struct attach *a, const struct trace_sets *sets)
+{
+	struct heap_trace_opts o = { .profile = sets->heap_profile, .trace = sets->heap };
+	char err[512];
+	int ret;
+
+	a->heap_trace_tier = sets->heap;
+	ret = heap_trace__new(&o, &a->ht);
+	if (ret)
+		return log_err(ret, "heap tracing: %s", strerror(-ret));
+	ret = heap_trace__attach(a->ht, &a->t, err, sizeof(err));
+	if (ret == -ENODATA) {
+		log_warn("%s", err);
+		return 0;
+	}
+	if (ret) {
+		heap_trace__free(a->ht);
+		a->ht = NULL;
+		if (!proc_exists(a->pid))
+			return log_err(-ESRCH, "process %d exited", a->pid);
+		return log_err(ret, "%s", err);
+	}
+	return 0;
+}
+
 static int start_native(struct attach *a, const struct trace_sets *sets)
 {
 	struct native_trace_opts o = { .trace_native = sets->native, .trace_cgo = sets->cgo };
@@ -643,6 +689,11 @@ static void write_profiles(struct attach *a)
 			log_warn("no goroutine.pb.gz: %s", err);
 		}
 		heap_profile_free(&hp);
+	}
+	if (a->ht && a->heap_trace_tier) {
+		snprintf(path, sizeof(path), "%s/heap_alloc.pb.gz", a->pprof_dir);
+		if (heap_trace__write_alloc_pprof(a->ht, path) < 0)
+			log_warn("could not write %s", path);
 	}
 	if (a->nt) {
 		snprintf(path, sizeof(path), "%s/native.pb.gz", a->pprof_dir);
@@ -692,7 +743,7 @@ int cmd_attach(int argc, char **argv)
 			    parse_pid(argv[optind], &(pid_t){0}) < 0)
 				sets_arg = argv[optind++];
 			if (parse_trace_sets(sets_arg, &sets))
-				return log_err(2, "attach: unknown --trace set '%s' (known: goroutines, native, cgo)",
+				return log_err(2, "attach: unknown --trace set '%s' (known: goroutines, native, cgo, heap, heap-profile)",
 					       sets_arg);
 			break;
 		}
@@ -755,6 +806,8 @@ int cmd_attach(int argc, char **argv)
 	}
 	if ((sets.native || sets.cgo) && start_native(&a, &sets))
 		goto out;
+	if (sets.heap_profile && start_heap(&a, &sets))
+		goto out;
 	if ((ret = event_loop_new(&a.loop)) ||
 	    (ret = event_loop_catch_signals(a.loop, on_signal, &a)) ||
 	    (ret = event_loop_set_timer(a.loop, a.interval_ns, on_timer, &a)) ||
@@ -773,12 +826,13 @@ int cmd_attach(int argc, char **argv)
 	if (a.target_exited)
 		log_msg(LOG_LEVEL_ERROR, "process %d exited", a.pid);
 	/* Kernel counters outlive the process; a snapshot does not. */
-	if (!a.target_exited || a.trace || a.nt)
+	if (!a.target_exited || a.trace || a.nt || a.ht)
 		report(&a, true);
 	if (a.pprof_dir)
 		write_profiles(&a);
 	status = 0;
 out:
+	heap_trace__free(a.ht);
 	native_trace__free(a.nt);
 	goroutine_trace__free(a.gt);
 	event_loop_free(a.loop);

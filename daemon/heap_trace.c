@@ -84,15 +84,24 @@ bool heap_stack_matches(const uint64_t *mine, size_t nmine, const uint64_t *buck
 {
 	if (!nbucket || !nmine)
 		return false;
+	/* mine holds physical frames (a frame-pointer walk); the runtime may
+	 * expand inlined calls into extra logical PCs between them (1.23+), so
+	 * mine, from where it meets bucket[0], must be a subsequence of the
+	 * bucket, until either ends (a bucket cut at its depth limit matches). */
 	for (size_t k = 0; k < nmine; k++) {
-		size_t n = nmine - k < nbucket ? nmine - k : nbucket;
-		size_t i;
+		size_t i = k, j = 0;
 
 		if (mine[k] != bucket[0])
 			continue;
-		for (i = 1; i < n && mine[k + i] == bucket[i]; i++)
-			;
-		if (i == n)
+		while (i < nmine && j < nbucket) {
+			while (j < nbucket && bucket[j] != mine[i])
+				j++;
+			if (j == nbucket)
+				break;
+			i++;
+			j++;
+		}
+		if (i == nmine || (j == nbucket && (i == nmine || bucket[nbucket - 1] == mine[i - 1])))
 			return true;
 	}
 	return false;
@@ -869,8 +878,18 @@ void heap_trace__stats(const struct heap_trace *t, struct heap_trace_stats *out)
 	memset(out, 0, sizeof(*out));
 	if (!t->skel)
 		return;
-	for (int i = 0; i < HT_STAT_MAX; i++)
-		out->counters[i] = t->skel->bss->ht_stats[i];
+	{
+		int ncpu = libbpf_num_possible_cpus();
+		uint64_t *per = ncpu > 0 ? calloc(ncpu, sizeof(*per)) : NULL;
+
+		for (__u32 i = 0; per && i < HT_STAT_MAX; i++) {
+			if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.ht_stats), &i, per))
+				continue;
+			for (int c = 0; c < ncpu; c++)
+				out->counters[i] += per[c];
+		}
+		free(per);
+	}
 	/* mallocgc keeps no shared counter (a global atomic on every call would
 	 * bounce a cache line between CPUs): its hits are the per-CPU totals. */
 	if (t->rates_valid)

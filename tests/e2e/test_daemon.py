@@ -32,6 +32,7 @@ MIB = 1 << 20
 LEAKY_MAIN = "main.go"
 GOROUTINE_SITE = ("main.handleRequest", LEAKY_MAIN, 45)
 HEAP_SITE = ("main.remember", LEAKY_MAIN, 57)
+NATIVE_SITE = ("main.leakCString", "native_cgo.go", 23)  # the C.CString never freed
 # Short windows: a leak is reported once it covers most of detect.window, and
 # the daemon judges a process only once it has watched it for 0.8 of it. RSS
 # drift is judged at 1 MiB/s (the leaks here are >= 1 MiB/s): a Go process's
@@ -214,7 +215,7 @@ def test_daemon_scenarios(t):
     oldest = vers[0]
     st = Starter(t)
     d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, "trace.on_drift=true",
-               duration="170s")
+               "native.min_oldest_age=10s", duration="170s")
     # Leaks. Churn and garbage stay on (the defaults) so leaks must stand
     # out from a realistic background.
     gleak = st.go(newest, "leaky", "plain", "-goroutine-leak-rate", 20)
@@ -264,9 +265,13 @@ def test_daemon_scenarios(t):
     if firing(alerts, cleak.pid, "go_heap_growth"):
         lib.fail("cgo leak: go_heap_growth fired for C memory")
     notes.append("cgo rss_growth %.0fs" % after)
-    # the trace-on-drift hook saw the cgo process drift outside the Go heap
-    if "PID %d (leaky-cgo): native_leak drift" % cleak.pid not in d.stderr(100000):
-        lib.fail("no trace request for the cgo leak: %s" % d.stderr(800))
+    # trace on drift: the RSS growth outside the Go heap switched C allocation
+    # tracing on, which names the Go line whose C.CString is never freed
+    a, after = first_alert(d, alerts, cleak.pid, "native_leak", st.started[cleak.pid],
+                           "cgo leak", NATIVE_SITE)
+    if a["evidence"]["slope_per_second"] < 0.5 * MIB:
+        lib.fail("cgo leak slope %.0f B/s, leak is 2 MiB/s" % a["evidence"]["slope_per_second"])
+    notes.append("native_leak %.0fs" % after)
     for what in ("steady", "plateau", "exiter"):
         no_alerts(alerts, pids[what], what)
     for what in ("goroutine leak", "heap leak"):

@@ -79,6 +79,14 @@ static void test_stack_matches(void **state)
 	/* the bucket is deeper than what the probe captured: overlap matches */
 	assert_true(heap_stack_matches(mine, 6, deeper, 5));
 	assert_false(heap_stack_matches(mine, 6, other, 2));
+	/* 1.23+: the runtime expands inlined calls into extra logical PCs */
+	{
+		const uint64_t inl[] = { 0x44a100, 0x4a0010, 0x4a0014, 0x4a0200, 0x4a0204, 0x436000 };
+		const uint64_t wrong[] = { 0x44a100, 0x4a0010, 0x4a0014, 0x4a0300, 0x436000 };
+
+		assert_true(heap_stack_matches(mine, 6, inl, 6));
+		assert_false(heap_stack_matches(mine, 6, wrong, 5));
+	}
 	assert_false(heap_stack_matches(mine, 6, bucket, 0));
 	assert_false(heap_stack_matches(mine, 0, bucket, 4));
 }
