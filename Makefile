@@ -40,14 +40,16 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_LIB_SRCS := $(filter-out daemon/main.c,$(DAEMON_SRCS))
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
-.PHONY: all deps test demo clean unit fuzz targets e2e bench
+.PHONY: all deps test demo clean unit fuzz tools targets e2e bench
 all: $(OUTPUT)/memdrift
 
 deps:
 	$(Q)bash scripts/install-deps.sh
 
-$(OUTPUT) $(OUTPUT)/daemon $(OUTPUT)/tests $(OUTPUT)/proto $(OUTPUT)/fuzz:
+$(OUTPUT) $(OUTPUT)/daemon $(OUTPUT)/tests $(OUTPUT)/proto $(OUTPUT)/fuzz $(OUTPUT)/tools:
 	$(Q)mkdir -p $@
 
 ifeq ($(VMLINUX_H),$(OUTPUT)/vmlinux.h)
@@ -90,8 +92,14 @@ $(OUTPUT)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) $(wildcard daemon/*.h) $(BPF_S
 	$(Q)$(CLANG) $(filter-out -Werror,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined \
 		$< $(FUZZ_LIB_SRCS) $(PROTO_C) $(LDLIBS) -o $@
 
+# Developer tools the e2e tests and benchmarks drive one module with.
+$(OUTPUT)/tools/%: tests/tools/%.c $(LIB_OBJS) | $(OUTPUT)/tools
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(LIB_OBJS) $(LDLIBS) -o $@
+
 unit: $(UNIT_BINS)
 fuzz: $(FUZZ_BINS)
+tools: $(TOOL_BINS)
 
 # Go/cgo/Java targets for every installed toolchain, cached under .output/targets.
 targets: | $(OUTPUT)
@@ -99,7 +107,7 @@ targets: | $(OUTPUT)
 	$(Q)bash tests/targets/jni/build.sh $(OUTPUT)/targets/jni
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory all unit fuzz targets
+	$(Q)$(MAKE) --no-print-directory all unit fuzz tools targets
 	$(Q)bash tests/run-all.sh
 
 demo: deps
@@ -107,7 +115,7 @@ demo: deps
 	$(Q)bash scripts/demo.sh
 
 bench: deps
-	$(Q)$(MAKE) --no-print-directory all targets
+	$(Q)$(MAKE) --no-print-directory all tools targets
 	$(Q)bash scripts/bench/run-all.sh
 
 clean:

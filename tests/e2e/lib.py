@@ -97,6 +97,17 @@ def target(ver, name, flavor):
 
 # ---------------------------------------------------------------- prerequisites
 
+def tool(name):
+    """Path of the developer tool tests/tools/NAME.c, built by the Makefile
+    (make .output/tools/NAME; a no-op when it is up to date)."""
+    rel = os.path.join(".output", "tools", name)
+    p = subprocess.run(["make", "--no-print-directory", "-s", rel], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        fail("make %s failed: %s" % (rel, (p.stderr or p.stdout)[-800:]))
+    return os.path.join(ROOT, rel)
+
+
 def need_root():
     if os.geteuid() != 0:
         skip_or_fail("needs root (reads other processes' memory)")

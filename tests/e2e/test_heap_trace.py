@@ -19,7 +19,6 @@ flags) until `memdrift attach` wires it.
   profile tier says so plainly and points to the trace tier.
 """
 
-import glob
 import json
 import os
 import signal
@@ -28,8 +27,6 @@ import time
 
 import lib
 
-DUMP = os.path.join(lib.OUT, "tests", "heap_dump")
-DUMP_SRC = os.path.join(lib.ROOT, "tests", "tools", "heap_dump.c")
 RETAIN = "main.retainBlock"
 CHURN = "main.churnGarbage"
 # 16 MiB at 4 MiB/s: the probes are in well before most samples are taken.
@@ -109,34 +106,8 @@ func main() {
 '''
 
 
-def _make_var(name):
-    p = subprocess.run(["make", "--no-print-directory", "-s",
-                        "--eval", "print-%%: ; @echo $(%s)" % name, "print-" + name],
-                       cwd=lib.ROOT, capture_output=True, text=True, timeout=60)
-    if p.returncode != 0:
-        lib.fail("make print-%s: %s" % (name, p.stderr[-400:]))
-    return p.stdout.split()
-
-
 def build_dump():
-    p = subprocess.run(["make", "--no-print-directory", "-s", "all"], cwd=lib.ROOT,
-                       capture_output=True, text=True, timeout=600)
-    if p.returncode != 0:
-        lib.fail("make failed: %s" % (p.stderr or p.stdout)[-800:])
-    objs = sorted(o for o in glob.glob(os.path.join(lib.OUT, "daemon", "*.o"))
-                  if not o.endswith("/main.o"))
-    objs += sorted(glob.glob(os.path.join(lib.OUT, "proto", "*.o")))
-    inputs = objs + [DUMP_SRC]
-    if os.path.exists(DUMP) and all(os.path.getmtime(DUMP) >= os.path.getmtime(i)
-                                    for i in inputs):
-        return DUMP
-    os.makedirs(os.path.dirname(DUMP), exist_ok=True)
-    argv = ([os.environ.get("CC", "gcc")] + _make_var("ALL_CFLAGS") + [DUMP_SRC] + objs +
-            _make_var("LDLIBS") + ["-o", DUMP])
-    p = subprocess.run(argv, cwd=lib.ROOT, capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        lib.fail("building heap_dump failed: %s" % p.stderr[-800:])
-    return DUMP
+    return lib.tool('heap_dump')
 
 
 class Dump:

@@ -23,8 +23,6 @@ import time
 
 import lib
 
-DUMP = os.path.join(lib.OUT, "tests", "native_dump")
-DUMP_SRC = os.path.join(lib.ROOT, "tests", "tools", "native_dump.c")
 CGOLEAK_SRC = os.path.join(lib.ROOT, "tests", "targets", "cgoleak", "leak_cgo.go")
 SQLITE_BUILD = os.path.join(lib.ROOT, "tests", "targets", "sqlite", "build.sh")
 # C memory a closed SQLite database may still hold attributed to it: none
@@ -33,34 +31,8 @@ SQLITE_BUILD = os.path.join(lib.ROOT, "tests", "targets", "sqlite", "build.sh")
 SQLITE_TOLERANCE = 4096
 
 
-def _make_var(name):
-    p = subprocess.run(["make", "--no-print-directory", "-s",
-                        "--eval", "print-%%: ; @echo $(%s)" % name, "print-" + name],
-                       cwd=lib.ROOT, capture_output=True, text=True, timeout=60)
-    if p.returncode != 0:
-        lib.fail("make print-%s: %s" % (name, p.stderr[-400:]))
-    return p.stdout.split()
-
-
 def build_dump():
-    p = subprocess.run(["make", "--no-print-directory", "-s", "all"], cwd=lib.ROOT,
-                       capture_output=True, text=True, timeout=600)
-    if p.returncode != 0:
-        lib.fail("make failed: %s" % (p.stderr or p.stdout)[-800:])
-    objs = sorted(o for o in glob.glob(os.path.join(lib.OUT, "daemon", "*.o"))
-                  if not o.endswith("/main.o"))
-    objs += sorted(glob.glob(os.path.join(lib.OUT, "proto", "*.o")))
-    inputs = objs + [DUMP_SRC]
-    if os.path.exists(DUMP) and all(os.path.getmtime(DUMP) >= os.path.getmtime(i)
-                                    for i in inputs):
-        return DUMP
-    os.makedirs(os.path.dirname(DUMP), exist_ok=True)
-    argv = ([os.environ.get("CC", "gcc")] + _make_var("ALL_CFLAGS") + [DUMP_SRC] + objs +
-            _make_var("LDLIBS") + ["-o", DUMP])
-    p = subprocess.run(argv, cwd=lib.ROOT, capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        lib.fail("building native_dump failed: %s" % p.stderr[-800:])
-    return DUMP
+    return lib.tool('native_dump')
 
 
 def site_line(marker):

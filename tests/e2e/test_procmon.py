@@ -18,42 +18,12 @@ import time
 
 import lib
 
-DUMP = os.path.join(lib.OUT, "tests", "procmon_dump")
-DUMP_SRC = os.path.join(lib.ROOT, "tests", "tools", "procmon_dump.c")
-DUMP_OBJS = ("procmon", "proc", "log")
 GO = "/usr/lib/go-1.24/bin/go"
 MIB = 1 << 20
 
 
-def _make_var(name):
-    """A variable exactly as the Makefile computes it (no Makefile edit)."""
-    p = subprocess.run(["make", "--no-print-directory", "-s",
-                        "--eval", "print-%%: ; @echo $(%s)" % name, "print-" + name],
-                       cwd=lib.ROOT, capture_output=True, text=True, timeout=60)
-    if p.returncode != 0:
-        lib.fail("make print-%s: %s" % (name, p.stderr[-400:]))
-    return p.stdout.split()
-
-
 def build_dump():
-    objs = [os.path.join(lib.OUT, "daemon", o + ".o") for o in DUMP_OBJS]
-    p = subprocess.run(["make", "--no-print-directory", "-s"] +
-                       [os.path.relpath(o, lib.ROOT) for o in objs],
-                       cwd=lib.ROOT, capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        lib.fail("building procmon objects failed: %s" % (p.stderr or p.stdout)[-800:])
-    inputs = objs + [DUMP_SRC]
-    if os.path.exists(DUMP) and all(os.path.getmtime(DUMP) >= os.path.getmtime(i)
-                                    for i in inputs):
-        return DUMP
-    os.makedirs(os.path.dirname(DUMP), exist_ok=True)
-    cc = os.environ.get("CC", "gcc")
-    argv = ([cc] + _make_var("ALL_CFLAGS") + [DUMP_SRC] + objs + _make_var("LDLIBS") +
-            ["-o", DUMP])
-    p = subprocess.run(argv, cwd=lib.ROOT, capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        lib.fail("building procmon_dump failed: %s" % p.stderr[-800:])
-    return DUMP
+    return lib.tool('procmon_dump')
 
 
 class Dump:
