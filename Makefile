@@ -86,11 +86,26 @@ $(OUTPUT)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(OUTPUT)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(LIB_OBJS) $(LDLIBS) -lcmocka -o $@
 
-# libFuzzer targets: the parsers rebuilt with clang and sanitizers.
-$(OUTPUT)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) $(wildcard daemon/*.h) $(BPF_SKELS) $(PROTO_C) | $(OUTPUT)/fuzz
+# libFuzzer targets: the parsers rebuilt once with clang and sanitizers,
+# each fuzzer linked against those objects.
+FUZZ_CFLAGS = $(filter-out -Werror,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_OBJS := $(patsubst daemon/%.c,$(OUTPUT)/fuzzobj/%.o,$(FUZZ_LIB_SRCS)) \
+	$(patsubst $(OUTPUT)/proto/%.c,$(OUTPUT)/fuzzobj/%.o,$(PROTO_C))
+
+$(OUTPUT)/fuzzobj:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/fuzzobj/%.o: daemon/%.c $(wildcard daemon/*.h) $(wildcard include/*.h) $(BPF_SKELS) $(PROTO_C) | $(OUTPUT)/fuzzobj
 	$(call msg,FUZZ-CC,$@)
-	$(Q)$(CLANG) $(filter-out -Werror,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined \
-		$< $(FUZZ_LIB_SRCS) $(PROTO_C) $(LDLIBS) -o $@
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/fuzzobj/%.o: $(OUTPUT)/proto/%.c | $(OUTPUT)/fuzzobj
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS) | $(OUTPUT)/fuzz
+	$(call msg,FUZZ-LD,$@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) $(LDLIBS) -o $@
 
 # Developer tools the e2e tests and benchmarks drive one module with.
 $(OUTPUT)/tools/%: tests/tools/%.c $(LIB_OBJS) | $(OUTPUT)/tools
