@@ -108,6 +108,49 @@ def tool(name):
     return os.path.join(ROOT, rel)
 
 
+def memory_cgroup(t, limit, prefix):
+    """A memory-limited cgroup (v2 when the memory controller is there, else
+    the v1 memory hierarchy), no swap. Returns its procs file and kind."""
+    name = "%s-%d" % (prefix, os.getpid())
+    v2root, v1root = "/sys/fs/cgroup", "/sys/fs/cgroup/memory"
+    try:
+        with open(os.path.join(v2root, "cgroup.controllers")) as f:
+            v2 = "memory" in f.read().split()
+    except OSError:
+        v2 = False
+    if v2:
+        with open(os.path.join(v2root, "cgroup.subtree_control"), "w") as f:
+            f.write("+memory")
+        cg = os.path.join(v2root, name)
+        limits = [("memory.max", str(limit)), ("memory.swap.max", "0")]
+    elif os.path.isdir(v1root):
+        cg = os.path.join(v1root, name)
+        limits = [("memory.limit_in_bytes", str(limit)),
+                  ("memory.memsw.limit_in_bytes", str(limit))]
+    else:
+        skip_or_fail("no memory cgroup controller (v2 or v1)")
+    os.makedirs(cg, exist_ok=True)
+
+    def remove():
+        for _ in range(100):
+            try:
+                os.rmdir(cg)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("cgroup %s not removable" % cg)
+    t.cleanup(remove)
+    for key, val in limits:
+        path = os.path.join(cg, key)
+        if not os.path.exists(path) and ("swap" in key or "memsw" in key):
+            continue
+        with open(path, "w") as f:
+            f.write(val)
+    return os.path.join(cg, "cgroup.procs"), ("v2" if v2 else "v1")
+
+
 def need_root():
     if os.geteuid() != 0:
         skip_or_fail("needs root (reads other processes' memory)")

@@ -289,49 +289,6 @@ def test_daemon_scenarios(t):
 
 # ------------------------------------------------------------------- OOM
 
-def cgroup_setup(t, limit):
-    """A memory-limited cgroup (v2 when the memory controller is there, else
-    the v1 memory hierarchy), no swap. Returns its procs file and kind."""
-    name = "memdrift-daemon-oom-%d" % os.getpid()
-    v2root, v1root = "/sys/fs/cgroup", "/sys/fs/cgroup/memory"
-    try:
-        with open(os.path.join(v2root, "cgroup.controllers")) as f:
-            v2 = "memory" in f.read().split()
-    except OSError:
-        v2 = False
-    if v2:
-        with open(os.path.join(v2root, "cgroup.subtree_control"), "w") as f:
-            f.write("+memory")
-        cg = os.path.join(v2root, name)
-        limits = [("memory.max", str(limit)), ("memory.swap.max", "0")]
-    elif os.path.isdir(v1root):
-        cg = os.path.join(v1root, name)
-        limits = [("memory.limit_in_bytes", str(limit)),
-                  ("memory.memsw.limit_in_bytes", str(limit))]
-    else:
-        lib.skip_or_fail("no memory cgroup controller (v2 or v1)")
-    os.makedirs(cg, exist_ok=True)
-
-    def remove():
-        for _ in range(100):
-            try:
-                os.rmdir(cg)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("cgroup %s not removable" % cg)
-    t.cleanup(remove)
-    for key, val in limits:
-        path = os.path.join(cg, key)
-        if not os.path.exists(path) and ("swap" in key or "memsw" in key):
-            continue
-        with open(path, "w") as f:
-            f.write(val)
-    return os.path.join(cg, "cgroup.procs"), ("v2" if v2 else "v1")
-
-
 @lib.timeout(120)
 def test_daemon_oom_postmortem(t):
     """A watched Go process OOM-killed in a 160 MiB cgroup: oom_kill alert
@@ -340,7 +297,7 @@ def test_daemon_oom_postmortem(t):
     lib.need_root_bpf()
     ver = lib.versions()[-1]
     path = lib.target(ver, "leaky", "plain")
-    procs, kind = cgroup_setup(t, 160 * MIB)
+    procs, kind = lib.memory_cgroup(t, 160 * MIB, "memdrift-daemon-oom")
     d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, duration="100s")
 
     def join_cgroup():

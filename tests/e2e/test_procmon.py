@@ -352,50 +352,6 @@ def test_scan_initial_processes(t):
     t.note("%d processes found by the scan" % len(init))
 
 
-def _cgroup_setup(t):
-    """A memory-limited cgroup (v2 when the memory controller is there, else
-    the v1 memory hierarchy): 64 MiB, no swap. Returns its procs file."""
-    name = "memdrift-oom-%d" % os.getpid()
-    v2root = "/sys/fs/cgroup"
-    v1root = "/sys/fs/cgroup/memory"
-    try:
-        with open(os.path.join(v2root, "cgroup.controllers")) as f:
-            v2 = "memory" in f.read().split()
-    except OSError:
-        v2 = False
-    if v2:
-        with open(os.path.join(v2root, "cgroup.subtree_control"), "w") as f:
-            f.write("+memory")
-        cg = os.path.join(v2root, name)
-        limits = [("memory.max", "64M"), ("memory.swap.max", "0")]
-    elif os.path.isdir(v1root):
-        cg = os.path.join(v1root, name)
-        limits = [("memory.limit_in_bytes", str(64 * MIB)),
-                  ("memory.memsw.limit_in_bytes", str(64 * MIB))]
-    else:
-        lib.skip_or_fail("no memory cgroup controller (v2 or v1)")
-    os.makedirs(cg, exist_ok=True)
-
-    def remove():
-        for _ in range(100):
-            try:
-                os.rmdir(cg)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("cgroup %s not removable" % cg)
-    t.cleanup(remove)
-    for key, val in limits:
-        path = os.path.join(cg, key)
-        if not os.path.exists(path) and ("swap" in key or "memsw" in key):
-            continue  # no swap accounting: nothing to limit
-        with open(path, "w") as f:
-            f.write(val)
-    return os.path.join(cg, "cgroup.procs"), ("v2" if v2 else "v1")
-
-
 HOG = r"""
 import mmap, sys
 sys.stdin.readline()
@@ -411,7 +367,7 @@ while True:
 @lib.timeout(90)
 def test_oom_kill_in_cgroup(t):
     d = Dump(t, "--no-rss")
-    procs, kind = _cgroup_setup(t)
+    procs, kind = lib.memory_cgroup(t, 64 * MIB, "memdrift-oom")
     p = py(t, HOG)
     with open(procs, "w") as f:
         f.write(str(p.pid))
