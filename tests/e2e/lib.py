@@ -108,6 +108,53 @@ def tool(name):
     return os.path.join(ROOT, rel)
 
 
+class ToolLog:
+    """A running developer tool (tests/tools/NAME) printing JSON lines into
+    its log file: wait for a line, read them all, stop it cleanly."""
+
+    def __init__(self, t, name, argv):
+        self.name = name
+        self.proc, self.log = t.spawn([tool(name)] + [str(a) for a in argv],
+                                      log_name=name + ".log")
+        self.ready = self.wait(lambda o: o.get("ready"), 30, "the ready line")
+
+    def lines(self):
+        out = []
+        with open(self.log, "rb") as f:
+            for raw in f.read().decode(errors="replace").splitlines():
+                if raw.startswith("{"):
+                    try:
+                        out.append(json.loads(raw))
+                    except ValueError:
+                        pass  # a line being written
+        return out
+
+    def text(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode(errors="replace")[-1500:]
+
+    def wait(self, pred, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for o in reversed(self.lines()):
+                if pred(o):
+                    return o
+            if self.proc.poll() is not None:
+                fail("%s exited (rc %s) before %s: %s"
+                     % (self.name, self.proc.returncode, what, self.text()))
+            time.sleep(0.05)
+        fail("%s: no %s within %.0fs: %s" % (self.name, what, timeout, self.text()))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            fail("%s did not stop on SIGTERM" % self.name)
+        if self.proc.returncode != 0:
+            fail("%s rc %s: %s" % (self.name, self.proc.returncode, self.text()))
+
+
 def memory_cgroup(t, limit, prefix):
     """A memory-limited cgroup (v2 when the memory controller is there, else
     the v1 memory hierarchy), no swap. Returns its procs file and kind."""

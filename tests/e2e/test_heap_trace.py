@@ -110,49 +110,11 @@ def build_dump():
     return lib.tool('heap_dump')
 
 
-class Dump:
+class Dump(lib.ToolLog):
     """A running heap_dump; its JSON lines read from its log file."""
 
     def __init__(self, t, pid, *args):
-        self.proc, self.log = t.spawn([build_dump(), str(pid)] + [str(a) for a in args],
-                                      log_name="heap_dump.log")
-        self.ready = self.wait(lambda o: o.get("ready"), 30, "the ready line")
-
-    def lines(self):
-        out = []
-        with open(self.log, "rb") as f:
-            for raw in f.read().decode(errors="replace").splitlines():
-                if raw.startswith("{"):
-                    try:
-                        out.append(json.loads(raw))
-                    except ValueError:
-                        pass  # a line being written
-        return out
-
-    def text(self):
-        with open(self.log, "rb") as f:
-            return f.read().decode(errors="replace")[-1500:]
-
-    def wait(self, pred, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for o in reversed(self.lines()):
-                if pred(o):
-                    return o
-            if self.proc.poll() is not None:
-                lib.fail("heap_dump exited (rc %s) before %s: %s"
-                         % (self.proc.returncode, what, self.text()))
-            time.sleep(0.05)
-        lib.fail("heap_dump: no %s within %.0fs: %s" % (what, timeout, self.text()))
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            lib.fail("heap_dump did not stop on SIGTERM")
-        if self.proc.returncode != 0:
-            lib.fail("heap_dump rc %s: %s" % (self.proc.returncode, self.text()))
+        super().__init__(t, 'heap_dump', [pid] + list(args))
 
 
 def by_function(sites, key="inuse_bytes"):
