@@ -4,8 +4,13 @@
  *
  * Profile tier, the runtime's own sampled heap-profiling hooks (about one
  * hit per MemProfileRate bytes allocated):
+ *   ht_mprof_malloc_bucket  inside runtime.mProf_Malloc, at the emulated call
+ *                     that follows `call stkbucket`: the bucket in RAX, the
+ *                     object and its size in their argument spill slots —
+ *                     one probe hit per sample where the pair below takes two
  *   ht_mprof_malloc   runtime.mProf_Malloc: object, size, user stack, time
  *   ht_setbucket      runtime.setprofilebucket(p, b): the object's bucket
+ *                     (these two: when the body's layout is not recognised)
  *   ht_free_special   runtime.freeSpecial(s, p, size): a sampled object swept,
  *                     its bucket read from the specialprofile record — one
  *                     probe where mProf_Free(b, size) would need a second
@@ -230,6 +235,56 @@ int ht_setbucket(struct pt_regs *ctx)
 	return 0;
 }
 
+/* One probe per sample: in mProf_Malloc's body after stkbucket returned,
+ * where the runtime has spilled p and size to its argument slots (checked
+ * at plan time, daemon/heap_trace.c heap_arg_spill_slot_x86); no stack
+ * check here, the frame is built. */
+SEC("uprobe")
+int ht_mprof_malloc_bucket(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct ht_tgid_config *cfg;
+	struct ht_bucket_counts *c;
+	struct ht_obj_key okey = {.tgid = tgid};
+	struct ht_obj obj = {};
+	__u64 slots[HT_SPILL_SLOTS], n;
+
+	cfg = bpf_map_lookup_elem(&ht_tgids, &tgid);
+	if (!cfg)
+		return 0;
+	stat_inc(HT_STAT_MALLOC_HITS);
+	n = __sync_fetch_and_add(&cfg->prof_samples, 1);
+	if (bpf_probe_read_user(slots, sizeof(slots), (void *)(ctx->bp + 16))) {
+		stat_inc(HT_STAT_READ_ERRORS);
+		return 0;
+	}
+	okey.p = slots[HT_COOKIE_P_SLOT(cookie)];
+	obj.size = slots[HT_COOKIE_SIZE_SLOT(cookie)];
+	obj.bucket = ctx->ax;
+	obj.ts = bpf_ktime_get_ns();
+	/* From inside the body the frame walk starts at mProf_Malloc's own
+	 * frame: one caller more than at the entry, the same stack after. */
+	obj.stackid = -1;
+	if (n < HT_STACKS_FIRST || !cfg->stack_every || n % cfg->stack_every == 0) {
+		obj.stackid = bpf_get_stackid(ctx, &ht_prof_stacks, BPF_F_USER_STACK);
+		if (obj.stackid < 0)
+			stat_inc(HT_STAT_PROF_STACK_ERRORS);
+	}
+	c = bucket_counts(tgid, obj.bucket);
+	if (c) {
+		__sync_fetch_and_add(&c->allocs, 1);
+		__sync_fetch_and_add(&c->alloc_bytes, obj.size);
+		if (c->stackid < 0 && obj.stackid >= 0)
+			c->stackid = obj.stackid;
+	}
+	if (cfg->special_kind_off < 0)
+		return 0; /* no freeSpecial probe: objects would never leave the map */
+	if (bpf_map_update_elem(&ht_objects, &okey, &obj, BPF_ANY))
+		stat_inc(HT_STAT_OBJECTS_FULL);
+	return 0;
+}
+
 SEC("uprobe")
 int ht_mprof_free(struct pt_regs *ctx)
 {
@@ -260,8 +315,10 @@ int ht_free_special(struct pt_regs *ctx)
 	struct ht_tgid_config *cfg;
 	struct ht_obj_key okey = {.tgid = tgid};
 	struct ht_bucket_counts *c;
-	__u64 s = ctx->ax, p = ctx->bx, size = ctx->cx, b = 0;
-	__u8 kind = 0;
+	__u64 s = ctx->ax, p = ctx->bx, size = ctx->cx, b, rec[4] = {};
+	__u32 koff, boff;
+	long err;
+	__u8 kind;
 
 	if (morestack_branch_taken(ctx, cookie))
 		return 0;
@@ -269,16 +326,22 @@ int ht_free_special(struct pt_regs *ctx)
 	if (!cfg || cfg->special_kind_off < 0 || cfg->special_bucket_off < 0)
 		return 0;
 	stat_inc(HT_STAT_SPECIAL_HITS);
-	if (bpf_probe_read_user(&kind, sizeof(kind), (void *)(s + (__u64)(__u32)cfg->special_kind_off))) {
+	/* One read of the specialprofile record (kind, then b: offsets 10/16
+	 * or 16/24, heap_special_layout), no byte past its end. */
+	koff = (__u32)cfg->special_kind_off & 31;
+	boff = ((__u32)cfg->special_bucket_off >> 3) & 3;
+	if (boff == 3)
+		err = bpf_probe_read_user(rec, 32, (void *)s);
+	else
+		err = bpf_probe_read_user(rec, 24, (void *)s);
+	if (err) {
 		stat_inc(HT_STAT_READ_ERRORS);
 		return 0;
 	}
+	kind = ((__u8 *)rec)[koff];
 	if (kind != cfg->special_kind_profile)
 		return 0;
-	if (bpf_probe_read_user(&b, sizeof(b), (void *)(s + (__u64)(__u32)cfg->special_bucket_off))) {
-		stat_inc(HT_STAT_READ_ERRORS);
-		return 0;
-	}
+	b = rec[boff];
 	stat_inc(HT_STAT_FREE_HITS);
 	c = bucket_counts(tgid, b);
 	if (c) {

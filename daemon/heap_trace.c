@@ -5,6 +5,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <capstone/capstone.h>
 #include <json-c/json.h>
 
 #include "heap_events.h"
@@ -19,6 +20,8 @@
 #include "util.h"
 
 #define HT_PROLOGUE_BYTES 64
+/* mProf_Malloc's `call stkbucket` is within its first ~0x140 bytes (1.19-1.24). */
+#define HT_MPROF_MALLOC_BYTES 1024
 #define HT_BUCKET_READ (1024 + HEAP_MAX_NSTK * 8 + 512)
 
 /* A runtime bucket memdrift knows: its stack (read once from the target)
@@ -129,6 +132,114 @@ uint64_t heap_hist_lower(unsigned c)
 
 /* ------------------------------------------------------------ planning */
 
+/* The argument registers mProf_Malloc's p and size arrive in, every width
+ * of each (a write to any of them ends the argument's life in it). */
+static const struct {
+	enum probe_reg reg;
+	x86_reg names[4];
+} spill_regs[] = {
+	{PROBE_REG_RAX, {X86_REG_RAX, X86_REG_EAX, X86_REG_AX, X86_REG_AL}},
+	{PROBE_REG_RBX, {X86_REG_RBX, X86_REG_EBX, X86_REG_BX, X86_REG_BL}},
+	{PROBE_REG_RCX, {X86_REG_RCX, X86_REG_ECX, X86_REG_CX, X86_REG_CL}},
+};
+
+static int spill_reg_index(enum probe_reg r)
+{
+	for (size_t i = 0; i < sizeof(spill_regs) / sizeof(spill_regs[0]); i++)
+		if (spill_regs[i].reg == r)
+			return (int)i;
+	return -1;
+}
+
+static bool reg_is(int ri, unsigned r)
+{
+	if ((ri == 0 && r == X86_REG_AH) || (ri == 1 && r == X86_REG_BH) || (ri == 2 && r == X86_REG_CH))
+		return true;
+	for (int j = 0; j < 4; j++)
+		if (spill_regs[ri].names[j] == r)
+			return true;
+	return false;
+}
+
+int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t until,
+			    enum probe_reg reg)
+{
+	int ri = spill_reg_index(reg);
+	const uint8_t *p = code;
+	size_t left = len;
+	uint64_t pc = addr;
+	int64_t frame = -1;
+	bool pushed = false, bp_ok = false;
+	int slot = -ENOENT;
+	cs_insn *insn;
+	csh h;
+
+	if (ri < 0)
+		return -ENOENT;
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+		return -ENOMEM;
+	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+	insn = cs_malloc(h);
+	if (!insn) {
+		cs_close(&h);
+		return -ENOMEM;
+	}
+	/* Go's two amd64 prologues: `push rbp; mov rbp,rsp; sub rsp,N` (1.21+)
+	 * and `sub rsp,N; mov [rsp+N-8],rbp; lea rbp,[rsp+N-8]` (older): both
+	 * leave RBP = entry RSP - 8, so argument slot i (the caller's spill
+	 * area) is at RBP + 16 + 8i, and `mov [rsp+D],reg` stores slot
+	 * (D - N - pushed - 8) / 8. The register must still hold the argument:
+	 * nothing may write it (and no call happen) before the store. */
+	while (left > 0 && pc < addr + until && cs_disasm_iter(h, &p, &left, &pc, insn)) {
+		const cs_x86 *x = &insn->detail->x86;
+		cs_regs rd, wr;
+		uint8_t nrd, nwr;
+		bool written = false;
+
+		if (insn->id == X86_INS_PUSH && frame < 0 && x->op_count == 1 &&
+		    x->operands[0].type == X86_OP_REG && x->operands[0].reg == X86_REG_RBP) {
+			pushed = true;
+		} else if (insn->id == X86_INS_MOV && pushed && frame < 0 && x->op_count == 2 &&
+			   x->operands[0].type == X86_OP_REG && x->operands[0].reg == X86_REG_RBP &&
+			   x->operands[1].type == X86_OP_REG && x->operands[1].reg == X86_REG_RSP) {
+			bp_ok = true;
+		} else if (insn->id == X86_INS_SUB && frame < 0 && x->op_count == 2 &&
+			   x->operands[0].type == X86_OP_REG && x->operands[0].reg == X86_REG_RSP &&
+			   x->operands[1].type == X86_OP_IMM) {
+			frame = x->operands[1].imm;
+		} else if (insn->id == X86_INS_LEA && !pushed && frame >= 0 && x->op_count == 2 &&
+			   x->operands[0].type == X86_OP_REG && x->operands[0].reg == X86_REG_RBP &&
+			   x->operands[1].type == X86_OP_MEM && x->operands[1].mem.base == X86_REG_RSP &&
+			   x->operands[1].mem.index == X86_REG_INVALID &&
+			   x->operands[1].mem.disp == frame - 8) {
+			bp_ok = true;
+		} else if (insn->id == X86_INS_MOV && frame >= 0 && x->op_count == 2 &&
+			   x->operands[0].type == X86_OP_MEM && x->operands[0].size == 8 &&
+			   x->operands[0].mem.base == X86_REG_RSP &&
+			   x->operands[0].mem.index == X86_REG_INVALID &&
+			   x->operands[1].type == X86_OP_REG &&
+			   x->operands[1].reg == spill_regs[ri].names[0]) {
+			int64_t d = x->operands[0].mem.disp - frame - (pushed ? 8 : 0) - 8;
+
+			if (d >= 0 && d % 8 == 0 && d / 8 < HT_SPILL_SLOTS)
+				slot = (int)(d / 8);
+			break;
+		}
+		if (cs_insn_group(h, insn, X86_GRP_CALL) || cs_insn_group(h, insn, X86_GRP_RET))
+			break;
+		if (cs_regs_access(h, insn, rd, &nrd, wr, &nwr))
+			break;
+		for (int i = 0; i < nwr; i++)
+			if (reg_is(ri, wr[i]))
+				written = true;
+		if (written)
+			break;
+	}
+	cs_free(insn, 1);
+	cs_close(&h);
+	return bp_ok ? slot : -ENOENT;
+}
+
 static int read_prologue(const struct go_target *t, const char *name, struct gobin_func *f,
 			 uint8_t *code, size_t cap, size_t *len)
 {
@@ -184,6 +295,52 @@ static int plan_one(const struct go_target *t, enum heap_probe_kind kind, const 
 	return 0;
 }
 
+/* The one-hit allocation probe: mProf_Malloc's body at the first emulated
+ * instruction after `call stkbucket` while RAX still holds the bucket (the
+ * `call (*bucket).mp` in 1.19-1.24), p and size read from the argument
+ * slots the function spilled them to. 0, or negative errno when the body
+ * is not recognised (the caller plans the entry + setprofilebucket pair). */
+static int plan_mprof_bucket(const struct go_target *t, bool mp_first, struct heap_probe *probes,
+			     size_t max, size_t *n)
+{
+	uint8_t code[HT_MPROF_MALLOC_BYTES];
+	struct gobin_func f, sb;
+	struct heap_probe *p;
+	enum probe_reg reg;
+	size_t len = 0;
+	int ret, ps, ss;
+
+	if (*n >= max)
+		return -E2BIG;
+	if (gobin_func_by_name(t->bin, "runtime.stkbucket", &sb))
+		return -ENOENT;
+	ret = read_prologue(t, "runtime.mProf_Malloc", &f, code, sizeof(code), &len);
+	if (ret)
+		return ret;
+	p = &probes[*n];
+	memset(p, 0, sizeof(*p));
+	ret = probe_place_after_call_x86(code, len, f.entry, sb.entry, &p->place, &reg);
+	if (ret)
+		return ret;
+	if (reg != PROBE_REG_RAX || !p->place.emulated)
+		return -ENOENT;
+	ps = heap_arg_spill_slot_x86(code, len, f.entry, p->place.offset,
+				     mp_first ? PROBE_REG_RBX : PROBE_REG_RAX);
+	ss = heap_arg_spill_slot_x86(code, len, f.entry, p->place.offset,
+				     mp_first ? PROBE_REG_RCX : PROBE_REG_RBX);
+	if (ps < 0 || ss < 0)
+		return -ENOENT;
+	p->kind = HEAP_PROBE_MPROF_MALLOC_BUCKET;
+	p->function = "runtime.mProf_Malloc";
+	p->func_vaddr = f.entry;
+	p->p_slot = ps;
+	p->size_slot = ss;
+	if (gobin_vaddr_to_offset(t->bin, f.entry + p->place.offset, &p->file_offset))
+		return -ENOENT;
+	(*n)++;
+	return 0;
+}
+
 int heap_trace__plan(const struct go_target *t, bool profile, bool trace, struct heap_probe *probes,
 		     size_t max, size_t *n, char *err, size_t errlen)
 {
@@ -203,14 +360,19 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, struct
 		else
 			ret = plan_one(t, HEAP_PROBE_MPROF_FREE, "runtime.mProf_Free", probes, max, n,
 				       err, errlen);
-		if (!ret)
-			ret = plan_one(t, HEAP_PROBE_SETPROFILEBUCKET, "runtime.setprofilebucket", probes,
-				       max, n, err, errlen);
-		if (!ret)
-			ret = plan_one(t, HEAP_PROBE_MPROF_MALLOC, "runtime.mProf_Malloc", probes, max, n,
-				       err, errlen);
 		if (ret)
 			return ret;
+		if (plan_mprof_bucket(t, v && (v->major > 1 || v->minor >= 23), probes, max, n)) {
+			log_debug("%s: runtime.mProf_Malloc body not recognised: probing its entry and "
+				  "runtime.setprofilebucket", t->exe.exe);
+			ret = plan_one(t, HEAP_PROBE_SETPROFILEBUCKET, "runtime.setprofilebucket",
+				       probes, max, n, err, errlen);
+			if (!ret)
+				ret = plan_one(t, HEAP_PROBE_MPROF_MALLOC, "runtime.mProf_Malloc", probes,
+					       max, n, err, errlen);
+			if (ret)
+				return ret;
+		}
 	}
 	if (trace)
 		return plan_one(t, HEAP_PROBE_MALLOCGC, "runtime.mallocgc", probes, max, n, err, errlen);
@@ -367,6 +529,7 @@ static struct bpf_program *probe_program(struct heap_trace *t, enum heap_probe_k
 	case HEAP_PROBE_MPROF_FREE: return t->skel->progs.ht_mprof_free;
 	case HEAP_PROBE_FREE_SPECIAL: return t->skel->progs.ht_free_special;
 	case HEAP_PROBE_MALLOCGC: return t->skel->progs.ht_mallocgc;
+	case HEAP_PROBE_MPROF_MALLOC_BUCKET: return t->skel->progs.ht_mprof_malloc_bucket;
 	default: return NULL;
 	}
 }
@@ -464,6 +627,8 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 			cookie |= HT_COOKIE_STACK_CHECK_CF;
 		if (p->kind == HEAP_PROBE_MPROF_MALLOC && v && (v->major > 1 || v->minor >= 23))
 			cookie |= HT_COOKIE_MPROF_MP;
+		if (p->kind == HEAP_PROBE_MPROF_MALLOC_BUCKET)
+			cookie |= HT_COOKIE_SLOTS((unsigned)p->p_slot, (unsigned)p->size_slot);
 		ret = bpf_util_attach_uprobe(probe_program(t, p->kind), go->pid, go->exe.open_path,
 					     p->file_offset, cookie, &t->links[i]);
 		if (ret)

@@ -1,10 +1,13 @@
 /* Go heap probes of one process (bpf/heap.bpf.c).
  *
- * Profile tier (attach default, near-zero cost: three probe hits per
+ * Profile tier (attach default, near-zero cost: two probe hits per
  * sampled object, one sample per MemProfileRate bytes allocated):
- * runtime.mProf_Malloc (object, size, time; user stack for the first 256
- * samples then one in 16, a check of the bucket's), runtime.setprofilebucket
- * (object -> runtime bucket) and runtime.freeSpecial (a sampled object
+ * runtime.mProf_Malloc at the emulated call after `call stkbucket` (bucket
+ * in RAX, object and size from their argument spill slots, time; user stack
+ * for the first 256 samples then one in 16, a check of the bucket's) — or,
+ * where that body is not recognised, mProf_Malloc's entry (object, size,
+ * stack) plus runtime.setprofilebucket (object -> bucket), one hit more —
+ * and runtime.freeSpecial (a sampled object
  * swept: its bucket from the specialprofile record, and which object it was;
  * runtime.mProf_Free(b, size) instead where the runtime.special layout is
  * not known, then without sample ages). In-use bytes and counts per runtime bucket = the bucket's
@@ -74,6 +77,7 @@ enum heap_probe_kind {
 	HEAP_PROBE_MPROF_FREE,
 	HEAP_PROBE_FREE_SPECIAL,
 	HEAP_PROBE_MALLOCGC,
+	HEAP_PROBE_MPROF_MALLOC_BUCKET, /* mProf_Malloc's body after stkbucket */
 	HEAP_PROBE_MAX,
 };
 
@@ -83,6 +87,7 @@ struct heap_probe {
 	uint64_t func_vaddr;
 	uint64_t file_offset;
 	struct probe_place place;
+	int p_slot, size_slot;       /* MPROF_MALLOC_BUCKET: argument spill slots */
 	bool attached;
 };
 
@@ -117,6 +122,14 @@ struct heap_trace_stats {
 	uint64_t buckets;                        /* known runtime buckets */
 	uint64_t kernel_missed;
 };
+
+/* The argument spill slot (RBP + 16 + 8 x slot) to which a Go function
+ * (code: its first len bytes at addr) stores argument register reg before
+ * offset until, with the frame pointer RBP = entry RSP - 8 (the Go
+ * prologue, either form). 0..HT_SPILL_SLOTS-1, or -ENOENT (not stored
+ * there first, or another frame layout), -ENOMEM (Capstone). */
+int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t until,
+			    enum probe_reg reg);
 
 int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out);
 /* The probes for t's executable (no BPF needed). 0 or negative errno. */

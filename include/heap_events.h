@@ -14,7 +14,8 @@
 #define HT_MAX_TGIDS 256
 #define HT_MAX_OBJECTS 65536
 #define HT_MAX_PROF_BUCKETS 16384   /* (process, runtime bucket) counters */
-#define HT_MAX_PENDING 4096         /* threads between mProf_Malloc and setprofilebucket */
+#define HT_MAX_PENDING 4096         /* threads between mProf_Malloc and setprofilebucket
+				     * (the fallback plan; see ht_mprof_malloc_bucket) */
 #define HT_MAX_PROF_STACKS 4096
 #define HT_MAX_TRACE_STACKS 8192
 #define HT_MAX_TRACE_SITES 16384    /* (process, stack) sample counters */
@@ -26,6 +27,13 @@
 #define HT_COOKIE_STACK_CHECK (1u << 16)    /* on the stack-check jbe: drop if CF|ZF */
 #define HT_COOKIE_STACK_CHECK_CF (1u << 17) /* on `jb morestack`: drop if CF */
 #define HT_COOKIE_MPROF_MP (1u << 18)       /* mProf_Malloc(mp, p, size): Go 1.23+ */
+/* ht_mprof_malloc_bucket (mProf_Malloc's body, after stkbucket returns the
+ * bucket in RAX): the argument spill slots of p and size, each at
+ * RBP + 16 + 8 x slot (slot < HT_SPILL_SLOTS). */
+#define HT_SPILL_SLOTS 4
+#define HT_COOKIE_P_SLOT(c) ((c) & 3u)
+#define HT_COOKIE_SIZE_SLOT(c) (((c) >> 4) & 3u)
+#define HT_COOKIE_SLOTS(p, size) (((p) & 3u) | (((size) & 3u) << 4))
 
 #define HT_X86_CF 0x0001u
 #define HT_X86_ZF 0x0040u
