@@ -248,13 +248,12 @@ int ht_mprof_malloc_bucket(struct pt_regs *ctx)
 	struct ht_bucket_counts *c;
 	struct ht_obj_key okey = {.tgid = tgid};
 	struct ht_obj obj = {};
-	__u64 slots[HT_SPILL_SLOTS], n;
+	__u64 slots[HT_SPILL_SLOTS];
 
 	cfg = bpf_map_lookup_elem(&ht_tgids, &tgid);
 	if (!cfg)
 		return 0;
 	stat_inc(HT_STAT_MALLOC_HITS);
-	n = __sync_fetch_and_add(&cfg->prof_samples, 1);
 	if (bpf_probe_read_user(slots, sizeof(slots), (void *)(ctx->bp + 16))) {
 		stat_inc(HT_STAT_READ_ERRORS);
 		return 0;
@@ -263,20 +262,23 @@ int ht_mprof_malloc_bucket(struct pt_regs *ctx)
 	obj.size = slots[HT_COOKIE_SIZE_SLOT(cookie)];
 	obj.bucket = ctx->ax;
 	obj.ts = bpf_ktime_get_ns();
-	/* From inside the body the frame walk starts at mProf_Malloc's own
-	 * frame: one caller more than at the entry, the same stack after. */
 	obj.stackid = -1;
-	if (n < HT_STACKS_FIRST || !cfg->stack_every || n % cfg->stack_every == 0) {
-		obj.stackid = bpf_get_stackid(ctx, &ht_prof_stacks, BPF_F_USER_STACK);
-		if (obj.stackid < 0)
-			stat_inc(HT_STAT_PROF_STACK_ERRORS);
-	}
 	c = bucket_counts(tgid, obj.bucket);
 	if (c) {
 		__sync_fetch_and_add(&c->allocs, 1);
 		__sync_fetch_and_add(&c->alloc_bytes, obj.size);
-		if (c->stackid < 0 && obj.stackid >= 0)
-			c->stackid = obj.stackid;
+		/* Our stack only checks the bucket's (which the runtime keeps),
+		 * and only a bucket's first one is used: the frame walk, the
+		 * costliest part, runs once per bucket (again after a failure).
+		 * From inside the body it starts at mProf_Malloc's own frame:
+		 * one caller more than at the entry, the same stack after. */
+		if (c->stackid < 0) {
+			obj.stackid = bpf_get_stackid(ctx, &ht_prof_stacks, BPF_F_USER_STACK);
+			if (obj.stackid < 0)
+				stat_inc(HT_STAT_PROF_STACK_ERRORS);
+			else
+				c->stackid = obj.stackid;
+		}
 	}
 	if (cfg->special_kind_off < 0)
 		return 0; /* no freeSpecial probe: objects would never leave the map */

@@ -291,6 +291,23 @@ int gobin_func_by_name(const struct gobin *bin, const char *name, struct gobin_f
 		int c = strcmp(f->name, name);
 
 		if (c == 0) {
+			/* Stripped pclntabs name an ABI0 wrapper like its body
+			 * ("runtime.goexit1" twice): the wrapper is a few bytes
+			 * that call the body, so the largest of the namesakes is
+			 * the function itself. */
+			size_t first = mid, last = mid;
+
+			while (first > 0 && !strcmp(bin->funcs[bin->by_name[first - 1]].name, name))
+				first--;
+			while (last + 1 < bin->nfuncs &&
+			       !strcmp(bin->funcs[bin->by_name[last + 1]].name, name))
+				last++;
+			for (size_t i = first; i <= last; i++) {
+				const struct gobin_func *g = &bin->funcs[bin->by_name[i]];
+
+				if (g->end - g->entry > f->end - f->entry)
+					f = g;
+			}
 			*out = *f;
 			return 0;
 		}

@@ -227,6 +227,12 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 		}
 		if (cs_insn_group(h, insn, X86_GRP_CALL) || cs_insn_group(h, insn, X86_GRP_RET))
 			break;
+		/* A jump into the rest of the way to until could bypass the
+		 * store (exits to cold code — return, panic — are fine). */
+		if (cs_insn_group(h, insn, X86_GRP_JUMP) && x->op_count == 1 &&
+		    x->operands[0].type == X86_OP_IMM && (uint64_t)x->operands[0].imm >= pc &&
+		    (uint64_t)x->operands[0].imm <= addr + until)
+			break;
 		if (cs_regs_access(h, insn, rd, &nrd, wr, &nwr))
 			break;
 		for (int i = 0; i < nwr; i++)

@@ -2,7 +2,8 @@
  * mallocgc sizes into, the runtime.special layout per Go release (which
  * freeSpecial calls are sampled objects dying), the probe-stack vs
  * runtime-bucket-stack check, in-use arithmetic (baseline at attach +
- * counts since), and probe placement on real Go prologues. */
+ * counts since), probe placement on real Go prologues, and where
+ * mProf_Malloc spills its arguments (the one-hit allocation probe). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -141,6 +142,84 @@ static void test_place_prologues(void **state)
 	assert_int_equal(p.stack_check, PROBE_STACK_CHECK_JBE);
 }
 
+static void test_spill_slots(void **state)
+{
+	/* go1.19 runtime.mProf_Malloc(p, size): sub rsp first, rbp stored and
+	 * set by lea; p (rax) and size (rbx) spilled to their slots */
+	static const uint8_t mprof_119[] = {
+		0x4c, 0x8d, 0xa4, 0x24, 0x10, 0xff, 0xff, 0xff, /* lea r12,[rsp-0xf0] */
+		0x4d, 0x3b, 0x66, 0x10,                         /* cmp r12,[r14+0x10] */
+		0x0f, 0x86, 0xaa, 0x01, 0x00, 0x00,             /* jbe morestack */
+		0x48, 0x81, 0xec, 0x70, 0x01, 0x00, 0x00,       /* sub rsp,0x170 */
+		0x48, 0x89, 0xac, 0x24, 0x68, 0x01, 0x00, 0x00, /* mov [rsp+0x168],rbp */
+		0x48, 0x8d, 0xac, 0x24, 0x68, 0x01, 0x00, 0x00, /* lea rbp,[rsp+0x168] */
+		0x48, 0x89, 0x84, 0x24, 0x78, 0x01, 0x00, 0x00, /* mov [rsp+0x178],rax */
+		0x48, 0x89, 0x9c, 0x24, 0x80, 0x01, 0x00, 0x00, /* mov [rsp+0x180],rbx */
+		0x48, 0x8d, 0x7c, 0x24, 0x40,                   /* lea rdi,[rsp+0x40] */
+	};
+	/* go1.21 (p, size): push rbp; mov rbp,rsp; sub rsp,0x170 */
+	static const uint8_t mprof_121[] = {
+		0x4c, 0x8d, 0xa4, 0x24, 0x08, 0xff, 0xff, 0xff,
+		0x4d, 0x3b, 0x66, 0x10,
+		0x0f, 0x86, 0xa7, 0x01, 0x00, 0x00,
+		0x55,
+		0x48, 0x89, 0xe5,
+		0x48, 0x81, 0xec, 0x70, 0x01, 0x00, 0x00,
+		0x48, 0x89, 0x84, 0x24, 0x80, 0x01, 0x00, 0x00, /* mov [rsp+0x180],rax */
+		0x48, 0x89, 0x9c, 0x24, 0x88, 0x01, 0x00, 0x00, /* mov [rsp+0x188],rbx */
+	};
+	/* go1.23 (mp, p, size): small frame, an early-return jcc and loads
+	 * through rax before the spills */
+	static const uint8_t mprof_123[] = {
+		0x49, 0x3b, 0x66, 0x10,                         /* cmp rsp,[r14+0x10] */
+		0x0f, 0x86, 0xa6, 0x01, 0x00, 0x00,             /* jbe */
+		0x55, 0x48, 0x89, 0xe5,                         /* push rbp; mov rbp,rsp */
+		0x48, 0x83, 0xec, 0x70,                         /* sub rsp,0x70 */
+		0x48, 0x8b, 0xb0, 0xb0, 0x02, 0x00, 0x00,       /* mov rsi,[rax+0x2b0] */
+		0x48, 0x85, 0xf6,                               /* test rsi,rsi */
+		0x0f, 0x84, 0x61, 0x01, 0x00, 0x00,             /* je (return, far away) */
+		0x48, 0x89, 0x84, 0x24, 0x80, 0x00, 0x00, 0x00, /* mov [rsp+0x80],rax */
+		0x48, 0x89, 0x9c, 0x24, 0x88, 0x00, 0x00, 0x00, /* mov [rsp+0x88],rbx */
+		0x48, 0x89, 0x8c, 0x24, 0x90, 0x00, 0x00, 0x00, /* mov [rsp+0x90],rcx */
+	};
+	/* rbx overwritten before any spill: its argument is gone */
+	static const uint8_t clobbered[] = {
+		0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x70,
+		0xbb, 0x01, 0x00, 0x00, 0x00,                   /* mov ebx,1 */
+		0x48, 0x89, 0x9c, 0x24, 0x88, 0x00, 0x00, 0x00, /* mov [rsp+0x88],rbx */
+	};
+	/* no frame pointer set up */
+	static const uint8_t no_bp[] = {
+		0x48, 0x83, 0xec, 0x70,
+		0x48, 0x89, 0x84, 0x24, 0x80, 0x00, 0x00, 0x00,
+	};
+
+	(void)state;
+	assert_int_equal(heap_arg_spill_slot_x86(mprof_119, sizeof(mprof_119), 0x42d0e0, sizeof(mprof_119),
+						 PROBE_REG_RAX), 0);
+	assert_int_equal(heap_arg_spill_slot_x86(mprof_119, sizeof(mprof_119), 0x42d0e0, sizeof(mprof_119),
+						 PROBE_REG_RBX), 1);
+	assert_int_equal(heap_arg_spill_slot_x86(mprof_119, sizeof(mprof_119), 0x42d0e0, sizeof(mprof_119),
+						 PROBE_REG_RCX), -ENOENT);
+	/* the probe before the store: not spilled yet */
+	assert_int_equal(heap_arg_spill_slot_x86(mprof_119, sizeof(mprof_119), 0x42d0e0, 41,
+						 PROBE_REG_RAX), -ENOENT);
+	assert_int_equal(heap_arg_spill_slot_x86(mprof_121, sizeof(mprof_121), 0x42be60, sizeof(mprof_121),
+						 PROBE_REG_RAX), 0);
+	assert_int_equal(heap_arg_spill_slot_x86(mprof_121, sizeof(mprof_121), 0x42be60, sizeof(mprof_121),
+						 PROBE_REG_RBX), 1);
+	assert_int_equal(heap_arg_spill_slot_x86(mprof_123, sizeof(mprof_123), 0x42bec0, sizeof(mprof_123),
+						 PROBE_REG_RBX), 1);
+	assert_int_equal(heap_arg_spill_slot_x86(mprof_123, sizeof(mprof_123), 0x42bec0, sizeof(mprof_123),
+						 PROBE_REG_RCX), 2);
+	assert_int_equal(heap_arg_spill_slot_x86(clobbered, sizeof(clobbered), 0, sizeof(clobbered),
+						 PROBE_REG_RBX), -ENOENT);
+	assert_int_equal(heap_arg_spill_slot_x86(no_bp, sizeof(no_bp), 0, sizeof(no_bp),
+						 PROBE_REG_RAX), -ENOENT);
+	assert_int_equal(heap_arg_spill_slot_x86(no_bp, sizeof(no_bp), 0, sizeof(no_bp),
+						 PROBE_REG_RDI), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -149,6 +228,7 @@ int main(void)
 		cmocka_unit_test(test_stack_matches),
 		cmocka_unit_test(test_bucket_inuse),
 		cmocka_unit_test(test_place_prologues),
+		cmocka_unit_test(test_spill_slots),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
