@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -23,6 +24,8 @@
 /* mProf_Malloc's `call stkbucket` is within its first ~0x140 bytes (1.19-1.24). */
 #define HT_MPROF_MALLOC_BYTES 1024
 #define HT_BUCKET_READ (1024 + HEAP_MAX_NSTK * 8 + 512)
+
+_Static_assert(HT_OBJ_SETS * HT_OBJ_WAYS == HT_MAX_OBJECTS, "object table size");
 
 /* A runtime bucket memdrift knows: its stack (read once from the target)
  * and its counts at attach. */
@@ -65,6 +68,7 @@ struct heap_trace {
 	uint64_t last_poll_ns;
 	uint64_t attach_ns;
 	uint64_t stacks_checked, stacks_matched;
+	const struct ht_obj_set *objs; /* ht_objects, mapped read-only; NULL: not mapped */
 };
 
 /* ------------------------------------------------------------ pure logic */
@@ -607,6 +611,15 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 		cfg.stack_every = t->opts.stack_every;
 	if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.ht_tgids), &tgid, &cfg, BPF_ANY))
 		return set_err(err, errlen, -errno, "heap config map: %s", strerror(errno));
+	if (profile) {
+		void *m = mmap(NULL, HT_OBJ_SETS * sizeof(struct ht_obj_set), PROT_READ, MAP_SHARED,
+			       bpf_map__fd(t->skel->maps.ht_objects), 0);
+
+		if (m == MAP_FAILED)
+			return set_err(err, errlen, -errno, "heap object table: mmap: %s",
+				       strerror(errno));
+		t->objs = m;
+	}
 	if (t->opts.trace) {
 		int ncpu = libbpf_num_possible_cpus();
 		struct ht_rate *zero;
@@ -633,8 +646,19 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 			cookie |= HT_COOKIE_STACK_CHECK_CF;
 		if (p->kind == HEAP_PROBE_MPROF_MALLOC && v && (v->major > 1 || v->minor >= 23))
 			cookie |= HT_COOKIE_MPROF_MP;
-		if (p->kind == HEAP_PROBE_MPROF_MALLOC_BUCKET)
+		if (p->kind == HEAP_PROBE_MPROF_MALLOC_BUCKET) {
 			cookie |= HT_COOKIE_SLOTS((unsigned)p->p_slot, (unsigned)p->size_slot);
+			if (cfg.special_kind_off >= 0)
+				cookie |= HT_COOKIE_TRACK_OBJECTS;
+			cookie |= (__u64)tgid << 32;
+		}
+		if (p->kind == HEAP_PROBE_FREE_SPECIAL) {
+			/* planned only where heap_special_layout knows the layout */
+			cookie |= HT_COOKIE_SPECIAL((unsigned)cfg.special_kind_off,
+						    cfg.special_kind_profile,
+						    (unsigned)cfg.special_bucket_off);
+			cookie |= (__u64)tgid << 32;
+		}
 		ret = bpf_util_attach_uprobe(probe_program(t, p->kind), go->pid, go->exe.open_path,
 					     p->file_offset, cookie, &t->links[i]);
 		if (ret)
@@ -665,6 +689,8 @@ void heap_trace__free(struct heap_trace *t)
 		return;
 	for (size_t i = 0; i < HEAP_PROBE_MAX; i++)
 		bpf_link__destroy(t->links[i]);
+	if (t->objs)
+		munmap((void *)t->objs, HT_OBJ_SETS * sizeof(struct ht_obj_set));
 	heap_bpf__destroy(t->skel);
 	for (size_t i = 0; i < t->nbuckets; i++)
 		free(t->buckets[i].stk);
@@ -758,10 +784,8 @@ static int site_cmp_inuse(const void *a, const void *b)
 static void poll_profile(struct heap_trace *t)
 {
 	int bfd = bpf_map__fd(t->skel->maps.ht_buckets);
-	int ofd = bpf_map__fd(t->skel->maps.ht_objects);
 	int sfd = bpf_map__fd(t->skel->maps.ht_prof_stacks);
 	struct ht_bucket_key bk, *bprev = NULL;
-	struct ht_obj_key ok, *oprev = NULL;
 	uint64_t mine[HT_STACK_DEPTH];
 	struct heap_trace_site *v;
 	size_t out = 0, guard = 0;
@@ -784,20 +808,23 @@ static void poll_profile(struct heap_trace *t)
 		if (b)
 			b->k = c;
 	}
-	guard = 0;
-	while (guard++ < HT_MAX_OBJECTS && !bpf_map_get_next_key(ofd, oprev, &ok)) {
-		struct ht_obj o;
-		struct bucket_info *b;
+	/* The BPF side writes the table meanwhile: each slot is copied once
+	 * and used only when complete (ts set; see heap_events.h). */
+	for (size_t i = 0; t->objs && i < HT_OBJ_SETS; i++) {
+		for (size_t w = 0; w < HT_OBJ_WAYS; w++) {
+			const volatile struct ht_obj *src = &t->objs[i].way[w];
+			struct bucket_info *b;
+			uint64_t p = src->p, ts = src->ts, bucket = src->bucket;
 
-		oprev = &ok;
-		if (ok.tgid != (__u32)t->go->pid || bpf_map_lookup_elem(ofd, &ok, &o))
-			continue;
-		b = bucket_find(t, o.bucket);
-		if (!b)
-			continue;
-		b->live_tracked++;
-		if (!b->oldest_ns || o.ts < b->oldest_ns)
-			b->oldest_ns = o.ts;
+			if (!p || !ts)
+				continue;
+			b = bucket_find(t, bucket);
+			if (!b)
+				continue;
+			b->live_tracked++;
+			if (!b->oldest_ns || ts < b->oldest_ns)
+				b->oldest_ns = ts;
+		}
 	}
 
 	v = calloc(t->nbuckets ? t->nbuckets : 1, sizeof(*v));

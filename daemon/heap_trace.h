@@ -3,8 +3,8 @@
  * Profile tier (attach default, near-zero cost: two probe hits per
  * sampled object, one sample per MemProfileRate bytes allocated):
  * runtime.mProf_Malloc at the emulated call after `call stkbucket` (bucket
- * in RAX, object and size from their argument spill slots, time; user stack
- * for the first 256 samples then one in 16, a check of the bucket's) — or,
+ * in RAX, object and size from their argument spill slots, time; the user
+ * stack once per bucket, a check of the bucket's) — or,
  * where that body is not recognised, mProf_Malloc's entry (object, size,
  * stack) plus runtime.setprofilebucket (object -> bucket), one hit more —
  * and runtime.freeSpecial (a sampled object
@@ -57,9 +57,10 @@ struct heap_trace_opts {
 	bool profile;          /* profile tier */
 	bool trace;            /* trace tier (runtime.mallocgc) */
 	uint64_t sample_bytes; /* trace tier: one stack per this many bytes per CPU; 0: 512 KiB */
-	/* profile tier: after HT_STACKS_FIRST samples, capture the probe's own
-	 * stack (only a check of the runtime bucket's) for one sample in
-	 * stack_every (0: all); default HT_DEFAULT_STACK_EVERY */
+	/* profile tier, entry probe (the fallback plan): after HT_STACKS_FIRST
+	 * samples, capture the probe's own stack (only a check of the runtime
+	 * bucket's) for one sample in stack_every (0: all); default
+	 * HT_DEFAULT_STACK_EVERY. The body probe walks once per bucket. */
 	bool stack_every_set;
 	uint32_t stack_every;
 };

@@ -10,9 +10,10 @@
 #endif
 
 /* Bounds. One live sampled object per MemProfileRate (512 KiB) of live heap:
- * 65536 objects cover a 32 GiB heap at the default rate. */
+ * a 131072-slot object table (4 MiB, 8-way sets) holds a 32 GiB heap's
+ * 65536 at half load, where a full set is rare. */
 #define HT_MAX_TGIDS 256
-#define HT_MAX_OBJECTS 65536
+#define HT_MAX_OBJECTS 131072
 #define HT_MAX_PROF_BUCKETS 16384   /* (process, runtime bucket) counters */
 #define HT_MAX_PENDING 4096         /* threads between mProf_Malloc and setprofilebucket
 				     * (the fallback plan; see ht_mprof_malloc_bucket) */
@@ -34,17 +35,32 @@
 #define HT_COOKIE_P_SLOT(c) ((c) & 3u)
 #define HT_COOKIE_SIZE_SLOT(c) (((c) >> 4) & 3u)
 #define HT_COOKIE_SLOTS(p, size) (((p) & 3u) | (((size) & 3u) << 4))
+#define HT_COOKIE_TRACK_OBJECTS (1u << 8)  /* freeSpecial probed: keep ht_objects */
+/* ht_free_special: the runtime.special layout (heap_special_layout):
+ * kind at byte kind_off < 32, specialprofile.b at 8 x bucket slot < 4. */
+#define HT_COOKIE_SPECIAL(kind_off, kind_profile, bucket_off)                                  \
+	(((kind_off) & 31u) | ((((bucket_off) >> 3) & 3u) << 5) | (((kind_profile) & 15u) << 8))
+#define HT_COOKIE_KIND_OFF(c) ((c) & 31u)
+#define HT_COOKIE_BUCKET_SLOT(c) (((c) >> 5) & 3u)
+#define HT_COOKIE_KIND_PROFILE(c) (((c) >> 8) & 15u)
+/* The hot programs (ht_mprof_malloc_bucket, ht_free_special) take the
+ * traced process from the cookie's upper half, not from ht_tgids: a hash
+ * lookup (two cache misses under an allocating process) less a hit. */
+#define HT_COOKIE_TGID(c) ((__u32)((c) >> 32))
 
 #define HT_X86_CF 0x0001u
 #define HT_X86_ZF 0x0040u
 
-/* Per traced process (key: tgid). */
+/* Per traced process (key: tgid). ht_mprof_malloc_bucket and
+ * ht_free_special, the hot pair, carry what they need in their cookies. */
 struct ht_tgid_config {
 	__s32 special_kind_off;      /* runtime.special.kind; -1: freeSpecial not probed */
 	__u32 special_kind_profile;  /* _KindSpecialProfile of this Go version */
 	__s32 special_bucket_off;    /* runtime.specialprofile.b */
-	__u32 stack_every;           /* profile tier: a stack for the first HT_STACKS_FIRST
-				      * samples, then one in stack_every (0: every one) */
+	__u32 stack_every;           /* profile tier, entry probe (the fallback plan): a stack
+				      * for the first HT_STACKS_FIRST samples, then one in
+				      * stack_every (0: every one); the body probe walks
+				      * once per bucket, the only stack the daemon uses */
 	__u64 sample_bytes;          /* trace tier: one stack per this many bytes per CPU */
 	__u64 prof_samples;          /* mProf_Malloc hits so far (the stack budget) */
 };
@@ -62,19 +78,32 @@ struct ht_pending {
 	__s64 stackid; /* ht_prof_stacks id; negative: not captured (budget or error) */
 };
 
-struct ht_obj_key {
-	__u32 tgid;
-	__u32 pad;
-	__u64 p;       /* object address */
-};
+/* Live sampled objects seen since attach: a set-associative table in an
+ * mmapable array (the daemon scans it in place), where a hash map's update
+ * and delete (bucket lock, cross-CPU free list) cost ~0.3 us each. Set =
+ * hash of the address; a slot is claimed by cmpxchg of p from 0 and
+ * released by cmpxchg back; ts is written last and cleared first, so a
+ * reader skips slots with ts 0. A full set: HT_STAT_OBJECTS_FULL (that
+ * sample's age is not tracked; the counts are in ht_buckets). */
+#define HT_OBJ_WAYS 8
+#define HT_OBJ_SET_BITS 14
+#define HT_OBJ_SETS (1u << HT_OBJ_SET_BITS) /* x HT_OBJ_WAYS = HT_MAX_OBJECTS */
 
-/* A live sampled object seen since attach. */
 struct ht_obj {
+	__u64 p;       /* object address; 0: free slot */
 	__u64 bucket;
 	__u64 size;
-	__u64 ts;      /* when it was sampled (CLOCK_MONOTONIC ns) */
-	__s64 stackid;
+	__u64 ts;      /* when it was sampled (CLOCK_MONOTONIC ns); 0: being written */
 };
+
+struct ht_obj_set {
+	struct ht_obj way[HT_OBJ_WAYS];
+};
+
+static inline __u32 ht_obj_set_index(__u64 p)
+{
+	return (__u32)(((p >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - HT_OBJ_SET_BITS));
+}
 
 struct ht_bucket_key {
 	__u32 tgid;
@@ -121,7 +150,7 @@ enum ht_stat {
 	HT_STAT_MORESTACK_SKIPS,
 	HT_STAT_PENDING_MISSES,    /* setprofilebucket without a matching mProf_Malloc */
 	HT_STAT_PENDING_FULL,
-	HT_STAT_OBJECTS_FULL,      /* live sampled objects beyond HT_MAX_OBJECTS */
+	HT_STAT_OBJECTS_FULL,      /* sampled objects whose ht_objects set was full: age untracked */
 	HT_STAT_BUCKETS_FULL,
 	HT_STAT_PROF_STACK_ERRORS, /* bpf_get_stackid failed at mProf_Malloc */
 	HT_STAT_TRACE_SAMPLES,

@@ -220,6 +220,26 @@ static void test_spill_slots(void **state)
 						 PROBE_REG_RDI), -ENOENT);
 }
 
+static void test_obj_sets(void **state)
+{
+	static uint16_t hits[HT_OBJ_SETS];
+	unsigned most = 0;
+
+	(void)state;
+	/* 64 Ki objects 16 bytes apart (one size class, one span after the
+	 * other): every set index in range, no set beyond twice its share */
+	for (uint64_t i = 0; i < HT_MAX_OBJECTS; i++) {
+		uint32_t k = ht_obj_set_index(0xc000000000ull + i * 16);
+
+		assert_true(k < HT_OBJ_SETS);
+		hits[k]++;
+	}
+	for (unsigned k = 0; k < HT_OBJ_SETS; k++)
+		most = hits[k] > most ? hits[k] : most;
+	assert_true(most <= 2 * HT_OBJ_WAYS);
+	assert_true(ht_obj_set_index(UINT64_MAX) < HT_OBJ_SETS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,6 +249,7 @@ int main(void)
 		cmocka_unit_test(test_bucket_inuse),
 		cmocka_unit_test(test_place_prologues),
 		cmocka_unit_test(test_spill_slots),
+		cmocka_unit_test(test_obj_sets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
