@@ -975,21 +975,19 @@ static void sample_jvm(struct daemon *d, struct watched *w, uint64_t now)
 
 static double window_delta(const struct series *s, uint64_t since)
 {
-	struct series_point all[SERIES_MAX_CAPACITY];
-	size_t n = series_window(s, since, all, SERIES_MAX_CAPACITY, NULL);
+	struct series_point first, last;
 
-	if (n < 2)
+	if (series_window_ends(s, since, &first, &last) < 2)
 		return 0;
-	return all[n - 1].value - all[0].value;
+	return last.value - first.value;
 }
 
 /* Time of the oldest point of s at or after since (since when none). */
 static uint64_t window_start(const struct series *s, uint64_t since)
 {
-	struct series_point all[SERIES_MAX_CAPACITY];
-	size_t n = series_window(s, since, all, SERIES_MAX_CAPACITY, NULL);
+	struct series_point first, last;
 
-	return n ? all[0].t_ns : since;
+	return series_window_ends(s, since, &first, &last) ? first.t_ns : since;
 }
 
 /* Replaces the first occurrence of what in buf (NUL-terminated, size len),

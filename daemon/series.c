@@ -68,10 +68,10 @@ int series_last(const struct series *s, struct series_point *out)
 	return 0;
 }
 
-size_t series_window(const struct series *s, uint64_t since_ns, struct series_point *out,
-		     size_t max_out, size_t *raw_count)
+/* Index of the oldest point with t_ns >= since_ns (count when none). */
+static uint32_t first_since(const struct series *s, uint64_t since_ns)
 {
-	uint32_t lo = 0, hi = s->count, first, n;
+	uint32_t lo = 0, hi = s->count;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
@@ -81,7 +81,26 @@ size_t series_window(const struct series *s, uint64_t since_ns, struct series_po
 		else
 			hi = mid;
 	}
-	first = lo;
+	return lo;
+}
+
+size_t series_window_ends(const struct series *s, uint64_t since_ns, struct series_point *first,
+			  struct series_point *last)
+{
+	uint32_t i = first_since(s, since_ns);
+
+	if (i < s->count) {
+		*first = *point_at(s, i);
+		*last = *point_at(s, s->count - 1);
+	}
+	return s->count - i;
+}
+
+size_t series_window(const struct series *s, uint64_t since_ns, struct series_point *out,
+		     size_t max_out, size_t *raw_count)
+{
+	uint32_t first = first_since(s, since_ns), n;
+
 	n = s->count - first;
 	if (raw_count)
 		*raw_count = n;

@@ -35,6 +35,11 @@ int series_last(const struct series *s, struct series_point *out);
 size_t series_window(const struct series *s, uint64_t since_ns, struct series_point *out,
 		     size_t max_out, size_t *raw_count);
 
+/* Oldest and newest point with t_ns >= since_ns, without copying the
+ * window; returns how many points it holds (first/last untouched at 0). */
+size_t series_window_ends(const struct series *s, uint64_t since_ns, struct series_point *first,
+			  struct series_point *last);
+
 /* The per-process series the daemon keeps. */
 enum series_metric {
 	SERIES_HEAP_MARKED,       /* bytes, one point per GC cycle */

@@ -149,6 +149,18 @@ static void series_ring_and_window(void **state)
 	assert_int_equal(out[0].t_ns, 4 * SEC + SEC / 2);
 	assert_double_equal(out[3].value, 10.5, 0);
 	assert_int_equal(series_window(s, 100 * SEC, out, 8, &raw), 0);
+	/* the ends of a window without copying it: since 6 s -> 6 and 11 */
+	{
+		struct series_point first, end;
+
+		assert_int_equal(series_window_ends(s, 6 * SEC, &first, &end), 6);
+		assert_double_equal(first.value, 6, 0);
+		assert_int_equal(first.t_ns, 6 * SEC);
+		assert_double_equal(end.value, 11, 0);
+		assert_int_equal(series_window_ends(s, 0, &first, &end), 8);
+		assert_double_equal(first.value, 4, 0);
+		assert_int_equal(series_window_ends(s, 100 * SEC, &first, &end), 0);
+	}
 	series_free(s);
 }
 
