@@ -30,10 +30,20 @@ extern const size_t go_wait_reason_text_len;
 #define GO_STATUS_SCAN_DEFAULT 0x1000
 /* Bounds the DWARF walk on hostile input; real runtime CUs have < 20k DIEs. */
 #define DWARF_MAX_TOP_DIES 2000000
+/* Member offsets past this are not believed (heapArena.spans sits behind a
+ * 2 MiB bitmap before 1.22; mheap fields are at ~64 KiB). */
+#define DWARF_MAX_MEMBER_OFFSET (16u << 20)
+
+/* The int fields that hold offsets and sizes: first..last inclusive. */
+#define OFF_FIRST(o) (&(o)->g_size)
+#define OFF_LAST(o) (&(o)->mspan_specials)
+/* A field added behind OFF_LAST would escape the range: keep it the last. */
+_Static_assert(offsetof(struct go_offsets, status_dead) ==
+	       offsetof(struct go_offsets, mspan_specials) + sizeof(int), "OFF_LAST is stale");
 
 static void offsets_reset(struct go_offsets *off, int major, int minor)
 {
-	int *first = &off->g_size, *last = &off->memrecord_size;
+	int *first = OFF_FIRST(off), *last = OFF_LAST(off);
 
 	memset(off, 0, sizeof(*off));
 	for (int *p = first; p <= last; p++)
@@ -69,7 +79,9 @@ const struct go_offsets_field go_offsets_fields[] = {
 	FIELD(gc_memory_limit), FIELD(gc_total_alloc), FIELD(gc_total_free),
 	FIELD(ms_numgc), FIELD(ms_last_gc_nanotime),
 	FIELD(bucket_header_size), FIELD(bucket_allnext), FIELD(bucket_nstk), FIELD(bucket_size),
-	FIELD(memrecord_size), FIELD(status_dead), FIELD(status_scan_bit),
+	FIELD(memrecord_size), FIELD(mheap_arenas), FIELD(mheap_all_arenas), FIELD(heaparena_spans),
+	FIELD(heaparena_page_specials), FIELD(mspan_start_addr), FIELD(mspan_npages),
+	FIELD(mspan_specials), FIELD(status_dead), FIELD(status_scan_bit),
 };
 #undef FIELD
 const size_t go_offsets_nfields = sizeof(go_offsets_fields) / sizeof(go_offsets_fields[0]);
@@ -81,7 +93,10 @@ int go_offsets_field(const struct go_offsets *off, size_t i)
 
 /* ---- DWARF ---- */
 
-enum go_type { T_G, T_STACK, T_M, T_GC, T_MSTATS, T_BUCKET, T_MEMRECORD, T_COUNT };
+enum go_type {
+	T_G, T_STACK, T_M, T_GC, T_MSTATS, T_BUCKET, T_MEMRECORD, T_MHEAP, T_HEAPARENA, T_MSPAN,
+	T_COUNT
+};
 
 static const char *const go_type_names[T_COUNT] = {
 	[T_G] = "runtime.g",
@@ -91,6 +106,9 @@ static const char *const go_type_names[T_COUNT] = {
 	[T_MSTATS] = "runtime.mstats",
 	[T_BUCKET] = "runtime.bucket",
 	[T_MEMRECORD] = "runtime.memRecord",
+	[T_MHEAP] = "runtime.mheap",
+	[T_HEAPARENA] = "runtime.heapArena",
+	[T_MSPAN] = "runtime.mspan",
 };
 
 struct member_want {
@@ -108,13 +126,14 @@ struct dwarf_scan {
 	/* wait reasons by value; NULL name = no constant with that value */
 	const char *wait_names[GO_MAX_WAIT_REASONS];
 	int n_wait;
-	struct member_want wants[32];
+	struct member_want wants[48];
 	int n_wants;
 };
 
 static void want(struct dwarf_scan *s, enum go_type type, const char *name, int *dst)
 {
-	s->wants[s->n_wants++] = (struct member_want){ type, name, dst };
+	if (s->n_wants < (int)(sizeof(s->wants) / sizeof(s->wants[0])))
+		s->wants[s->n_wants++] = (struct member_want){ type, name, dst };
 }
 
 static void scan_init(struct dwarf_scan *s)
@@ -152,6 +171,13 @@ static void scan_init(struct dwarf_scan *s)
 	want(s, T_BUCKET, "allnext", &f->bucket_allnext);
 	want(s, T_BUCKET, "nstk", &f->bucket_nstk);
 	want(s, T_BUCKET, "size", &f->bucket_size);
+	want(s, T_MHEAP, "arenas", &f->mheap_arenas);
+	want(s, T_MHEAP, "allArenas", &f->mheap_all_arenas);
+	want(s, T_HEAPARENA, "spans", &f->heaparena_spans);
+	want(s, T_HEAPARENA, "pageSpecials", &f->heaparena_page_specials);
+	want(s, T_MSPAN, "startAddr", &f->mspan_start_addr);
+	want(s, T_MSPAN, "npages", &f->mspan_npages);
+	want(s, T_MSPAN, "specials", &f->mspan_specials);
 }
 
 static void scan_struct(struct dwarf_scan *s, enum go_type type, Dwarf_Die *die)
@@ -179,7 +205,7 @@ static void scan_struct(struct dwarf_scan *s, enum go_type type, Dwarf_Die *die)
 			continue;
 		name = dwarf_diename(&child);
 		if (!name || !dwarf_attr(&child, DW_AT_data_member_location, &attr) ||
-		    dwarf_formudata(&attr, &loc) != 0 || loc > 1u << 20)
+		    dwarf_formudata(&attr, &loc) != 0 || loc > DWARF_MAX_MEMBER_OFFSET)
 			continue;
 		for (int i = 0; i < s->n_wants; i++)
 			if (s->wants[i].type == type && strcmp(s->wants[i].name, name) == 0)
@@ -492,9 +518,9 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 		s->found.g_stack_hi = s->g_stack + s->stack_hi;
 	}
 	{
-		int *src = &s->found.g_size, *dst = &off->g_size;
+		int *src = OFF_FIRST(&s->found), *dst = OFF_FIRST(off);
 
-		for (; src <= &s->found.memrecord_size; src++, dst++)
+		for (; src <= OFF_LAST(&s->found); src++, dst++)
 			if (*src != GO_OFF_NONE)
 				*dst = *src;
 	}
@@ -503,10 +529,10 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 	for (int i = 0; i < s->n_wants; i++) {
 		int *dst = s->wants[i].dst;
 
-		if (dst < &s->found.g_size || dst > &s->found.memrecord_size)
+		if (dst < OFF_FIRST(&s->found) || dst > OFF_LAST(&s->found))
 			continue;
 		if (s->type_seen[s->wants[i].type] && *dst == GO_OFF_NONE)
-			*(&off->g_size + (dst - &s->found.g_size)) = GO_OFF_NONE;
+			*(OFF_FIRST(off) + (dst - OFF_FIRST(&s->found))) = GO_OFF_NONE;
 	}
 	if (s->dead >= 0)
 		off->status_dead = s->dead;

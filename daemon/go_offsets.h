@@ -55,6 +55,17 @@ struct go_offsets {
 	int bucket_size;          /* object size field */
 	int memrecord_size;       /* sizeof(runtime.memRecord) */
 
+	/* runtime.mheap, heapArena, mspan (walking span specials) */
+	int mheap_arenas;         /* [L1]*[L2]*heapArena */
+	int mheap_all_arenas;     /* []arenaIdx */
+	int heaparena_spans;      /* [pagesPerArena]*mspan */
+	int heaparena_page_specials; /* bitmap, a bit per page with specials */
+	int mspan_start_addr;
+	int mspan_npages;
+	int mspan_specials;       /* *special, sorted by offset */
+	/* (every int from g_size to mspan_specials is an offset or size,
+	 * GO_OFF_NONE when unknown; go_offsets.c walks that range) */
+
 	/* goroutine status values */
 	int status_dead;          /* _Gdead (6) */
 	int status_scan_bit;      /* _Gscan (0x1000) */

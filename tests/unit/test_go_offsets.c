@@ -86,6 +86,13 @@ static void test_table_versions(void **state)
 		assert_true((off.gc_heap_goal >= 0) == (minor < 19));
 		assert_true((off.gc_percent_heap_goal >= 0) == (minor >= 19));
 		assert_true((off.g_parent_goid >= 0) == (minor >= 21));
+		/* The heap walk's fields exist in every version. */
+		assert_true(off.mheap_arenas > 60000 && off.mheap_all_arenas > off.mheap_arenas);
+		assert_true(off.heaparena_spans >= 0 &&
+			    off.heaparena_page_specials > off.heaparena_spans);
+		assert_int_equal(off.mspan_start_addr, 24);
+		assert_int_equal(off.mspan_npages, 32);
+		assert_true(off.mspan_specials >= 128);
 	}
 	assert_int_equal(go_offsets_from_table(1, 16, &off), -ENOTSUP);
 	assert_int_equal(go_offsets_from_table(1, 25, &off), -ENOTSUP);
@@ -124,6 +131,24 @@ static void test_table_matches_notes(void **state)
 	assert_int_equal(o.bucket_allnext, 8);
 	assert_int_equal(o.bucket_size, 32);
 	assert_int_equal(o.bucket_nstk, 40);
+	/* heapArena: 2 MiB pointer bitmap before spans until 1.20, a 1 MiB
+	 * bitmap and noMorePtrs in 1.20/1.21, none from 1.22 (allocheaders). */
+	assert_int_equal(o.mheap_arenas, 65936);
+	assert_int_equal(o.mheap_all_arenas, 66016);
+	assert_int_equal(o.heaparena_spans, 2097152);
+	assert_int_equal(o.heaparena_page_specials, 2164736);
+	assert_int_equal(o.mspan_specials, 128);
+	assert_int_equal(go_offsets_from_table(1, 21, &o), 0);
+	assert_int_equal(o.heaparena_spans, 1064960);
+	assert_int_equal(o.mspan_specials, 136);
+	assert_int_equal(go_offsets_from_table(1, 24, &o), 0);
+	assert_int_equal(o.mheap_arenas, 66008);
+	assert_int_equal(o.mheap_all_arenas, 66096);
+	assert_int_equal(o.heaparena_spans, 0);
+	assert_int_equal(o.heaparena_page_specials, 67584);
+	assert_int_equal(o.mspan_start_addr, 24);
+	assert_int_equal(o.mspan_npages, 32);
+	assert_int_equal(o.mspan_specials, 128);
 
 	assert_int_equal(go_offsets_from_table(1, 23, &o), 0);
 	assert_int_equal(o.g_atomicstatus, 152);

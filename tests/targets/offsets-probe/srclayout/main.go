@@ -99,6 +99,58 @@ func addGeneratedFiles(goroot string) {
 	}
 }
 
+// The GOEXPERIMENT build tags a release's toolchain sets by default, read
+// from the baseline goexperiment.Flags literal in its internal/buildcfg/exp.go.
+// They select files that change layouts (go1.22's heapArena lost its pointer
+// bitmap under goexperiment.allocheaders), so the tags of the Go that built
+// srclayout must not stand in for them. The non-constant values there are
+// conditions true on linux/amd64; an unknown one stops the run.
+func defaultExperimentTags(goroot string) ([]string, error) {
+	path := filepath.Join(goroot, "src/internal/buildcfg/exp.go")
+	file, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	amd64True := map[string]bool{"true": true, "regabiSupported": true, "haveXchg8": true}
+	var tags []string
+	found := false
+	ast.Inspect(file, func(node ast.Node) bool {
+		lit, ok := node.(*ast.CompositeLit)
+		if !ok || found {
+			return !found
+		}
+		sel, ok := lit.Type.(*ast.SelectorExpr)
+		if !ok || sel.Sel.Name != "Flags" {
+			return true
+		}
+		if pkg, ok := sel.X.(*ast.Ident); !ok || pkg.Name != "goexperiment" {
+			return true
+		}
+		found = true
+		for _, elt := range lit.Elts {
+			kv, ok1 := elt.(*ast.KeyValueExpr)
+			key, ok2 := kv.Key.(*ast.Ident)
+			if !ok1 || !ok2 {
+				err = fmt.Errorf("%s: unexpected baseline element", path)
+				return false
+			}
+			val, ok := kv.Value.(*ast.Ident)
+			if !ok || (val.Name != "false" && !amd64True[val.Name]) {
+				err = fmt.Errorf("%s: baseline %s has an unknown value", path, key.Name)
+				return false
+			}
+			if val.Name != "false" {
+				tags = append(tags, "goexperiment."+strings.ToLower(key.Name))
+			}
+		}
+		return false
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("%s: no baseline goexperiment.Flags", path)
+	}
+	return tags, err
+}
+
 type stubInfo struct{}
 
 func (stubInfo) Name() string       { return "zversion.go" }
@@ -119,6 +171,12 @@ func main() {
 	build.Default.GOARCH = "amd64"
 	build.Default.CgoEnabled = false
 	build.Default.Compiler = "gc"
+	tags, err := defaultExperimentTags(goroot)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "srclayout:", err)
+		os.Exit(1)
+	}
+	build.Default.ToolTags = append(tags, "amd64.v1")
 	addGeneratedFiles(goroot)
 	fset := token.NewFileSet()
 	imp := importer.ForCompiler(fset, "source", nil).(types.ImporterFrom)
@@ -135,6 +193,9 @@ func main() {
 	ms := structOf(pkg, "mstats")
 	bucket := structOf(pkg, "bucket")
 	memRecord := structOf(pkg, "memRecord")
+	mheap := structOf(pkg, "mheap")
+	heapArena := structOf(pkg, "heapArena")
+	mspan := structOf(pkg, "mspan")
 	gStack := fieldOffset(g, "stack")
 	type row struct {
 		name string
@@ -170,6 +231,13 @@ func main() {
 		{"bucket_nstk", fieldOffset(bucket, "nstk")},
 		{"bucket_size", fieldOffset(bucket, "size")},
 		{"memrecord_size", sizeOf(memRecord)},
+		{"mheap_arenas", fieldOffset(mheap, "arenas")},
+		{"mheap_all_arenas", fieldOffset(mheap, "allArenas")},
+		{"heaparena_spans", fieldOffset(heapArena, "spans")},
+		{"heaparena_page_specials", fieldOffset(heapArena, "pageSpecials")},
+		{"mspan_start_addr", fieldOffset(mspan, "startAddr")},
+		{"mspan_npages", fieldOffset(mspan, "npages")},
+		{"mspan_specials", fieldOffset(mspan, "specials")},
 		{"status_dead", constInt(pkg, "_Gdead")},
 		{"status_scan_bit", constInt(pkg, "_Gscan")},
 	}
