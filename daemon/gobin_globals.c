@@ -118,7 +118,9 @@ static int nth_load(const struct decoded *d, int nth, uint64_t *addr)
 	return -ENOENT;
 }
 
-/* `lea reg, [rip+X]` whose next call goes to callee (argument in a register). */
+/* `lea reg, [rip+X]` whose next call, at most 3 instructions on (NOPs not
+ * counted: alignment padding before calls), goes to callee (argument in a
+ * register). */
 static int lea_before_call(const struct gobin *bin, const struct decoded *d, const char *callee,
 			   uint64_t *addr)
 {
@@ -129,7 +131,10 @@ static int lea_before_call(const struct gobin *bin, const struct decoded *d, con
 	for (size_t i = 0; i < d->n; i++) {
 		if (d->v[i].id != X86_INS_LEA || !d->v[i].rip_mem)
 			continue;
-		for (size_t j = i + 1; j < d->n && j < i + 4; j++) {
+		for (size_t j = i + 1, seen = 0; j < d->n && seen < 3; j++) {
+			if (d->v[j].id == X86_INS_NOP)
+				continue;
+			seen++;
 			if (d->v[j].id == X86_INS_CALL) {
 				if (d->v[j].call_target == target) {
 					*addr = d->v[i].rip_target;
@@ -230,12 +235,18 @@ static const struct global_rule rules[] = {
 	{ "runtime.MemProfileRate", "runtime.allocmcache", RULE_NTH_LOAD, 0, NULL },
 	/* newproc1: newg.goid = sched.goidgen.Add(...), goidgen is field 0 */
 	{ "runtime.sched", "runtime.newproc1", RULE_GOIDGEN, 0, NULL },
+	/* grow: s := mheap_.alloc(npages, c.spanclass); allocLarge:
+	 * s := mheap_.alloc(npages, spc) (1.21 pads the call with a NOP) */
+	{ "runtime.mheap_", "runtime.(*mcentral).grow", RULE_LEA_BEFORE_CALL, 0,
+	  "runtime.(*mheap).alloc" },
+	{ "runtime.mheap_", "runtime.(*mcache).allocLarge", RULE_LEA_BEFORE_CALL, 0,
+	  "runtime.(*mheap).alloc" },
 };
 
 static const char *const global_names[] = {
 	"runtime.allglen", "runtime.allgptr", "runtime.gcController", "runtime.memstats",
 	"runtime.ncgocall", "runtime.allm", "runtime.mbuckets", "runtime.MemProfileRate",
-	"runtime.sched",
+	"runtime.sched", "runtime.mheap_",
 };
 
 /* A recovered address must lie in a writable segment (data or bss). */

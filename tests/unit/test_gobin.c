@@ -27,7 +27,7 @@
 static const char *const global_names[] = {
 	"runtime.allglen", "runtime.allgptr", "runtime.gcController", "runtime.memstats",
 	"runtime.ncgocall", "runtime.allm", "runtime.mbuckets", "runtime.MemProfileRate",
-	"runtime.sched",
+	"runtime.sched", "runtime.mheap_",
 };
 #define NGLOBALS (sizeof(global_names) / sizeof(global_names[0]))
 
