@@ -14,7 +14,11 @@
  *   ht_free_special   runtime.freeSpecial(s, p, size): a sampled object swept,
  *                     its bucket read from the specialprofile record — one
  *                     probe where mProf_Free(b, size) would need a second
- *                     one for the object's identity
+ *                     one for the object's identity. Only with
+ *                     heap_trace_opts.free_probe or where the daemon's heap
+ *                     walk (daemon/heap_walk.c) cannot run: by default the
+ *                     walk retires dead samples from ht_objects, and a
+ *                     sampled object costs one probe hit in all.
  *   ht_mprof_free     runtime.mProf_Free(b, size): the same counts where the
  *                     runtime.special layout is not known (no object ages)
  * Trace tier:
@@ -184,6 +188,22 @@ static __always_inline void obj_insert(__u64 p, __u64 bucket, __u64 size, __u64 
 
 	if (!set || !p)
 		return;
+	/* A sample at an address already in the table: the object there
+	 * before was freed (the address was reused), which the daemon's walk
+	 * may not have noticed yet (no freeSpecial probe): take its slot. */
+#pragma clang loop unroll(full)
+	for (int i = 0; i < HT_OBJ_WAYS; i++) {
+		struct ht_obj *o = &set->way[i];
+
+		if (o->p == p) {
+			o->ts = 0;
+			o->bucket = bucket;
+			o->size = size;
+			o->ts = ts;
+			stat_inc(HT_STAT_OBJECT_REUSED);
+			return;
+		}
+	}
 #pragma clang loop unroll(full)
 	for (int i = 0; i < HT_OBJ_WAYS; i++) {
 		struct ht_obj *o = &set->way[i];

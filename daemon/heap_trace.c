@@ -15,6 +15,7 @@
 #include "bpf_util.h"
 #include "heap_trace.h"
 #include "heapprof.h"
+#include "heap_walk.h"
 #include "log.h"
 #include "pprof.h"
 #include "proc.h"
@@ -34,11 +35,13 @@ struct bucket_info {
 	uint64_t base_allocs, base_frees, base_alloc_bytes, base_free_bytes;
 	uint64_t *stk;
 	uint32_t nstk;
+	uint64_t object_size; /* bucket.size, read with the stack */
 	bool stack_read;   /* tried */
 	bool stack_checked;
 	/* filled per poll */
 	struct ht_bucket_counts k;
 	uint64_t live_tracked, oldest_ns;
+	uint64_t walk_live;   /* its live samples in the last heap walk */
 };
 
 struct heap_trace {
@@ -68,8 +71,21 @@ struct heap_trace {
 	uint64_t last_poll_ns;
 	uint64_t attach_ns;
 	uint64_t stacks_checked, stacks_matched;
-	const struct ht_obj_set *objs; /* ht_objects, mapped read-only; NULL: not mapped */
+	struct ht_obj_set *objs; /* ht_objects, mapped; NULL: not mapped */
+
+	/* Frees from the heap walk (heap_walk.h) instead of a freeSpecial
+	 * probe: one probe hit per sample instead of two. */
+	bool walk;
+	struct heap_walk_layout wl;
+	uint8_t *miss;       /* per ht_objects slot: walks in a row that lacked it */
+	uint64_t *miss_ts;   /* the sample (ts) the count is about */
+	struct heap_walk_stats wst; /* the last walk */
+	uint64_t walks, walk_failures, walk_retired, walk_ns_last, walk_ns_max;
 };
+
+/* Walks in a row that must lack a tracked sample before it is retired: a
+ * list being swept while it is read can come out short once. */
+#define HT_WALK_MISSES 2
 
 /* ------------------------------------------------------------ pure logic */
 
@@ -351,15 +367,28 @@ static int plan_mprof_bucket(const struct go_target *t, bool mp_first, struct he
 	return 0;
 }
 
-int heap_trace__plan(const struct go_target *t, bool profile, bool trace, struct heap_probe *probes,
-		     size_t max, size_t *n, char *err, size_t errlen)
+int heap_trace_walk_layout(const struct go_target *t, struct heap_walk_layout *wl)
+{
+	const struct go_version *v = gobin_version(t->bin);
+	const struct go_offsets *off = gobin_offsets(t->bin);
+	unsigned kind_profile;
+	int kind_off, bucket_off;
+
+	if (!v || !off || heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off))
+		return -ENOTSUP;
+	return heap_walk_layout_init(wl, off, go_target_global(t, "runtime.mheap_"), kind_off,
+				     kind_profile, bucket_off);
+}
+
+int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool free_probe,
+		     struct heap_probe *probes, size_t max, size_t *n, char *err, size_t errlen)
 {
 	const struct go_version *v = gobin_version(t->bin);
 	unsigned kind_profile;
 	int ret, kind_off, bucket_off;
 
 	*n = 0;
-	if (profile) {
+	if (profile && free_probe) {
 		/* Frees first: attach walks the plan in order, and a free probe
 		 * in place before the allocation probes loses nothing. freeSpecial
 		 * gives the bucket and the object in one probe; mProf_Free only
@@ -372,6 +401,8 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, struct
 				       err, errlen);
 		if (ret)
 			return ret;
+	}
+	if (profile) {
 		if (plan_mprof_bucket(t, v && (v->major > 1 || v->minor >= 23), probes, max, n)) {
 			log_debug("%s: runtime.mProf_Malloc body not recognised: probing its entry and "
 				  "runtime.setprofilebucket", t->exe.exe);
@@ -466,6 +497,7 @@ static int read_bucket(struct heap_trace *t, uint64_t addr, struct heap_bucket_r
 static void bucket_take_stack(struct bucket_info *b, const struct heap_bucket_raw *raw)
 {
 	b->stack_read = true;
+	b->object_size = raw->object_size;
 	b->stk = malloc(raw->nstk * sizeof(uint64_t));
 	if (!b->stk)
 		return;
@@ -588,8 +620,14 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 			return set_err(err, errlen, t->state == HEAP_PROFILE_RATE_ZERO ? -ENODATA : -ENOENT,
 				       "%s", t->msg);
 	}
-	ret = heap_trace__plan(go, profile, t->opts.trace, t->probes, HEAP_PROBE_MAX, &t->nprobes,
-			       err, errlen);
+	/* Frees from the heap walk where its layout is known (one probe hit
+	 * per sample), else from the freeSpecial probe. */
+	t->walk = profile && !t->opts.free_probe && heap_trace_walk_layout(go, &t->wl) == 0;
+	if (profile && !t->walk && !t->opts.free_probe)
+		log_debug("%s: heap walk layout unknown: sampled objects' frees from the "
+			  "freeSpecial probe", path_base(go->exe.exe));
+	ret = heap_trace__plan(go, profile, t->opts.trace, !t->walk, t->probes, HEAP_PROBE_MAX,
+			       &t->nprobes, err, errlen);
 	if (ret)
 		return ret;
 	ret = bpf_util_check(err, errlen);
@@ -612,13 +650,21 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 	if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.ht_tgids), &tgid, &cfg, BPF_ANY))
 		return set_err(err, errlen, -errno, "heap config map: %s", strerror(errno));
 	if (profile) {
-		void *m = mmap(NULL, HT_OBJ_SETS * sizeof(struct ht_obj_set), PROT_READ, MAP_SHARED,
+		/* writable: the heap walk retires dead samples in place */
+		void *m = mmap(NULL, HT_OBJ_SETS * sizeof(struct ht_obj_set),
+			       PROT_READ | (t->walk ? PROT_WRITE : 0), MAP_SHARED,
 			       bpf_map__fd(t->skel->maps.ht_objects), 0);
 
 		if (m == MAP_FAILED)
 			return set_err(err, errlen, -errno, "heap object table: mmap: %s",
 				       strerror(errno));
 		t->objs = m;
+		if (t->walk) {
+			t->miss = calloc(HT_MAX_OBJECTS, sizeof(*t->miss));
+			t->miss_ts = calloc(HT_MAX_OBJECTS, sizeof(*t->miss_ts));
+			if (!t->miss || !t->miss_ts)
+				return set_err(err, errlen, -ENOMEM, "heap walk: out of memory");
+		}
 	}
 	if (t->opts.trace) {
 		int ncpu = libbpf_num_possible_cpus();
@@ -697,6 +743,8 @@ void heap_trace__free(struct heap_trace *t)
 	free(t->buckets);
 	free(t->sites);
 	free(t->alloc_sites);
+	free(t->miss);
+	free(t->miss_ts);
 	free(t->buf);
 	free(t);
 }
@@ -781,6 +829,86 @@ static int site_cmp_inuse(const void *a, const void *b)
 	return site_cmp(a, b);
 }
 
+/* Which tracked samples are alive: the heap walk's live specials (sorted)
+ * against ht_objects. A sample the walk lacks HT_WALK_MISSES times in a row
+ * (and that was taken before the walk began) was swept: retired in place.
+ * live_tracked / oldest_ns count the ones the walk confirmed. */
+static void walk_sweep_table(struct heap_trace *t, const struct heap_special *live, size_t n,
+			     uint64_t walk_start)
+{
+	for (size_t i = 0; i < HT_OBJ_SETS; i++) {
+		for (size_t w = 0; w < HT_OBJ_WAYS; w++) {
+			volatile struct ht_obj *o = &t->objs[i].way[w];
+			size_t slot = i * HT_OBJ_WAYS + w;
+			uint64_t p = o->p, ts = o->ts, bucket = o->bucket;
+			const struct heap_special *f;
+			struct bucket_info *b;
+
+			if (!p || !ts) {
+				t->miss[slot] = 0;
+				continue;
+			}
+			if (t->miss_ts[slot] != ts) {
+				t->miss_ts[slot] = ts;
+				t->miss[slot] = 0;
+			}
+			f = heap_special_find(live, n, p);
+			if (f && f->bucket == bucket) {
+				t->miss[slot] = 0;
+				b = bucket_find(t, bucket);
+				if (b) {
+					b->live_tracked++;
+					if (!b->oldest_ns || ts < b->oldest_ns)
+						b->oldest_ns = ts;
+				}
+				continue;
+			}
+			/* too new to be in this walk, or a walk cut short */
+			if (ts >= walk_start || t->wst.truncated)
+				continue;
+			if (++t->miss[slot] < HT_WALK_MISSES)
+				continue;
+			t->miss[slot] = 0;
+			/* ts first: a probe overwriting the slot for a new sample
+			 * at the same address (heap.bpf.c obj_insert) clears it */
+			if (__sync_val_compare_and_swap(&o->ts, ts, 0) == ts &&
+			    __sync_val_compare_and_swap(&o->p, p, 0) == p)
+				t->walk_retired++;
+		}
+	}
+}
+
+static void walk_heap(struct heap_trace *t)
+{
+	struct heap_special *live = NULL;
+	uint64_t t0 = now_monotonic_ns(), dt;
+	size_t n = 0;
+	int ret;
+
+	ret = heap_walk_profile_specials(t->go->pid, &t->wl, &live, &n, &t->wst);
+	dt = now_monotonic_ns() - t0;
+	t->walk_ns_last = dt;
+	if (dt > t->walk_ns_max)
+		t->walk_ns_max = dt;
+	if (ret) {
+		/* the last good walk's counts stay */
+		t->walk_failures++;
+		log_debug("heap walk of %d: %s", t->go->pid, strerror(-ret));
+		return;
+	}
+	t->walks++;
+	for (size_t i = 0; i < t->nbuckets; i++)
+		t->buckets[i].walk_live = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct bucket_info *b = bucket_add(t, live[i].bucket);
+
+		if (b)
+			b->walk_live++;
+	}
+	walk_sweep_table(t, live, n, t0);
+	free(live);
+}
+
 static void poll_profile(struct heap_trace *t)
 {
 	int bfd = bpf_map__fd(t->skel->maps.ht_buckets);
@@ -808,9 +936,11 @@ static void poll_profile(struct heap_trace *t)
 		if (b)
 			b->k = c;
 	}
+	if (t->walk)
+		walk_heap(t);
 	/* The BPF side writes the table meanwhile: each slot is copied once
 	 * and used only when complete (ts set; see heap_events.h). */
-	for (size_t i = 0; t->objs && i < HT_OBJ_SETS; i++) {
+	for (size_t i = 0; !t->walk && t->objs && i < HT_OBJ_SETS; i++) {
 		for (size_t w = 0; w < HT_OBJ_WAYS; w++) {
 			const volatile struct ht_obj *src = &t->objs[i].way[w];
 			struct bucket_info *b;
@@ -861,8 +991,14 @@ static void poll_profile(struct heap_trace *t)
 			}
 		}
 		site_of(t->go, b->stk, b->nstk, false, &s->function, &s->file, &s->line);
-		heap_bucket_inuse(b->base_allocs, b->base_frees, b->base_alloc_bytes,
-				  b->base_free_bytes, &b->k, &cnt, &bytes);
+		if (t->walk) {
+			/* what is alive now, whenever it was sampled */
+			cnt = (int64_t)b->walk_live;
+			bytes = cnt * (int64_t)b->object_size;
+		} else {
+			heap_bucket_inuse(b->base_allocs, b->base_frees, b->base_alloc_bytes,
+					  b->base_free_bytes, &b->k, &cnt, &bytes);
+		}
 		s->live_samples = (uint64_t)cnt;
 		heap_scale_sample(cnt, bytes, t->rate, &s->inuse_objects, &s->inuse_bytes);
 		heap_scale_sample((int64_t)(b->base_allocs + b->k.allocs),
@@ -1069,6 +1205,7 @@ static const char *const stat_names[HT_STAT_MAX] = {
 	[HT_STAT_TRACE_STACK_ERRORS] = "trace_stack_errors",
 	[HT_STAT_TRACE_SITES_FULL] = "trace_sites_full",
 	[HT_STAT_READ_ERRORS] = "read_errors",
+	[HT_STAT_OBJECT_REUSED] = "sampled_address_reused",
 };
 
 void heap_trace__stats(const struct heap_trace *t, struct heap_trace_stats *out)
@@ -1092,6 +1229,14 @@ void heap_trace__stats(const struct heap_trace *t, struct heap_trace_stats *out)
 	 * bounce a cache line between CPUs): its hits are the per-CPU totals. */
 	if (t->rates_valid)
 		out->counters[HT_STAT_MALLOCGC_HITS] = t->rates.allocs + t->rates.hist[0];
+	/* sampled objects seen dying: by the freeSpecial probe or the walk */
+	out->counters[HT_STAT_OBJECT_FREES] += t->walk_retired;
+	out->walk = t->walk;
+	out->walks = t->walks;
+	out->walk_failures = t->walk_failures;
+	out->walk_last = t->wst;
+	out->walk_ns_last = t->walk_ns_last;
+	out->walk_ns_max = t->walk_ns_max;
 	out->stacks_checked = t->stacks_checked;
 	out->stacks_matched = t->stacks_matched;
 	out->buckets = t->nbuckets;
@@ -1211,6 +1356,23 @@ int heap_trace__json(struct heap_trace *t, struct json_object *obj, size_t max_s
 	json_object_object_add(st, "stacks_matched", json_object_new_int64((int64_t)stats.stacks_matched));
 	json_object_object_add(st, "buckets", json_object_new_int64((int64_t)stats.buckets));
 	json_object_object_add(st, "kernel_missed", json_object_new_int64((int64_t)stats.kernel_missed));
+	json_object_object_add(st, "frees_from", json_object_new_string(stats.walk ? "heap_walk" : "probe"));
+	if (stats.walk) {
+		struct json_object *w = json_object_new_object();
+
+		json_object_object_add(w, "walks", json_object_new_int64((int64_t)stats.walks));
+		json_object_object_add(w, "failures", json_object_new_int64((int64_t)stats.walk_failures));
+		json_object_object_add(w, "ms_last", json_object_new_double((double)stats.walk_ns_last / 1e6));
+		json_object_object_add(w, "ms_max", json_object_new_double((double)stats.walk_ns_max / 1e6));
+		json_object_object_add(w, "arenas", json_object_new_int64((int64_t)stats.walk_last.arenas));
+		json_object_object_add(w, "spans", json_object_new_int64((int64_t)stats.walk_last.spans));
+		json_object_object_add(w, "specials", json_object_new_int64((int64_t)stats.walk_last.specials));
+		json_object_object_add(w, "live_samples", json_object_new_int64((int64_t)stats.walk_last.profile));
+		json_object_object_add(w, "rejected", json_object_new_int64((int64_t)stats.walk_last.rejected));
+		json_object_object_add(w, "read_errors", json_object_new_int64((int64_t)stats.walk_last.read_errors));
+		json_object_object_add(w, "truncated", json_object_new_boolean(stats.walk_last.truncated));
+		json_object_object_add(st, "heap_walk", w);
+	}
 	json_object_object_add(o, "stats", st);
 	json_object_object_add(obj, "heap_trace", o);
 	return 0;
@@ -1232,7 +1394,8 @@ void heap_trace__print(struct heap_trace *t, FILE *f, size_t max_sites)
 		if (t->msg[0])
 			fprintf(f, "  heap probes: %s\n", t->msg);
 	} else if (t->state == HEAP_PROFILE_ON) {
-		fprintf(f, "  heap in use by stack (sampled every %lld B):\n", (long long)t->rate);
+		fprintf(f, "  heap in use by stack (sampled every %lld B; frees %s):\n", (long long)t->rate,
+			t->walk ? "from a heap walk" : "probed");
 		for (size_t i = 0; i < t->nsites && i < max_sites; i++) {
 			const struct heap_trace_site *s = &t->sites[i];
 

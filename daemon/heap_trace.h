@@ -1,18 +1,21 @@
 /* Go heap probes of one process (bpf/heap.bpf.c).
  *
- * Profile tier (attach default, near-zero cost: two probe hits per
- * sampled object, one sample per MemProfileRate bytes allocated):
- * runtime.mProf_Malloc at the emulated call after `call stkbucket` (bucket
- * in RAX, object and size from their argument spill slots, time; the user
- * stack once per bucket, a check of the bucket's) — or,
- * where that body is not recognised, mProf_Malloc's entry (object, size,
- * stack) plus runtime.setprofilebucket (object -> bucket), one hit more —
- * and runtime.freeSpecial (a sampled object
- * swept: its bucket from the specialprofile record, and which object it was;
- * runtime.mProf_Free(b, size) instead where the runtime.special layout is
- * not known, then without sample ages). In-use bytes and counts per runtime bucket = the bucket's
- * counts read once at attach (after the probes are in) + what the probes saw
- * since, scaled like runtime/pprof (heap_scale_sample) with the target's
+ * Profile tier (near-zero cost: one probe hit per sampled object, one
+ * sample per MemProfileRate bytes allocated): runtime.mProf_Malloc at the
+ * emulated call after `call stkbucket` (bucket in RAX, object and size
+ * from their argument spill slots, time; the user stack once per bucket,
+ * a check of the bucket's) — or, where that body is not recognised,
+ * mProf_Malloc's entry (object, size, stack) plus runtime.setprofilebucket
+ * (object -> bucket), one hit more. Which sampled objects died: by default
+ * the heap walk (heap_walk.h: every live specialprofile record, read from
+ * the target each poll, no probe), which also gives in-use per bucket
+ * directly, samples from before attach included; with opts.free_probe, or
+ * where the walk's layout is unknown, runtime.freeSpecial (a sampled object
+ * swept: its bucket from the specialprofile record, and which object it
+ * was; runtime.mProf_Free(b, size) instead where the runtime.special layout
+ * is not known, then without sample ages) and in-use = the bucket's counts
+ * read once at attach (after the probes are in) + what the probes saw
+ * since. Scaled like runtime/pprof (heap_scale_sample) with the target's
  * MemProfileRate; grouped by allocation site (first non-runtime frame) as
  * heapprof does, so both tiers compare directly. What the buckets lack:
  * when each live sample was taken — oldest_sample_ns per site.
@@ -47,6 +50,7 @@
 #include <stdio.h>
 
 #include "heap_events.h"
+#include "heap_walk.h"
 #include "probe_place.h"
 #include "target.h"
 
@@ -63,6 +67,9 @@ struct heap_trace_opts {
 	 * HT_DEFAULT_STACK_EVERY. The body probe walks once per bucket. */
 	bool stack_every_set;
 	uint32_t stack_every;
+	/* Sampled objects' frees from a runtime.freeSpecial probe (a second
+	 * probe hit per sample) even where the heap walk could tell them. */
+	bool free_probe;
 };
 
 enum heap_profile_state {
@@ -122,6 +129,9 @@ struct heap_trace_stats {
 	uint64_t stacks_checked, stacks_matched; /* probe stack vs runtime bucket stack */
 	uint64_t buckets;                        /* known runtime buckets */
 	uint64_t kernel_missed;
+	bool walk;                               /* frees from the heap walk */
+	uint64_t walks, walk_failures, walk_ns_last, walk_ns_max;
+	struct heap_walk_stats walk_last;
 };
 
 /* The argument spill slot (RBP + 16 + 8 x slot) to which a Go function
@@ -134,8 +144,11 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 
 int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out);
 /* The probes for t's executable (no BPF needed). 0 or negative errno. */
-int heap_trace__plan(const struct go_target *t, bool profile, bool trace, struct heap_probe *probes,
-		     size_t max, size_t *n, char *err, size_t errlen);
+int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool free_probe,
+		     struct heap_probe *probes, size_t max, size_t *n, char *err, size_t errlen);
+/* The heap walk's layout for t's binary (offsets, runtime.mheap_, special
+ * layout): 0, or -ENOTSUP when part of it is unknown. */
+int heap_trace_walk_layout(const struct go_target *t, struct heap_walk_layout *wl);
 /* Loads, attaches, reads the bucket baseline. 0, or negative errno with a
  * one-line err; -ENODATA: profiling off in the target and nothing else to do. */
 int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *err, size_t errlen);

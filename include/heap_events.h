@@ -35,7 +35,9 @@
 #define HT_COOKIE_P_SLOT(c) ((c) & 3u)
 #define HT_COOKIE_SIZE_SLOT(c) (((c) >> 4) & 3u)
 #define HT_COOKIE_SLOTS(p, size) (((p) & 3u) | (((size) & 3u) << 4))
-#define HT_COOKIE_TRACK_OBJECTS (1u << 8)  /* freeSpecial probed: keep ht_objects */
+/* Keep ht_objects: sampled objects leave it, through the freeSpecial
+ * probe or the daemon's heap walk (heap_walk.h), so it cannot silt up. */
+#define HT_COOKIE_TRACK_OBJECTS (1u << 8)
 /* ht_free_special: the runtime.special layout (heap_special_layout):
  * kind at byte kind_off < 32, specialprofile.b at 8 x bucket slot < 4. */
 #define HT_COOKIE_SPECIAL(kind_off, kind_profile, bucket_off)                                  \
@@ -82,9 +84,13 @@ struct ht_pending {
  * mmapable array (the daemon scans it in place), where a hash map's update
  * and delete (bucket lock, cross-CPU free list) cost ~0.3 us each. Set =
  * hash of the address; a slot is claimed by cmpxchg of p from 0 and
- * released by cmpxchg back; ts is written last and cleared first, so a
- * reader skips slots with ts 0. A full set: HT_STAT_OBJECTS_FULL (that
- * sample's age is not tracked; the counts are in ht_buckets). */
+ * released by cmpxchg back — by the freeSpecial probe, or by the daemon's
+ * heap walk (ts cmpxchg'd to 0 first, then p) through its writable
+ * mapping; a new sample at an address still in the table takes the slot
+ * over (the object there before is dead). ts is written last and cleared
+ * first, so a reader skips slots with ts 0. A full set:
+ * HT_STAT_OBJECTS_FULL (that sample's age is not tracked; the counts are
+ * in ht_buckets). */
 #define HT_OBJ_WAYS 8
 #define HT_OBJ_SET_BITS 14
 #define HT_OBJ_SETS (1u << HT_OBJ_SET_BITS) /* x HT_OBJ_WAYS = HT_MAX_OBJECTS */
@@ -157,6 +163,7 @@ enum ht_stat {
 	HT_STAT_TRACE_STACK_ERRORS,
 	HT_STAT_TRACE_SITES_FULL,
 	HT_STAT_READ_ERRORS,
+	HT_STAT_OBJECT_REUSED,     /* a sample at a tracked address: the old object was freed */
 	HT_STAT_MAX,
 };
 

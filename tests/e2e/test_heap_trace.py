@@ -9,7 +9,10 @@ flags) until `memdrift attach` wires it.
   samples at the retaining site (justification at TIER_SAMPLES); the churn
   site holds no live sample; the oldest live sample at the retaining site is
   about as old as the attach; every probe stack that was checked matches the
-  runtime bucket's stack; nothing dropped.
+  runtime bucket's stack; nothing dropped. By default one probe
+  (mProf_Malloc) and the heap walk for frees (no freeSpecial probe; the walk
+  must be available on every toolchain and flavor here); the `_free_probe`
+  cases check the freeSpecial variant (plain builds) the same way.
 - Trace tier (every toolchain): a generated program allocates a known mix
   between two runtime.ReadMemStats calls inside two quiet gaps; mallocgc
   counts over the gap-to-gap window equal the Mallocs delta and the bytes
@@ -131,21 +134,29 @@ def check_no_drops(stats):
             lib.fail("lost events: %s = %d (%s)" % (k, stats[k], stats))
 
 
-@lib.cases(lambda: lib.target_cases(flavors=("plain", "stripped", "pie")))
+def tier_cases():
+    out = [(i, a + (False,)) for i, a in lib.target_cases(flavors=("plain", "stripped", "pie"))]
+    out += [(i + "_free_probe", a + (True,)) for i, a in lib.target_cases(flavors=("plain",))]
+    return out
+
+
+@lib.cases(tier_cases)
 @lib.timeout(90)
-def test_tiers_agree(t, ver, flavor):
+def test_tiers_agree(t, ver, flavor, free_probe):
     lib.need_root_bpf()
     build_dump()  # before the target: the probes must be in early
     tg = t.start_target(lib.target(ver, "heapleak", flavor), *HEAPLEAK_ARGS, wait=False)
-    d = Dump(t, tg.pid, "-i", "250", "-w", "-n", "50", "-v")
+    d = Dump(t, tg.pid, "-i", "250", "-w", "-n", "50", "-v",
+             *(["--free-probe"] if free_probe else []))
     names = {p["name"]: p for p in d.ready["probes"]}
     # mProf_Malloc probed in its body after stkbucket (bucket and object in
     # one hit) on every toolchain here: no setprofilebucket probe needed.
     if "runtime.setprofilebucket" in names:
         lib.fail("mProf_Malloc body not recognised, three probes planned: %s" % sorted(names))
-    for n in ("runtime.mProf_Malloc", "runtime.freeSpecial"):
-        if n not in names:
-            lib.fail("probe %s not attached: %s" % (n, sorted(names)))
+    want = ["runtime.mProf_Malloc"] + (["runtime.freeSpecial"] if free_probe else [])
+    if sorted(names) != sorted(want):
+        lib.fail("probes %s, want %s" % (sorted(names), want))
+    for n in want:
         if not names[n]["emulated"]:
             lib.fail("%s probed on a single-stepped instruction: %s" % (n, names[n]))
     truth = tg.wait_truth(timeout=60)
@@ -182,6 +193,16 @@ def test_tiers_agree(t, ver, flavor):
                  % (RETAIN, age, attach_age))
     st = o["heap_trace"]["stats"]
     check_no_drops(st)
+    if st["frees_from"] != ("probe" if free_probe else "heap_walk"):
+        lib.fail("frees from %s: %s" % (st["frees_from"], st))
+    if not free_probe:
+        w = st["heap_walk"]
+        if w["failures"] or w["rejected"] or w["read_errors"] or w["truncated"] or w["walks"] < 5:
+            lib.fail("heap walk not clean: %s" % w)
+        # the walk sees every live sample: the site counts add up to it
+        if w["live_samples"] != sum(s["live_samples"] for s in prof["sites"]):
+            lib.fail("walk found %d live samples, sites hold %d"
+                     % (w["live_samples"], sum(s["live_samples"] for s in prof["sites"])))
     # The probe's own frame walk is only a cross-check of the bucket stacks
     # (the numbers come from the buckets). Under heavy load one bucket of a
     # runtime-internal allocation (reflect.copyVal, seen once in five full
@@ -192,7 +213,8 @@ def test_tiers_agree(t, ver, flavor):
                  % (st["stacks_matched"], st["stacks_checked"],
                     "\n".join(l for l in d.text().splitlines() if not l.startswith("{"))))
     if st["sampled_object_frees"] == 0:
-        lib.fail("no sampled object seen dying (freeSpecial) though churn was swept: %s" % st)
+        lib.fail("no sampled object seen dying (%s) though churn was swept: %s"
+                 % ("freeSpecial" if free_probe else "heap walk", st))
     t.note("%s probes %.2f MiB, buckets %.2f MiB, target %.2f MiB; oldest sample %.1fs "
            "(attach %.1fs); stacks %d/%d" % (RETAIN, mine[RETAIN] / 2**20, watch.get(RETAIN, 0) / 2**20,
                                truth["by_function"][RETAIN] / 2**20, age, attach_age,

@@ -6,8 +6,10 @@
  * at SIGINT/SIGTERM or after -d seconds, and DIR/heap_alloc.pb.gz with -p.
  *
  *   heap_dump PID [-i MS] [-d SEC] [-n N] [-s SAMPLE_BYTES] [-w] [-p DIR]
- *             [-v] [--trace] [--no-profile] [--text]
- * -v: debug log (e.g. probe stacks that differ from the runtime's). */
+ *             [-v] [--trace] [--no-profile] [--free-probe] [--text]
+ * -v: debug log (e.g. probe stacks that differ from the runtime's).
+ * --free-probe: sampled objects' frees from the freeSpecial probe, not
+ * the heap walk (heap_trace_opts.free_probe). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -86,6 +88,7 @@ int main(int argc, char **argv)
 		{ "trace", no_argument, NULL, 'T' },
 		{ "no-profile", no_argument, NULL, 'P' },
 		{ "text", no_argument, NULL, 'X' },
+		{ "free-probe", no_argument, NULL, 'F' },
 		{ 0 },
 	};
 	struct heap_trace_opts opts = { .profile = true };
@@ -113,9 +116,10 @@ int main(int argc, char **argv)
 		case 'T': opts.trace = true; break;
 		case 'P': opts.profile = false; break;
 		case 'X': text = true; break;
+		case 'F': opts.free_probe = true; break;
 		default:
 			fprintf(stderr, "usage: heap_dump PID [-i MS] [-d SEC] [-n N] [-s BYTES] [-w] "
-				"[-p DIR] [--trace] [--no-profile] [--text]\n");
+				"[-p DIR] [--trace] [--no-profile] [--free-probe] [--text]\n");
 			return 2;
 		}
 	}
