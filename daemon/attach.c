@@ -862,16 +862,9 @@ static void place_go_function(const struct go_target *t, const char *name, const
 	memset(r, 0, sizeof(*r));
 	snprintf(r->function, sizeof(r->function), "%s", name);
 	snprintf(r->role, sizeof(r->role), "%s", role);
-	uint64_t body;
-
-	if (gobin_func_by_name(t->bin, name, &f))
+	if (go_target_func_body(t, name, &f))
 		return;
 	got = gobin_read_vaddr(t->bin, f.entry, code, sizeof(code));
-	/* stripped pclntab may name the ABI0 wrapper: place in the body */
-	if (got > 0 && !probe_abi0_wrapper_target_x86(code, got, f.entry, &body)) {
-		f.entry = body;
-		got = gobin_read_vaddr(t->bin, f.entry, code, sizeof(code));
-	}
 	if (got <= 0 || probe_place_x86(code, got, f.entry, &r->place))
 		return;
 	r->found = !gobin_vaddr_to_offset(t->bin, f.entry + r->place.offset, &r->file_offset);

@@ -53,23 +53,12 @@ struct goroutine_trace {
 static int read_function(const struct go_target *t, const char *name, struct gobin_func *f,
 			 uint8_t **code, size_t *len, size_t cap, char *err, size_t errlen)
 {
-	uint8_t head[32];
-	uint64_t body;
 	ssize_t got;
 	size_t want;
 
-	if (gobin_func_by_name(t->bin, name, f))
+	/* the body's end unknown (f->end 0): only the prologue is read */
+	if (go_target_func_body(t, name, f))
 		return set_err(err, errlen, -ENOENT, "%s: no function %s", t->exe.exe, name);
-	/* Stripped binaries may name the ABI0 wrapper instead of the body. */
-	got = gobin_read_vaddr(t->bin, f->entry, head, sizeof(head));
-	if (got > 0 && !probe_abi0_wrapper_target_x86(head, got, f->entry, &body) &&
-	    body != f->entry) {
-		log_debug("%s: %s at %#llx is an ABI0 wrapper of %#llx", t->exe.exe, name,
-			  (unsigned long long)f->entry, (unsigned long long)body);
-		/* Its end is unknown: only the prologue is read. */
-		f->entry = body;
-		f->end = 0;
-	}
 	want = f->end > f->entry ? f->end - f->entry : GT_PROLOGUE_BYTES;
 	if (want > cap)
 		want = cap;

@@ -277,21 +277,13 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 static int read_prologue(const struct go_target *t, const char *name, struct gobin_func *f,
 			 uint8_t *code, size_t cap, size_t *len)
 {
-	uint64_t body;
 	ssize_t got;
 
-	if (gobin_func_by_name(t->bin, name, f))
+	if (go_target_func_body(t, name, f))
 		return -ENOENT;
 	got = gobin_read_vaddr(t->bin, f->entry, code, cap);
 	if (got <= 0)
 		return got ? (int)got : -EIO;
-	/* Stripped binaries may name the ABI0 wrapper instead of the body. */
-	if (!probe_abi0_wrapper_target_x86(code, got, f->entry, &body) && body != f->entry) {
-		f->entry = body;
-		got = gobin_read_vaddr(t->bin, f->entry, code, cap);
-		if (got <= 0)
-			return got ? (int)got : -EIO;
-	}
 	*len = got;
 	return 0;
 }

@@ -5,6 +5,7 @@
 
 #include "gobin_cache.h"
 #include "log.h"
+#include "probe_place.h"
 
 int go_target_open(pid_t pid, struct go_target *t, char *err, size_t errlen)
 {
@@ -80,6 +81,25 @@ void go_target_close(struct go_target *t)
 {
 	if (t->bin)
 		release_bin(t);
+}
+
+int go_target_func_body(const struct go_target *t, const char *name, struct gobin_func *f)
+{
+	uint8_t head[32];
+	uint64_t body;
+	ssize_t got;
+
+	if (gobin_func_by_name(t->bin, name, f))
+		return -ENOENT;
+	got = gobin_read_vaddr(t->bin, f->entry, head, sizeof(head));
+	if (got > 0 && !probe_abi0_wrapper_target_x86(head, (size_t)got, f->entry, &body) &&
+	    body != f->entry) {
+		log_debug("%s: %s at %#llx is an ABI0 wrapper of %#llx", t->exe.exe, name,
+			  (unsigned long long)f->entry, (unsigned long long)body);
+		f->entry = body;
+		f->end = 0;
+	}
+	return 0;
 }
 
 uint64_t go_target_global(const struct go_target *t, const char *name)

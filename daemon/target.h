@@ -25,6 +25,12 @@ void go_target_close(struct go_target *t);
 int go_target_open_cached(pid_t pid, struct go_target *t, struct gobin_cache *cache, char *err,
 			  size_t errlen);
 
+/* The Go function name, resolved to its body: gobin_func_by_name prefers the
+ * body among namesakes, and where the name still leads to an ABI0 wrapper
+ * (`xorps; mov r14, fs:[-8]; jmp body`) the jump is followed, leaving
+ * f->end 0 (the body's end unknown). 0 or -ENOENT. */
+int go_target_func_body(const struct go_target *t, const char *name, struct gobin_func *f);
+
 /* Runtime address of a runtime global, or 0 when unknown. */
 uint64_t go_target_global(const struct go_target *t, const char *name);
 
