@@ -327,15 +327,19 @@ int ht_mprof_malloc_bucket(struct pt_regs *ctx)
 		__sync_fetch_and_add(&c->alloc_bytes, size);
 		/* Our stack only checks the bucket's (which the runtime keeps),
 		 * and only a bucket's first one is used: the frame walk, the
-		 * costliest part, runs once per bucket (again after a failure).
-		 * From inside the body it starts at mProf_Malloc's own frame:
-		 * one caller more than at the entry, the same stack after. */
-		if (c->stackid < 0) {
+		 * costliest part, runs once per bucket, tried at most
+		 * HT_STACK_TRIES times (stackid -1, -2, ...: failures so far; a
+		 * stack-map hash collision fails every time). From inside the
+		 * body it starts at mProf_Malloc's own frame: one caller more
+		 * than at the entry, the same stack after. */
+		if (c->stackid < 0 && c->stackid > -1 - HT_STACK_TRIES) {
 			stackid = bpf_get_stackid(ctx, &ht_prof_stacks, BPF_F_USER_STACK);
-			if (stackid < 0)
+			if (stackid < 0) {
 				stat_inc(HT_STAT_PROF_STACK_ERRORS);
-			else
+				c->stackid--;
+			} else {
 				c->stackid = stackid;
+			}
 		}
 	}
 	if (cookie & HT_COOKIE_TRACK_OBJECTS) /* else objects would never leave the table */

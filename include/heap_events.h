@@ -68,6 +68,8 @@ struct ht_tgid_config {
 };
 
 #define HT_STACKS_FIRST 256
+/* Body probe: frame walks per bucket before its stack check is given up. */
+#define HT_STACK_TRIES 3
 #define HT_DEFAULT_STACK_EVERY 16
 
 /* A sampled allocation between mProf_Malloc and setprofilebucket (key:
@@ -124,7 +126,8 @@ struct ht_bucket_counts {
 	__u64 alloc_bytes;
 	__u64 frees;
 	__u64 free_bytes;
-	__s64 stackid;   /* a stack captured at one of its mProf_Malloc hits, -1 none */
+	__s64 stackid;   /* a stack captured at one of its mProf_Malloc hits; negative:
+			  * none, -1 - failed walks (HT_STACK_TRIES at most) */
 };
 
 /* Trace tier, per process and CPU (PERCPU_HASH value). */

@@ -379,5 +379,11 @@ def test_stacks_through_wrappers(t, ver):
         lib.fail("probe stacks vs runtime bucket stacks: %d of %d match:\n%s"
                  % (st["stacks_matched"], st["stacks_checked"],
                     "\n".join(l for l in d.text().splitlines() if not l.startswith("{"))[-3000:]))
-    t.note("%s: %d/%d bucket stacks match" % (ver, st["stacks_matched"], st["stacks_checked"]))
+    # a bucket whose frame walk keeps failing (a stack-map hash collision)
+    # is given up after HT_STACK_TRIES (3) walks, not walked at every sample
+    if st["profile_stack_errors"] > 3 * st["buckets"]:
+        lib.fail("%d failed frame walks for %d buckets" % (st["profile_stack_errors"], st["buckets"]))
+    t.note("%s: %d/%d bucket stacks match; %d failed walks, %d samples" % (
+        ver, st["stacks_matched"], st["stacks_checked"], st["profile_stack_errors"],
+        st["mprof_malloc_hits"]))
     d.stop()
