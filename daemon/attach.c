@@ -58,7 +58,7 @@ static const char attach_usage[] =
 	"                 with native tracing, DIR/native.pb.gz (jni.pb.gz for a JVM)\n";
 
 struct view_site {
-	uint64_t gopc;
+	uint64_t gopc, startpc;
 	const char *function, *file;
 	int line;
 	int64_t live;
@@ -118,17 +118,9 @@ static bool startpc_is_system(struct attach *a, uint64_t startpc)
 
 static void site_location(const struct attach *a, struct view_site *v)
 {
-	struct gobin_pcinfo pi;
+	const char *start;
 
-	v->function = "?";
-	v->file = "?";
-	v->line = 0;
-	/* gopc is a return address: the go statement is the call before it. */
-	if (v->gopc && !gobin_pc_lookup(a->t.bin, v->gopc - a->t.bias - 1, &pi)) {
-		v->function = pi.func ? pi.func : "?";
-		v->file = pi.file ? pi.file : "?";
-		v->line = pi.line;
-	}
+	go_site_describe(&a->t, v->gopc, v->startpc, &v->function, &v->file, &v->line, &start);
 }
 
 static int cmp_view(const void *x, const void *y)
@@ -172,7 +164,8 @@ static int collect(struct attach *a, struct view_site **out, size_t *nout, int64
 			for (j = 0; j < n && v[j].gopc != s[i].gopc; j++)
 				;
 			if (j == n) {
-				v[n++] = (struct view_site){.gopc = s[i].gopc, .counts_known = true};
+				v[n++] = (struct view_site){.gopc = s[i].gopc, .startpc = s[i].startpc,
+							    .counts_known = true};
 			}
 			v[j].live += s[i].live;
 			v[j].created += s[i].created;
@@ -203,7 +196,8 @@ static int collect(struct attach *a, struct view_site **out, size_t *nout, int64
 			return -ENOMEM;
 		}
 		for (size_t i = 0; i < ns; i++)
-			v[n++] = (struct view_site){.gopc = ss[i].gopc, .live = (int64_t)ss[i].count};
+			v[n++] = (struct view_site){.gopc = ss[i].gopc, .startpc = ss[i].startpc,
+						    .live = (int64_t)ss[i].count};
 		*total = (int64_t)snap.goroutines;
 		*max_goid = snap.max_goid;
 		free(ss);
@@ -289,8 +283,11 @@ static void print_text(struct attach *a, const struct view_site *v, size_t n, in
 	for (size_t i = 0; i < n && i < ATTACH_TEXT_ROWS; i++) {
 		char where[160], c[16] = "-", e[16] = "-";
 
-		snprintf(where, sizeof(where), "%s (%s:%d)", v[i].function, path_base(v[i].file),
-			 v[i].line);
+		if (v[i].file[0])
+			snprintf(where, sizeof(where), "%s (%s:%d)", v[i].function,
+				 path_base(v[i].file), v[i].line);
+		else
+			snprintf(where, sizeof(where), "%s", v[i].function);
 		if (strlen(where) > 50)
 			memcpy(where + 47, "...", 4);
 		if (v[i].counts_known) {

@@ -121,7 +121,11 @@ static void print_text(const struct go_target *t, const struct go_snapshot *snap
 		char where[256], states[512] = "";
 		size_t used = 0;
 
-		snprintf(where, sizeof(where), "%s (%s:%d)", s->function, path_base(s->file), s->line);
+		if (s->file[0])
+			snprintf(where, sizeof(where), "%s (%s:%d)", s->function, path_base(s->file),
+				 s->line);
+		else
+			snprintf(where, sizeof(where), "%s", s->function);
 		for (size_t k = 0; k < sizeof(s->state_count) / sizeof(s->state_count[0]); k++) {
 			if (!s->state_count[k] || used >= sizeof(states) - 1)
 				continue;

@@ -293,6 +293,32 @@ const char *go_snapshot_state_name(const struct go_target *t, size_t i)
 	return go_status_name(o, (uint32_t)(i - 64));
 }
 
+void go_site_describe(const struct go_target *t, uint64_t gopc, uint64_t startpc,
+		      const char **function, const char **file, int *line,
+		      const char **start_function)
+{
+	struct gobin_pcinfo pi;
+
+	*function = "?";
+	*file = "?";
+	*line = 0;
+	*start_function = "?";
+	/* gopc is a return address: the go statement is the call before it */
+	if (gopc > t->bias && gobin_pc_lookup(t->bin, gopc - t->bias - 1, &pi) == 0) {
+		*function = pi.func ? pi.func : "?";
+		*file = pi.file ? pi.file : "?";
+		*line = pi.line;
+	}
+	if (startpc > t->bias && gobin_pc_lookup(t->bin, startpc - t->bias, &pi) == 0 && pi.func)
+		*start_function = pi.func;
+	/* the main goroutine is started by the runtime's assembly */
+	if (!strcmp(*start_function, "runtime.main")) {
+		*function = "runtime.main (main goroutine)";
+		*file = "";
+		*line = 0;
+	}
+}
+
 int go_snapshot_sites(const struct go_target *t, const struct go_snapshot *snap,
 		      struct snap_site **sites_out, size_t *nsites_out)
 {
@@ -320,29 +346,11 @@ int go_snapshot_sites(const struct go_target *t, const struct go_snapshot *snap,
 		struct snap_site *s;
 
 		if (ns == 0 || sites[ns - 1].gopc != g->gopc) {
-			struct gobin_pcinfo pi;
-
 			s = &sites[ns++];
 			s->gopc = g->gopc;
 			s->startpc = g->startpc;
-			s->function = "?";
-			s->file = "?";
-			/* gopc is a return address: the go statement is the call before it */
-			if (g->gopc && gobin_pc_lookup(t->bin, g->gopc - t->bias - 1, &pi) == 0) {
-				s->function = pi.func ? pi.func : "?";
-				s->file = pi.file ? pi.file : "?";
-				s->line = pi.line;
-			}
-			if (gobin_pc_lookup(t->bin, g->startpc - t->bias, &pi) == 0 && pi.func)
-				s->start_function = pi.func;
-			else
-				s->start_function = "?";
-			/* the main goroutine is started by the runtime's assembly */
-			if (!strcmp(s->start_function, "runtime.main")) {
-				s->function = "runtime.main (main goroutine)";
-				s->file = "";
-				s->line = 0;
-			}
+			go_site_describe(t, g->gopc, g->startpc, &s->function, &s->file, &s->line,
+					 &s->start_function);
 		}
 		s = &sites[ns - 1];
 		s->count++;

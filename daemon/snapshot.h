@@ -61,6 +61,14 @@ struct snap_site {
 	int64_t oldest_waitsince;     /* smallest non-zero waitsince */
 };
 
+/* Where goroutines of (gopc, startpc) were created: the function, file and
+ * line of the go statement (gopc is the return address after it), or
+ * "runtime.main (main goroutine)" for the one the runtime's assembly
+ * starts. Strings point into t's gobin; "?" when unknown. */
+void go_site_describe(const struct go_target *t, uint64_t gopc, uint64_t startpc,
+		      const char **function, const char **file, int *line,
+		      const char **start_function);
+
 /* Groups user goroutines by site, sorted by count descending. *sites is malloc'd. */
 int go_snapshot_sites(const struct go_target *t, const struct go_snapshot *snap,
 		      struct snap_site **sites, size_t *nsites);
