@@ -27,10 +27,14 @@
 
 #include "go_offsets.h"
 
-/* Bounds on hostile or torn input. */
+/* Bounds on hostile or torn input, and on memdrift's memory per walk
+ * (at most ~12 MiB of spans and ~16 MiB of results). At the default
+ * MemProfileRate a span with specials stands for ~512 KiB of live heap:
+ * 262144 of them is a 128 GiB heap. A walk that hits a bound says so
+ * (truncated) and retires nothing. */
 #define HW_MAX_ARENAS 65536          /* 64 MiB each: a 4 TiB heap */
-#define HW_MAX_SPANS (1u << 20)      /* spans with specials per walk */
-#define HW_MAX_SPECIALS (1u << 22)   /* special records per walk */
+#define HW_MAX_SPANS (1u << 18)      /* spans with specials per walk */
+#define HW_MAX_SPECIALS (1u << 20)   /* special records per walk */
 #define HW_MAX_LIST 65536            /* records in one span's list */
 
 struct heap_walk_layout {
