@@ -23,7 +23,7 @@ static const char daemon_usage[] =
 
 /* ---------------------------------------------------------------- alerts */
 
-static void emit_alert(const struct alert_record *rec, void *ctx)
+void daemon_emit_alert(const struct alert_record *rec, void *ctx)
 {
 	struct daemon *d = ctx;
 	char line[8192];
@@ -87,21 +87,7 @@ struct watched *find_watched(struct daemon *d, pid_t pid)
 	return NULL;
 }
 
-static void jvm_state_free(struct jvm_state *j)
-{
-	if (!j)
-		return;
-	for (size_t i = 0; i < j->nsites; i++)
-		series_free(j->sites[i].count);
-	free(j->sites);
-	free(j->stack_site);
-	free(j->raw);
-	native_symbolizer_free(j->sym);
-	jni_trace_free(j->trace);
-	free(j);
-}
-
-static void free_watched(struct watched *w)
+void daemon_free_watched(struct watched *w)
 {
 	for (size_t i = 0; i < w->nsites; i++)
 		series_free(w->sites[i].count);
@@ -110,7 +96,7 @@ static void free_watched(struct watched *w)
 	native_watch_free(w->native); /* before the Go analysis it uses */
 	if (w->cls == CLASS_GO)
 		go_target_close(&w->target);
-	jvm_state_free(w->jvm);
+	daemon_jvm_free(w->jvm);
 	free(w);
 }
 
@@ -121,7 +107,7 @@ static void cgroup_of(pid_t pid, char *buf, size_t len)
 }
 
 /* Selectors and the process bound, common to Go and JVM processes. */
-static bool admit_process(struct daemon *d, pid_t pid, const struct proc_exe *exe)
+bool daemon_admit_process(struct daemon *d, pid_t pid, const struct proc_exe *exe)
 {
 	char cgroup[512];
 
@@ -137,7 +123,7 @@ static bool admit_process(struct daemon *d, pid_t pid, const struct proc_exe *ex
 	return true;
 }
 
-static struct watched *watched_new(struct daemon *d, pid_t pid, const struct proc_exe *exe,
+struct watched *daemon_watched_new(struct daemon *d, pid_t pid, const struct proc_exe *exe,
 				   enum proc_class cls)
 {
 	struct watched *w = calloc(1, sizeof(*w));
@@ -156,7 +142,7 @@ static struct watched *watched_new(struct daemon *d, pid_t pid, const struct pro
 	return w;
 }
 
-static void watched_link(struct daemon *d, struct watched *w)
+void daemon_watched_link(struct daemon *d, struct watched *w)
 {
 	if (procmon__rss(w->pid, &w->rss) == 0)
 		w->rss_known = true;
@@ -174,9 +160,9 @@ static void start_go(struct daemon *d, pid_t pid, const struct proc_exe *exe)
 	char err[512];
 	int ret;
 
-	if (!d->cfg.select_go || !admit_process(d, pid, exe))
+	if (!d->cfg.select_go || !daemon_admit_process(d, pid, exe))
 		return;
-	w = watched_new(d, pid, exe, CLASS_GO);
+	w = daemon_watched_new(d, pid, exe, CLASS_GO);
 	if (!w)
 		return;
 	ret = go_target_open_cached(pid, &w->target, d->gobins, err, sizeof(err));
@@ -186,151 +172,13 @@ static void start_go(struct daemon *d, pid_t pid, const struct proc_exe *exe)
 		if (ret != -ESRCH)
 			log_warn("not watching %s", err);
 		w->cls = CLASS_OTHER; /* nothing opened */
-		free_watched(w);
+		daemon_free_watched(w);
 		return;
 	}
 	w->cgo = gobin_kind(w->target.bin) == GOBIN_GO_CGO;
-	watched_link(d, w);
+	daemon_watched_link(d, w);
 	log_info("watching PID %d (%s) %s%s", pid, w->comm, gobin_version(w->target.bin)->str,
 		 w->cgo ? " cgo" : "");
-}
-
-/* References outstanding when tracing began: the JVM's own count read after
- * the probes went live, minus what the probes saw in the meantime. */
-static void jvm_take_baseline(struct jvm_state *j)
-{
-	uint64_t st[JNI_STAT_MAX], g, wk;
-
-	jni_trace_stats(j->trace, st);
-	if (jni_trace_jvm_counts(j->trace, &g, &wk) < 0)
-		return;
-	j->pre_attach[JNI_KIND_GLOBAL] = (int64_t)g - (int64_t)st[JNI_STAT_CREATED] +
-					 (int64_t)st[JNI_STAT_DELETED] +
-					 (int64_t)st[JNI_STAT_DELETED_UNKNOWN];
-	j->pre_attach[JNI_KIND_WEAK] = (int64_t)wk - (int64_t)st[JNI_STAT_CREATED + 1] +
-				       (int64_t)st[JNI_STAT_DELETED + 1] +
-				       (int64_t)st[JNI_STAT_DELETED_UNKNOWN + 1];
-	j->have_baseline = true;
-}
-
-/* pid maps libjvm.so: watch it with JNI ref tracking and hsperf numbers.
- * A JVM whose libjvm offers no probes is still watched (RSS, hsperf). */
-static void start_jvm(struct daemon *d, pid_t pid, const struct proc_exe *exe)
-{
-	struct watched *w;
-	struct jvm_state *j;
-	char err[768];
-	int ret;
-
-	if (!d->cfg.select_jvm || !admit_process(d, pid, exe))
-		return;
-	if (d->njvms >= DAEMON_MAX_JVMS) {
-		d->n.jvm_limit++;
-		log_warn("not watching JVM PID %d (%s): %d JVMs watched already", pid, exe->comm,
-			 DAEMON_MAX_JVMS);
-		return;
-	}
-	w = watched_new(d, pid, exe, CLASS_JVM);
-	j = calloc(1, sizeof(*j));
-	if (!w || !j) {
-		free(j);
-		if (w)
-			free_watched(w);
-		return;
-	}
-	w->jvm = j;
-	snprintf(j->probes, sizeof(j->probes), "none");
-	j->sites = calloc(DAEMON_JNI_SITES, sizeof(*j->sites));
-	j->stack_site = calloc(JNI_MAX_STACKS, sizeof(*j->stack_site));
-	j->raw = calloc(JNI_MAX_SITES, sizeof(*j->raw));
-	if (!j->sites || !j->stack_site || !j->raw) {
-		free_watched(w);
-		return;
-	}
-	ret = jni_trace_new(pid, &j->trace, err, sizeof(err));
-	if (ret == 0 && (ret = native_symbolizer_new(pid, &j->sym)) < 0)
-		snprintf(err, sizeof(err), "PID %d: read maps: %s", pid, strerror(-ret));
-	if (ret == 0)
-		ret = jni_trace_attach(j->trace, err, sizeof(err));
-	if (ret < 0) {
-		if (!proc_exists(pid)) {
-			free_watched(w);
-			return;
-		}
-		d->n.jni_trace_errors++;
-		log_warn("JVM PID %d (%s): no JNI ref tracking: %s", pid, exe->comm, err);
-		jni_trace_free(j->trace);
-		j->trace = NULL;
-	} else {
-		snprintf(j->probes, sizeof(j->probes), "%s",
-			 jni_trace_info(j->trace)->mode == JNI_PROBES_USDT ? "usdt" : "symtab");
-		jvm_take_baseline(j);
-	}
-	j->hsperf_ok = hsperf_find(pid, j->hsperf_path, sizeof(j->hsperf_path)) == 0;
-	watched_link(d, w);
-	d->njvms++;
-	d->n.jvm_discovered++;
-	log_info("watching PID %d (%s) JVM, JNI probes %s%s", pid, w->comm, j->probes,
-		 j->hsperf_ok ? ", hsperfdata" : "");
-}
-
-static bool maps_libjvm(pid_t pid)
-{
-	char path[PATH_MAX];
-	uint64_t start;
-
-	return proc_find_mapped_lib(pid, "/libjvm.so", path, sizeof(path), &start) == 0;
-}
-
-static void pending_remove(struct daemon *d, size_t i)
-{
-	d->pending[i] = d->pending[--d->npending];
-}
-
-static void pending_add(struct daemon *d, pid_t pid)
-{
-	for (size_t i = 0; i < d->npending; i++)
-		if (d->pending[i].pid == pid) {
-			d->pending[i] = (struct jvm_candidate){ pid, now_monotonic_ns(), 1 };
-			return;
-		}
-	if (d->npending >= DAEMON_JVM_PENDING) {
-		d->n.jvm_pending_full++;
-		return;
-	}
-	d->pending[d->npending++] = (struct jvm_candidate){ pid, now_monotonic_ns(), 1 };
-}
-
-/* Re-checks new native processes for libjvm at +0.25, +0.75, +1.75, +3.75 s
- * after their exec (the first check happened at exec). */
-static void pending_check(struct daemon *d, uint64_t now)
-{
-	static const uint64_t due_ms[DAEMON_JVM_CHECKS] = { 0, 250, 750, 1750, 3750 };
-
-	for (size_t i = 0; i < d->npending;) {
-		struct jvm_candidate *c = &d->pending[i];
-		struct proc_exe exe;
-		pid_t pid = c->pid;
-
-		if (now < c->first_ns + due_ms[c->checks] * 1000000ull) {
-			i++;
-			continue;
-		}
-		c->checks++;
-		if (find_watched(d, pid) || proc_exe_info(pid, &exe) < 0) {
-			pending_remove(d, i);
-			continue;
-		}
-		if (maps_libjvm(pid)) {
-			pending_remove(d, i);
-			start_jvm(d, pid, &exe);
-			continue;
-		}
-		if (c->checks >= DAEMON_JVM_CHECKS)
-			pending_remove(d, i);
-		else
-			i++;
-	}
 }
 
 /* Decides whether pid is a Go or JVM process the config selects, and starts
@@ -363,10 +211,10 @@ static void consider_process(struct daemon *d, pid_t pid, bool initial)
 	}
 	if (!d->cfg.select_jvm)
 		return;
-	if (maps_libjvm(pid))
-		start_jvm(d, pid, &exe);
+	if (daemon_jvm_maps_libjvm(pid))
+		daemon_jvm_start(d, pid, &exe);
 	else if (!initial)
-		pending_add(d, pid);
+		daemon_jvm_pending_add(d, pid);
 }
 
 static void log_final_numbers(const struct watched *w)
@@ -398,10 +246,10 @@ static void forget_process(struct daemon *d, pid_t pid)
 		if (w->cls == CLASS_JVM)
 			d->njvms--;
 		log_final_numbers(w);
-		alert_table_forget_pid(d->alerts, pid, now_realtime_ns(), emit_alert, d);
+		alert_table_forget_pid(d->alerts, pid, now_realtime_ns(), daemon_emit_alert, d);
 		if (d->pm)
 			procmon__unwatch(d->pm, pid);
-		free_watched(w);
+		daemon_free_watched(w);
 		return;
 	}
 }
@@ -515,37 +363,6 @@ static void heap_cached_json(struct watched *w, json_object *o)
 				       json_object_new_double((double)(now_monotonic_ns() - w->heap_top_ns) / 1e9));
 }
 
-/* A JVM's JNI sites and hsperf numbers. */
-static void postmortem_jvm(struct watched *w, json_object *o)
-{
-	const struct jvm_state *j = w->jvm;
-	json_object *arr = json_object_new_array();
-
-	json_object_object_add(o, "jni_probes", json_object_new_string(j->probes));
-	json_object_object_add(o, "jni_global_refs", json_object_new_int64(j->refs[JNI_KIND_GLOBAL]));
-	json_object_object_add(o, "jni_weak_refs", json_object_new_int64(j->refs[JNI_KIND_WEAK]));
-	for (size_t i = 0; i < j->nsites; i++) {
-		const struct jni_site_track *t = &j->sites[i];
-		json_object *js;
-
-		if (t->created == t->deleted)
-			continue;
-		js = json_object_new_object();
-		json_object_object_add(js, "function", json_object_new_string(t->site.function));
-		json_object_object_add(js, "object", json_object_new_string(t->site.file));
-		json_object_object_add(js, "kind", json_object_new_string(t->kind == JNI_KIND_WEAK ? "weak" : "global"));
-		json_object_object_add(js, "live", json_object_new_int64(t->created - t->deleted));
-		json_object_object_add(js, "stack", json_object_new_string(t->stack));
-		json_object_array_add(arr, js);
-	}
-	json_object_object_add(o, "jni_sites", arr);
-	if (j->hs_ok) {
-		json_object_object_add(o, "java_heap_used_bytes", json_object_new_int64(j->hs.heap_used));
-		json_object_object_add(o, "java_heap_capacity_bytes",
-				       json_object_new_int64(j->hs.heap_capacity));
-	}
-}
-
 /* The process is being killed: write what we know while we still can.
  * Its memory may already be unreadable; the last series are ours. */
 static void write_postmortem(struct daemon *d, struct watched *w, const struct procmon_event *ev)
@@ -601,7 +418,7 @@ static void write_postmortem(struct daemon *d, struct watched *w, const struct p
 	}
 	json_object_object_add(o, "goroutine_sites", sites);
 	if (w->cls == CLASS_JVM) {
-		postmortem_jvm(w, o);
+		daemon_jvm_postmortem(w, o);
 		ret = -ENOTSUP;
 		snprintf(err, sizeof(err), "no pprof profiles for a JVM");
 	} else {
@@ -676,7 +493,7 @@ static int on_oom(void *ctx, const struct procmon_event *ev)
 	obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm, .kind = DRIFT_OOM_KILL,
 					  .severity = DRIFT_CRITICAL, .summary = summary,
 					  .evidence = &evidence };
-	alert_table_oneshot(d->alerts, &obs, now_realtime_ns(), emit_alert, d);
+	alert_table_oneshot(d->alerts, &obs, now_realtime_ns(), daemon_emit_alert, d);
 	write_postmortem(d, w, ev);
 	return 0;
 }
@@ -844,133 +661,6 @@ static int sample_process(struct daemon *d, struct watched *w, uint64_t now)
 	return 0;
 }
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h ? h : 1;
-}
-
-/* Symbolizes one stack into a JNI site (found or created), keyed by its
- * first frame beyond the JNI implementation. -1 when the table is full. */
-static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t stackid,
-			      uint32_t kind)
-{
-	uint64_t ips[JNI_STACK_DEPTH];
-	struct native_frame nf[JNI_STACK_DEPTH];
-	struct jni_site_track *t;
-	size_t n = 0, first = 0, klen;
-	char key[sizeof(t->key)], stack[sizeof(t->stack)] = "";
-
-	if (stackid >= 0)
-		jni_trace_read_stack(j->trace, stackid, ips, JNI_STACK_DEPTH, &n);
-	for (size_t i = 0; i < n; i++)
-		native_symbolize(j->sym, ips[i], &nf[i]);
-	/* the leaf frames are libjvm's JNI implementation; keep them only
-	 * when the whole stack is libjvm (refs the VM makes itself) */
-	while (first < n && nf[first].in_libjvm)
-		first++;
-	if (first == n)
-		first = 0;
-	snprintf(key, sizeof(key), "%s|%s@%s", kind == JNI_KIND_WEAK ? "weak" : "global",
-		 n ? nf[first].function : "[no stack]", n ? path_base(nf[first].object) : "");
-	klen = 0;
-	for (size_t i = first; i < n && klen < sizeof(stack); i++)
-		klen += (size_t)snprintf(stack + klen, sizeof(stack) - klen, "%s%s@%s", i > first ? ";" : "",
-					 nf[i].function, path_base(nf[i].object));
-	for (size_t i = 0; i < j->nsites; i++)
-		if (j->sites[i].kind == kind && !strcmp(j->sites[i].key, key))
-			return (int)i;
-	if (j->nsites >= DAEMON_JNI_SITES || j->nsites >= d->cfg.max_sites)
-		return -1;
-	t = &j->sites[j->nsites];
-	memset(t, 0, sizeof(*t));
-	t->count = series_new(d->cfg.series_points);
-	if (!t->count)
-		return -1;
-	snprintf(t->key, sizeof(t->key), "%s", key);
-	snprintf(t->stack, sizeof(t->stack), "%s", stack);
-	t->id = hash_str(key);
-	t->kind = kind;
-	if (n) {
-		snprintf(t->site.function, sizeof(t->site.function), "%s", nf[first].function);
-		snprintf(t->site.file, sizeof(t->site.file), "%s", nf[first].object);
-	} else {
-		snprintf(t->site.function, sizeof(t->site.function), "[no stack]");
-	}
-	return (int)j->nsites++;
-}
-
-static void sample_jvm(struct daemon *d, struct watched *w, uint64_t now)
-{
-	struct jvm_state *j = w->jvm;
-	bool refreshed = false;
-	int64_t tracked[JNI_KIND_MAX] = { 0 };
-	uint64_t st[JNI_STAT_MAX];
-	size_t n = 0;
-
-	w->snapshots++;
-	if (w->rss_known) {
-		series_push(w->series.metric[SERIES_RSS_ANON], now, (double)w->rss.anon);
-		series_push(w->series.metric[SERIES_RSS_FILE], now, (double)w->rss.file);
-	}
-	if (j->hsperf_ok) {
-		char err[256];
-
-		j->hs_ok = hsperf_read(j->hsperf_path, &j->hs, err, sizeof(err)) == 0;
-	} else if (now - w->first_seen_ns < 30000000000ull) {
-		/* the JVM creates its hsperfdata file early in its start-up */
-		j->hsperf_ok = hsperf_find(w->pid, j->hsperf_path, sizeof(j->hsperf_path)) == 0;
-	}
-	if (!j->trace)
-		return;
-	jni_trace_stats(j->trace, st);
-	j->lost = st[JNI_STAT_REFS_FULL] + st[JNI_STAT_SITES_FULL];
-	if (jni_trace_read_sites(j->trace, j->raw, JNI_MAX_SITES, &n) < 0)
-		return;
-	for (size_t i = 0; i < j->nsites; i++)
-		j->sites[i].created = j->sites[i].deleted = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct jni_site *r = &j->raw[i];
-		uint32_t kind = r->kind & 1;
-		int32_t *slot = r->stackid >= 0 && r->stackid < JNI_MAX_STACKS
-					? &j->stack_site[r->stackid]
-					: &j->nostack_site[kind];
-
-		if (!*slot) {
-			int idx;
-
-			if (!refreshed) { /* a library loaded since the last look */
-				native_symbolizer_refresh(j->sym);
-				refreshed = true;
-			}
-			idx = jni_site_for_stack(d, j, r->stackid, kind);
-			if (idx < 0) {
-				j->sites_dropped++;
-				continue;
-			}
-			*slot = idx + 1;
-		}
-		j->sites[*slot - 1].created += (int64_t)r->created;
-		j->sites[*slot - 1].deleted += (int64_t)r->deleted;
-		tracked[kind] += (int64_t)r->created - (int64_t)r->deleted;
-	}
-	for (int k = 0; k < JNI_KIND_MAX; k++) {
-		int64_t pre = j->have_baseline ? j->pre_attach[k] -
-							 (int64_t)st[JNI_STAT_DELETED_UNKNOWN + k]
-					       : 0;
-
-		j->refs[k] = tracked[k] + (pre > 0 ? pre : 0);
-	}
-	series_push(w->series.metric[SERIES_JNI_REFS], now,
-		    (double)(j->refs[JNI_KIND_GLOBAL] + j->refs[JNI_KIND_WEAK]));
-	for (size_t i = 0; i < j->nsites; i++)
-		series_push(j->sites[i].count, now,
-			    (double)(j->sites[i].created - j->sites[i].deleted));
-}
-
 /* ------------------------------------------------------------- detectors */
 
 static double window_delta(const struct series *s, uint64_t since)
@@ -1094,7 +784,7 @@ static void evaluate_native(struct daemon *d, struct watched *w, uint64_t now, u
 						  .kind = DRIFT_NATIVE_LEAK, .site_id = s->id,
 						  .site = &s->site, .severity = r.severity,
 						  .summary = summary, .evidence = &r.evidence };
-		alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
+		alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
 	}
 }
 
@@ -1118,7 +808,7 @@ static void evaluate_goroutines(struct daemon *d, struct watched *w, uint64_t no
 						  .kind = DRIFT_GOROUTINE_LEAK, .site_id = t->gopc,
 						  .site = &t->site, .severity = r.severity,
 						  .summary = summary, .evidence = &r.evidence };
-		alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
+		alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
 		if (r.severity != DRIFT_CLEAR)
 			request_trace(d, w, DRIFT_GOROUTINE_LEAK, t->site.function);
 	}
@@ -1161,34 +851,7 @@ static void evaluate_go_heap(struct daemon *d, struct watched *w, uint64_t now, 
 					  .kind = DRIFT_GO_HEAP_GROWTH,
 					  .site = have_top ? &top : NULL, .severity = r.severity,
 					  .summary = summary, .evidence = &r.evidence };
-	alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
-}
-
-/* JNI global refs outstanding per creating native stack */
-static void evaluate_jni(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
-{
-	struct jvm_state *j = w->jvm;
-	char summary[ALERT_SUMMARY_MAX];
-	struct alert_observation obs;
-	struct detect_result r;
-
-	for (size_t i = 0; i < j->nsites; i++) {
-		struct jni_site_track *t = &j->sites[i];
-
-		/* the age of the oldest ref is not kept per site: unknown */
-		if (detect_outstanding(DRIFT_JNI_REF_LEAK, t->count, now, UINT64_MAX, &d->cfg.detect,
-				       &r) < 0 || !r.enough_data)
-			continue;
-		detect_evidence_add(&r.evidence, "live_refs", (double)(t->created - t->deleted));
-		detect_evidence_add(&r.evidence, "created_refs", (double)t->created);
-		detect_evidence_add(&r.evidence, "weak", t->kind == JNI_KIND_WEAK);
-		alert_summary(DRIFT_JNI_REF_LEAK, &r.evidence, &t->site, summary, sizeof(summary));
-		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
-						  .kind = DRIFT_JNI_REF_LEAK, .site_id = t->id,
-						  .site = &t->site, .severity = r.severity,
-						  .summary = summary, .evidence = &r.evidence };
-		alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
-	}
+	alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
 }
 
 /* RSS, with the layers that explain it, over the span the points cover (a
@@ -1269,7 +932,7 @@ static void evaluate_rss(struct daemon *d, struct watched *w, uint64_t now, uint
 	obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm, .kind = DRIFT_RSS_GROWTH,
 					  .severity = r.severity, .summary = summary,
 					  .evidence = &r.evidence };
-	alert_table_update(d->alerts, &obs, now, ts, emit_alert, d);
+	alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
 	if (r.severity != DRIFT_CLEAR && w->cls == CLASS_GO && w->cgo && grew == LAYER_OTHER)
 		request_trace(d, w, DRIFT_NATIVE_LEAK, "RSS grows outside the Go heap");
 }
@@ -1288,7 +951,7 @@ static void evaluate_process(struct daemon *d, struct watched *w, uint64_t now, 
 		evaluate_goroutines(d, w, now, ts);
 		evaluate_go_heap(d, w, now, ts);
 	} else if (w->cls == CLASS_JVM && w->jvm->trace) {
-		evaluate_jni(d, w, now, ts);
+		daemon_jvm_evaluate(d, w, now, ts);
 	}
 	evaluate_rss(d, w, now, ts);
 }
@@ -1305,7 +968,7 @@ static int on_tick(void *ctx, uint64_t expirations)
 	if (d->stop_at_ns && now >= d->stop_at_ns)
 		return 1;
 	if (d->npending)
-		pending_check(d, now);
+		daemon_jvm_pending_check(d, now);
 	if (d->last_eval_ns && now - d->last_eval_ns < d->cfg.interval_ns)
 		return 0;
 	d->last_eval_ns = now;
@@ -1317,7 +980,7 @@ static int on_tick(void *ctx, uint64_t expirations)
 				forget_process(d, w->pid);
 				continue;
 			}
-			sample_jvm(d, w, now);
+			daemon_jvm_sample(d, w, now);
 		} else if (sample_process(d, w, now) < 0) {
 			if (!proc_exists(w->pid))
 				forget_process(d, w->pid);
@@ -1424,7 +1087,7 @@ static void daemon_free(struct daemon *d)
 
 	for (w = d->procs; w; w = next) {
 		next = w->next;
-		free_watched(w);
+		daemon_free_watched(w);
 	}
 	gobin_cache_free(d->gobins); /* after every process released its reference */
 	http_server_free(d->http);

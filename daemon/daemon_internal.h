@@ -1,5 +1,6 @@
 /* State shared by the daemon's files (daemon.c: discovery, sampling,
- * detectors, reload, main; daemon_http.c: /metrics and the pprof endpoints).
+ * detectors, reload, main; daemon_http.c: /metrics and the pprof endpoints;
+ * daemon_jvm.c: JVM discovery, JNI reference tracking and its detector).
  * Not an interface: only the daemon includes it. */
 #ifndef MEMDRIFT_DAEMON_INTERNAL_H
 #define MEMDRIFT_DAEMON_INTERNAL_H
@@ -185,6 +186,27 @@ struct daemon {
 
 struct http_response;
 struct watched *find_watched(struct daemon *d, pid_t pid);
+
+/* daemon.c, shared with daemon_jvm.c */
+void daemon_emit_alert(const struct alert_record *rec, void *ctx); /* alert_table callback */
+/* Selectors and the process bound, common to Go and JVM processes. */
+bool daemon_admit_process(struct daemon *d, pid_t pid, const struct proc_exe *exe);
+struct watched *daemon_watched_new(struct daemon *d, pid_t pid, const struct proc_exe *exe,
+				   enum proc_class cls);
+void daemon_watched_link(struct daemon *d, struct watched *w);
+void daemon_free_watched(struct watched *w);
+
+/* daemon_jvm.c */
+void daemon_jvm_free(struct jvm_state *j);
+/* pid maps libjvm.so: watch it (JNI refs when libjvm has probes, hsperf, RSS). */
+void daemon_jvm_start(struct daemon *d, pid_t pid, const struct proc_exe *exe);
+bool daemon_jvm_maps_libjvm(pid_t pid);
+/* A new native process that may map libjvm soon: re-checked by pending_check. */
+void daemon_jvm_pending_add(struct daemon *d, pid_t pid);
+void daemon_jvm_pending_check(struct daemon *d, uint64_t now);
+void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now);
+void daemon_jvm_evaluate(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts);
+void daemon_jvm_postmortem(struct watched *w, json_object *o);
 /* HTTP handler (http.h) and its fd callback (event_loop.h). */
 int daemon_http_handler(void *ctx, const char *path, const char *pid_arg,
 			struct http_response *resp);
