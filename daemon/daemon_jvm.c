@@ -202,22 +202,12 @@ static uint64_t hash_str(const char *s)
 static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t stackid,
 			      uint32_t kind)
 {
-	uint64_t ips[JNI_STACK_DEPTH];
 	struct native_frame nf[JNI_STACK_DEPTH];
 	struct jni_site_track *t;
-	size_t n = 0, first = 0, klen;
+	size_t first, klen;
+	size_t n = jni_symbolized_stack(j->trace, j->sym, stackid, nf, JNI_STACK_DEPTH, &first);
 	char key[sizeof(t->key)], stack[sizeof(t->stack)] = "";
 
-	if (stackid >= 0)
-		jni_trace_read_stack(j->trace, stackid, ips, JNI_STACK_DEPTH, &n);
-	for (size_t i = 0; i < n; i++)
-		native_symbolize(j->sym, ips[i], &nf[i]);
-	/* the leaf frames are libjvm's JNI implementation; keep them only
-	 * when the whole stack is libjvm (refs the VM makes itself) */
-	while (first < n && nf[first].in_libjvm)
-		first++;
-	if (first == n)
-		first = 0;
 	snprintf(key, sizeof(key), "%s|%s@%s", kind == JNI_KIND_WEAK ? "weak" : "global",
 		 n ? nf[first].function : "[no stack]", n ? path_base(nf[first].object) : "");
 	klen = 0;

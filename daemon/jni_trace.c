@@ -418,3 +418,23 @@ void jni_trace_free(struct jni_trace *t)
 	jni_bpf__destroy(t->skel);
 	free(t);
 }
+
+size_t jni_symbolized_stack(struct jni_trace *t, struct native_symbolizer *sym, __s32 stackid,
+			    struct native_frame *nf, size_t max, size_t *first)
+{
+	uint64_t ips[JNI_STACK_DEPTH];
+	size_t n = 0;
+
+	if (max > JNI_STACK_DEPTH)
+		max = JNI_STACK_DEPTH;
+	if (stackid >= 0)
+		jni_trace_read_stack(t, stackid, ips, max, &n);
+	for (size_t i = 0; i < n; i++)
+		native_symbolize(sym, ips[i], &nf[i]);
+	*first = 0;
+	while (*first < n && nf[*first].in_libjvm)
+		(*first)++;
+	if (*first == n)
+		*first = 0;
+	return n;
+}

@@ -75,4 +75,11 @@ int native_symbolizer_refresh(struct native_symbolizer *s);
 void native_symbolize(struct native_symbolizer *s, uint64_t ip, struct native_frame *out);
 void native_symbolizer_free(struct native_symbolizer *s);
 
+/* Stack stackid of t, read (at most max frames; none for a negative id)
+ * and symbolized into nf, leaf first. *first: the first frame past
+ * libjvm's JNI implementation, or 0 when the whole stack is libjvm (refs
+ * the VM makes itself). Returns the number of frames. */
+size_t jni_symbolized_stack(struct jni_trace *t, struct native_symbolizer *sym, __s32 stackid,
+			    struct native_frame *nf, size_t max, size_t *first);
+
 #endif

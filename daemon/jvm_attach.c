@@ -90,23 +90,13 @@ static void frame_key(char *buf, size_t len, const struct native_frame *f)
  * table is full. */
 static int site_for_stack(struct jvm_view *v, __s32 stackid, __u32 kind)
 {
-	uint64_t ips[MAX_FRAMES];
 	struct native_frame nf[MAX_FRAMES];
-	size_t n = 0, first = 0;
+	size_t first;
+	size_t n = jni_symbolized_stack(v->trace, v->sym, stackid, nf, MAX_FRAMES, &first);
 	char key[1024];
 	size_t klen;
 	struct agg_site *s;
 
-	if (stackid >= 0)
-		jni_trace_read_stack(v->trace, stackid, ips, MAX_FRAMES, &n);
-	for (size_t i = 0; i < n; i++)
-		native_symbolize(v->sym, ips[i], &nf[i]);
-	/* Drop the JNI implementation (libjvm frames at the leaf); keep them
-	 * all when the whole stack is libjvm (VM-internal callers). */
-	while (first < n && nf[first].in_libjvm)
-		first++;
-	if (first == n)
-		first = 0;
 	klen = (size_t)snprintf(key, sizeof(key), "%s|", kind_name(kind));
 	if (!n)
 		klen += (size_t)snprintf(key + klen, sizeof(key) - klen, "[no stack]");
