@@ -24,22 +24,7 @@
 #include "heapprof.h"
 #include "log.h"
 #include "target.h"
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "tool.h"
 
 static void emit(struct heap_trace *t, const struct go_target *go, bool text, bool watch,
 		 size_t nsites, bool final)
@@ -49,7 +34,7 @@ static void emit(struct heap_trace *t, const struct go_target *go, bool text, bo
 
 	if (heap_trace__poll(t))
 		return;
-	ts = now_s();
+	ts = tool_now_s();
 	if (text) {
 		printf("pid %d%s\n", (int)go->pid, final ? " (final)" : "");
 		heap_trace__print(t, stdout, nsites);
@@ -139,12 +124,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "heap_dump: %s\n", err);
 		goto out;
 	}
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	tool_catch_stop();
 
 	ready = json_object_new_object();
 	json_object_object_add(ready, "ready", json_object_new_boolean(1));
-	json_object_object_add(ready, "ts", json_object_new_double(now_s()));
+	json_object_object_add(ready, "ts", json_object_new_double(tool_now_s()));
 	json_object_object_add(ready, "pid", json_object_new_int(pid));
 	json_object_object_add(ready, "go_version",
 			       json_object_new_string(gobin_version(go.bin)->str));
@@ -171,12 +155,12 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	json_object_put(ready);
 
-	start = now_s();
-	while (!stop && (duration <= 0 || now_s() - start < duration)) {
+	start = tool_now_s();
+	while (!tool_stop && (duration <= 0 || tool_now_s() - start < duration)) {
 		struct timespec ts = { (time_t)interval, (long)((interval - (time_t)interval) * 1e9) };
 
 		nanosleep(&ts, NULL);
-		if (stop)
+		if (tool_stop)
 			break;
 		emit(t, &go, text, watch, nsites, false);
 	}

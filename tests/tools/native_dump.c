@@ -20,22 +20,7 @@
 #include "log.h"
 #include "native_trace.h"
 #include "target.h"
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "tool.h"
 
 static void emit(struct native_trace *t, pid_t pid, bool text, size_t nsites, bool final)
 {
@@ -50,7 +35,7 @@ static void emit(struct native_trace *t, pid_t pid, bool text, size_t nsites, bo
 		return;
 	}
 	o = json_object_new_object();
-	json_object_object_add(o, "ts", json_object_new_double(now_s()));
+	json_object_object_add(o, "ts", json_object_new_double(tool_now_s()));
 	json_object_object_add(o, "pid", json_object_new_int(pid));
 	if (final)
 		json_object_object_add(o, "final", json_object_new_boolean(1));
@@ -107,8 +92,7 @@ int main(int argc, char **argv)
 		log_err(0, "%s", err);
 		goto out;
 	}
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	tool_catch_stop();
 	{
 		size_t np;
 		const struct native_probe_info *p = native_trace__probes(t, &np);
@@ -132,14 +116,14 @@ int main(int argc, char **argv)
 		json_object_put(o);
 	}
 	{
-		double start = now_s();
+		double start = tool_now_s();
 
-		while (!stop && (!duration || now_s() - start < duration)) {
+		while (!tool_stop && (!duration || tool_now_s() - start < duration)) {
 			struct timespec ts = { (time_t)interval,
 					       (long)((interval - (double)(time_t)interval) * 1e9) };
 
 			nanosleep(&ts, NULL);
-			if (!stop)
+			if (!tool_stop)
 				emit(t, pid, text, nsites, false);
 		}
 	}
