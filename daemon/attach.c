@@ -944,10 +944,10 @@ int cmd_ps_probes(int pid, int json)
 	} later[] = {
 		{"runtime.mallocgc", "every Go allocation (trace)"},
 		{"runtime.cgocall", "cgo calls (trace)"},
-		{"runtime.mProf_Malloc", "sampled heap profile"},
-		{"runtime.mProf_Free", "sampled heap profile"},
-		{"runtime.setprofilebucket", "sampled heap profile"},
 	};
+	struct heap_probe hp[HEAP_PROBE_MAX];
+	struct heap_walk_layout wl;
+	size_t nhp = 0;
 	struct probe_row rows[GT_MAX_PROBES + 16];
 	struct gt_probe probes[GT_MAX_PROBES];
 	struct go_target t;
@@ -979,6 +979,24 @@ int cmd_ps_probes(int pid, int json)
 	}
 	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
 		place_go_function(&t, later[i].name, later[i].role, &rows[n++]);
+	/* the heap profile tier's plan as attach would make it: frees from
+	 * the heap walk where its layout is known, else a free probe */
+	if (heap_trace__plan(&t, true, false, heap_trace_walk_layout(&t, &wl) != 0, hp,
+			     HEAP_PROBE_MAX, &nhp, err, sizeof(err)))
+		log_warn("%s", err);
+	for (size_t i = 0; i < nhp; i++) {
+		struct probe_row *r = &rows[n++];
+
+		memset(r, 0, sizeof(*r));
+		snprintf(r->function, sizeof(r->function), "%s", hp[i].function);
+		snprintf(r->role, sizeof(r->role), "%s",
+			 hp[i].kind == HEAP_PROBE_FREE_SPECIAL || hp[i].kind == HEAP_PROBE_MPROF_FREE
+				 ? "sampled heap frees"
+				 : "sampled heap allocations");
+		r->place = hp[i].place;
+		r->file_offset = hp[i].file_offset;
+		r->found = true;
+	}
 	if (!proc_find_mapped_lib(pid, "/libc.so.6", libc, sizeof(libc), &libc_start)) {
 		char path[4200];
 

@@ -251,6 +251,12 @@ def test_kill9_leaves_nothing(t, ver, flavor):
     if not births or not all(p["emulated"] for p in births) or \
             births[0]["function"] != "runtime.newproc.func1":
         lib.fail("birth probes not on an emulated instruction in newproc.func1: %r" % births)
+    # the heap profile tier as attach plans it: one probe, in mProf_Malloc's
+    # body (frees from the heap walk, no free probe)
+    heap = [p for p in probes if p["role"].startswith("sampled heap")]
+    if [p["function"] for p in heap] != ["runtime.mProf_Malloc"] or not heap[0]["emulated"] \
+            or heap[0]["offset"] <= 0:
+        lib.fail("heap profile probes: %r" % heap)
     addrs = [elf_vaddr(path, p["file_offset"]) for p in [goexit] + births]
     before = [read_mem(tg.pid, a, 1) for a in addrs]
     if b"\xcc" in before:
