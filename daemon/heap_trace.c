@@ -204,14 +204,8 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 
 	if (ri < 0)
 		return -ENOENT;
-	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+	if (probe_disasm_open(&h, &insn))
 		return -ENOMEM;
-	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
-	insn = cs_malloc(h);
-	if (!insn) {
-		cs_close(&h);
-		return -ENOMEM;
-	}
 	/* Go's two amd64 prologues: `push rbp; mov rbp,rsp; sub rsp,N` (1.21+)
 	 * and `sub rsp,N; mov [rsp+N-8],rbp; lea rbp,[rsp+N-8]` (older): both
 	 * leave RBP = entry RSP - 8, so argument slot i (the caller's spill
@@ -269,8 +263,7 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 		if (written)
 			break;
 	}
-	cs_free(insn, 1);
-	cs_close(&h);
+	probe_disasm_close(h, insn);
 	return bp_ok ? slot : -ENOENT;
 }
 

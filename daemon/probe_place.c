@@ -9,12 +9,23 @@
 
 #include "probe_place.h"
 
-static int disasm_open(csh *h)
+int probe_disasm_open(csh *h, cs_insn **insn)
 {
 	if (cs_open(CS_ARCH_X86, CS_MODE_64, h) != CS_ERR_OK)
 		return -ENOMEM;
 	cs_option(*h, CS_OPT_DETAIL, CS_OPT_ON);
+	*insn = cs_malloc(*h);
+	if (!*insn) {
+		cs_close(h);
+		return -ENOMEM;
+	}
 	return 0;
+}
+
+void probe_disasm_close(csh h, cs_insn *insn)
+{
+	cs_free(insn, 1);
+	cs_close(&h);
 }
 
 static bool is_jcc(unsigned int id)
@@ -151,14 +162,9 @@ int probe_place_x86(const uint8_t *code, size_t len, uint64_t addr, struct probe
 	int n, err;
 
 	memset(out, 0, sizeof(*out));
-	err = disasm_open(&h);
+	err = probe_disasm_open(&h, &insn);
 	if (err)
 		return err;
-	insn = cs_malloc(h);
-	if (!insn) {
-		cs_close(&h);
-		return -ENOMEM;
-	}
 	for (n = 0; n < PROBE_PLACE_MAX_INSNS; n++) {
 		uint64_t at = pc;
 
@@ -195,8 +201,7 @@ int probe_place_x86(const uint8_t *code, size_t len, uint64_t addr, struct probe
 	out->emulated = insn_emulated(insn);
 	insn_text(insn, out->insn, sizeof(out->insn));
 done:
-	cs_free(insn, 1);
-	cs_close(&h);
+	probe_disasm_close(h, insn);
 	return err;
 }
 
@@ -211,16 +216,11 @@ int probe_find_rets_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t
 	int err;
 
 	*n = 0;
-	err = disasm_open(&h);
+	err = probe_disasm_open(&h, &insn);
 	if (err)
 		return err;
 	/* The sweep only needs instruction boundaries. */
 	cs_option(h, CS_OPT_DETAIL, CS_OPT_OFF);
-	insn = cs_malloc(h);
-	if (!insn) {
-		cs_close(&h);
-		return -ENOMEM;
-	}
 	while (left > 0) {
 		uint64_t at = pc;
 
@@ -239,8 +239,7 @@ int probe_find_rets_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t
 		}
 		offsets[found++] = at - addr;
 	}
-	cs_free(insn, 1);
-	cs_close(&h);
+	probe_disasm_close(h, insn);
 	*n = found;
 	if (!err && found == 0)
 		err = -ENOENT;
@@ -257,22 +256,16 @@ int probe_insn_info_x86(const uint8_t *code, size_t len, uint64_t addr, bool *em
 	csh h;
 	int err;
 
-	err = disasm_open(&h);
+	err = probe_disasm_open(&h, &insn);
 	if (err)
 		return err;
-	insn = cs_malloc(h);
-	if (!insn) {
-		cs_close(&h);
-		return -ENOMEM;
-	}
 	if (cs_disasm_iter(h, &p, &left, &pc, insn)) {
 		*emulated = insn_emulated(insn);
 		insn_text(insn, text, textlen);
 	} else {
 		err = -EINVAL;
 	}
-	cs_free(insn, 1);
-	cs_close(&h);
+	probe_disasm_close(h, insn);
 	return err;
 }
 
@@ -328,15 +321,10 @@ int probe_place_after_call_x86(const uint8_t *code, size_t len, uint64_t addr, u
 
 	memset(out, 0, sizeof(*out));
 	*reg = PROBE_REG_NONE;
-	err = disasm_open(&h);
+	err = probe_disasm_open(&h, &insn);
 	if (err)
 		return err;
 	err = -ENOENT;
-	insn = cs_malloc(h);
-	if (!insn) {
-		cs_close(&h);
-		return -ENOMEM;
-	}
 	while (left > 0) {
 		const cs_x86 *x;
 		uint64_t at = pc;
@@ -404,8 +392,7 @@ int probe_place_after_call_x86(const uint8_t *code, size_t len, uint64_t addr, u
 	if (budget >= 0)
 		err = -ESRCH;
 done:
-	cs_free(insn, 1);
-	cs_close(&h);
+	probe_disasm_close(h, insn);
 	return err;
 }
 
@@ -418,14 +405,9 @@ int probe_abi0_wrapper_target_x86(const uint8_t *code, size_t len, uint64_t addr
 	int err, i;
 	csh h;
 
-	err = disasm_open(&h);
+	err = probe_disasm_open(&h, &insn);
 	if (err)
 		return err;
-	insn = cs_malloc(h);
-	if (!insn) {
-		cs_close(&h);
-		return -ENOMEM;
-	}
 	err = -ENOENT;
 	for (i = 0; i < 6 && cs_disasm_iter(h, &p, &left, &pc, insn); i++) {
 		const cs_x86 *x = &insn->detail->x86;
@@ -445,7 +427,6 @@ int probe_abi0_wrapper_target_x86(const uint8_t *code, size_t len, uint64_t addr
 			break;
 		}
 	}
-	cs_free(insn, 1);
-	cs_close(&h);
+	probe_disasm_close(h, insn);
 	return err;
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <capstone/capstone.h>
+
 #define PROBE_INSN_TEXT 64
 /* How far into a function placement looks. */
 #define PROBE_PLACE_MAX_INSNS 8
@@ -69,5 +71,10 @@ int probe_abi0_wrapper_target_x86(const uint8_t *code, size_t len, uint64_t addr
  * its text. 0 or -EINVAL. */
 int probe_insn_info_x86(const uint8_t *code, size_t len, uint64_t addr, bool *emulated,
 			char *text, size_t textlen);
+
+/* A Capstone x86-64 handle with instruction details on and one reusable
+ * instruction for cs_disasm_iter: 0 or -ENOMEM. */
+int probe_disasm_open(csh *h, cs_insn **insn);
+void probe_disasm_close(csh h, cs_insn *insn);
 
 #endif
