@@ -3,10 +3,12 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "bpf_util.h"
@@ -68,4 +70,24 @@ int bpf_util_attach_uprobe(struct bpf_program *prog, pid_t pid, const char *path
 	}
 	*link = l;
 	return 0;
+}
+
+int bpf_util_percpu_sum(int fd, uint32_t key, uint64_t *sum)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *per;
+	int ret = 0;
+
+	*sum = 0;
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	per = calloc((size_t)ncpu, sizeof(*per));
+	if (!per)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(fd, &key, per))
+		ret = -errno;
+	for (int c = 0; !ret && c < ncpu; c++)
+		*sum += per[c];
+	free(per);
+	return ret;
 }

@@ -25,4 +25,8 @@ int bpf_util_check(char *err, size_t errlen);
 int bpf_util_attach_uprobe(struct bpf_program *prog, pid_t pid, const char *path,
 			   uint64_t offset, uint64_t cookie, struct bpf_link **link);
 
+/* Sum over the CPUs of the __u64 at key of a per-CPU array or hash map
+ * (fd). 0, or negative errno (no such key, no memory). */
+int bpf_util_percpu_sum(int fd, uint32_t key, uint64_t *sum);
+
 #endif

@@ -1242,18 +1242,8 @@ void heap_trace__stats(const struct heap_trace *t, struct heap_trace_stats *out)
 	memset(out, 0, sizeof(*out));
 	if (!t->skel)
 		return;
-	{
-		int ncpu = libbpf_num_possible_cpus();
-		uint64_t *per = ncpu > 0 ? calloc(ncpu, sizeof(*per)) : NULL;
-
-		for (__u32 i = 0; per && i < HT_STAT_MAX; i++) {
-			if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.ht_stats), &i, per))
-				continue;
-			for (int c = 0; c < ncpu; c++)
-				out->counters[i] += per[c];
-		}
-		free(per);
-	}
+	for (__u32 i = 0; i < HT_STAT_MAX; i++)
+		bpf_util_percpu_sum(bpf_map__fd(t->skel->maps.ht_stats), i, &out->counters[i]);
 	/* mallocgc keeps no shared counter (a global atomic on every call would
 	 * bounce a cache line between CPUs): its hits are the per-CPU totals. */
 	if (t->rates_valid)

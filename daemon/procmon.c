@@ -12,6 +12,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "bpf_util.h"
 #include "log.h"
 #include "proc.h"
 #include "procmon.skel.h"
@@ -458,17 +459,9 @@ int procmon__unwatch(struct procmon *pm, pid_t tgid)
 
 static uint64_t rss_hits(const struct procmon *pm)
 {
-	uint64_t vals[1024], sum = 0;
-	uint32_t zero = 0;
-	int ncpu = libbpf_num_possible_cpus(), i;
+	uint64_t sum;
 
-	if (ncpu <= 0 || ncpu > 1024 ||
-	    bpf_map__lookup_elem(pm->skel->maps.pm_rss_hits, &zero, sizeof(zero), vals,
-				 sizeof(vals[0]) * (size_t)ncpu, 0))
-		return 0;
-	for (i = 0; i < ncpu; i++)
-		sum += vals[i];
-	return sum;
+	return bpf_util_percpu_sum(bpf_map__fd(pm->skel->maps.pm_rss_hits), 0, &sum) ? 0 : sum;
 }
 
 void procmon__stats(const struct procmon *pm, struct procmon_stats *out)
