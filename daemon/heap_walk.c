@@ -17,6 +17,7 @@
 #define GO_ARENA_BASE_OFFSET 0xffff800000000000ull
 #define PAGE_SPECIALS_BYTES (GO_PAGES_PER_ARENA / 8)
 #define SPECIAL_READ_MAX 32
+#define HW_SPAN_WINDOW 512 /* bytes of an mspan read at once (startAddr..specials) */
 
 int heap_walk_layout_init(struct heap_walk_layout *l, const struct go_offsets *off,
 			  uint64_t mheap, int kind_off, unsigned kind_profile, int bucket_off)
@@ -36,6 +37,17 @@ int heap_walk_layout_init(struct heap_walk_layout *l, const struct go_offsets *o
 		return -ENOTSUP;
 	if (bucket_off < kind_off + 1 || bucket_off + 8 > SPECIAL_READ_MAX)
 		return -ENOTSUP;
+	/* the three span fields are read as one window */
+	{
+		int a = off->mspan_start_addr, b = off->mspan_npages, c = off->mspan_specials;
+		int lo = a < b ? (a < c ? a : c) : (b < c ? b : c);
+		int hi = a > b ? (a > c ? a : c) : (b > c ? b : c);
+
+		if (hi + 8 - lo > HW_SPAN_WINDOW)
+			return -ENOTSUP;
+		l->span_lo = lo;
+		l->span_len = hi + 8 - lo;
+	}
 	l->mheap = mheap;
 	l->arenas = off->mheap_arenas;
 	l->all_arenas = off->mheap_all_arenas;
@@ -159,33 +171,6 @@ static int walk_reserve(struct walk *w, size_t n)
 	return 0;
 }
 
-/* One 8-byte field (at off) of every live span, into vals[i]; a span whose
- * field cannot be read is dropped (span = 0). Only live spans are read. */
-static int read_span_field(struct walk *w, struct walk_span *v, size_t n, int off)
-{
-	size_t k = 0;
-	long got;
-
-	for (size_t i = 0; i < n; i++)
-		if (v[i].span)
-			w->addrs[k++] = v[i].span + (uint64_t)off;
-	got = k ? proc_read_many(w->pid, w->addrs, k, sizeof(uint64_t), w->vals, w->ok) : 0;
-	if (got < 0)
-		return (int)got;
-	/* spread back: the k results belong to the live spans in order */
-	for (size_t i = n, j = k; i-- > 0;) {
-		if (!v[i].span) {
-			w->vals[i] = 0;
-			continue;
-		}
-		j--;
-		w->vals[i] = w->ok[j] ? w->vals[j] : 0;
-		if (!w->ok[j])
-			v[i].span = 0;
-	}
-	return 0;
-}
-
 static int add_result(struct heap_special **res, size_t *n, size_t *cap, uint64_t p, uint64_t b)
 {
 	if (*n == *cap) {
@@ -283,14 +268,17 @@ out:
 	return ret;
 }
 
-/* Levels 3-4: each marked page's *mspan and the span's fields. A span must
- * start at the page that marked it (else it was freed and its slot reused
- * while we read). */
+/* Levels 3-4: each marked page's *mspan, then the span's startAddr, npages
+ * and specials in one read of the header window that holds all three. A
+ * span must start at the page that marked it (else it was freed and its
+ * slot reused while we read). */
 static int walk_spans(struct walk *w, const struct heap_walk_layout *l, struct walk_span *v,
 		      size_t n, struct heap_walk_stats *st)
 {
+	int lo = l->span_lo;
+	size_t len = (size_t)l->span_len, k = 0;
+	uint8_t *hdr;
 	long got;
-	int ret;
 
 	if (walk_reserve(w, n))
 		return -ENOMEM;
@@ -303,28 +291,41 @@ static int walk_spans(struct walk *w, const struct heap_walk_layout *l, struct w
 		st->read_errors += !w->ok[i];
 		v[i].span = w->ok[i] && !(w->vals[i] & 7) ? w->vals[i] : 0;
 	}
-	if ((ret = read_span_field(w, v, n, l->span_start)))
-		return ret;
+	hdr = malloc((n ? n : 1) * len);
+	if (!hdr)
+		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
-		v[i].start = w->vals[i];
-	if ((ret = read_span_field(w, v, n, l->span_npages)))
-		return ret;
+		if (v[i].span)
+			w->addrs[k++] = v[i].span + (uint64_t)lo;
+	got = k ? proc_read_many(w->pid, w->addrs, k, len, hdr, w->ok) : 0;
+	if (got < 0) {
+		free(hdr);
+		return (int)got;
+	}
+	k = 0;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t np = w->vals[i];
+		const uint8_t *h;
+		uint64_t np, sp;
 
 		if (!v[i].span)
 			continue;
+		h = hdr + k * len;
+		if (!w->ok[k++]) {
+			v[i].span = 0;
+			continue;
+		}
+		v[i].start = le64(h + (l->span_start - lo));
+		np = le64(h + (l->span_npages - lo));
+		sp = le64(h + (l->span_specials - lo));
 		if (v[i].start != v[i].base || np == 0 || np > GO_ARENA_L2_ENTRIES) {
 			st->rejected++;
 			v[i].span = 0;
 			continue;
 		}
 		v[i].end = v[i].start + np * GO_PAGE_SIZE;
+		v[i].special = (sp & 7) ? 0 : sp;
 	}
-	if ((ret = read_span_field(w, v, n, l->span_specials)))
-		return ret;
-	for (size_t i = 0; i < n; i++)
-		v[i].special = v[i].span && !(w->vals[i] & 7) ? w->vals[i] : 0;
+	free(hdr);
 	return 0;
 }
 

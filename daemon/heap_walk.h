@@ -42,6 +42,7 @@ struct heap_walk_layout {
 	int arenas, all_arenas;      /* runtime.mheap fields */
 	int spans, page_specials;    /* runtime.heapArena fields */
 	int span_start, span_npages, span_specials; /* runtime.mspan fields */
+	int span_lo, span_len;       /* the window of an mspan that holds all three */
 	/* runtime.special{next; offset uint16|uintptr; kind byte} and
 	 * specialprofile.b (heap_special_layout) */
 	int sp_offset, sp_offset_size, sp_kind, sp_bucket;

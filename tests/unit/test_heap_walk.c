@@ -227,11 +227,16 @@ static void test_layout_init(void **state)
 	off.mspan_specials = 128;
 	assert_int_equal(heap_walk_layout_init(&l, &off, 0x1000, 16, 3, 24), 0);
 	assert_int_equal(l.sp_offset_size, 8);
+	/* startAddr..specials read as one window */
+	assert_int_equal(l.span_lo, 24);
+	assert_int_equal(l.span_len, 128 + 8 - 24);
 	assert_int_equal(heap_walk_layout_init(&l, &off, 0x1000, 10, 2, 16), 0);
 	assert_int_equal(l.sp_offset_size, 2);
 	/* no mheap_, an unknown field, an unknown record layout */
 	assert_int_equal(heap_walk_layout_init(&l, &off, 0, 16, 3, 24), -ENOTSUP);
 	assert_int_equal(heap_walk_layout_init(&l, &off, 0x1000, 12, 3, 24), -ENOTSUP);
+	off.mspan_specials = 4096; /* a window too wide to read at once */
+	assert_int_equal(heap_walk_layout_init(&l, &off, 0x1000, 16, 3, 24), -ENOTSUP);
 	off.mspan_specials = GO_OFF_NONE;
 	assert_int_equal(heap_walk_layout_init(&l, &off, 0x1000, 16, 3, 24), -ENOTSUP);
 }
