@@ -50,23 +50,13 @@ static __always_inline void stat_inc(enum gr_stat s)
 		__sync_fetch_and_add(&gr_stats[s], 1);
 }
 
-/* At the stack-check jbe, CF|ZF set means SP <= stackguard0: the function
- * branches to morestack and starts over, so this hit is not a real call. */
+/* A hit that is the morestack detour, not a call (go_stack_check.h). */
 static __always_inline int morestack_branch_taken(struct pt_regs *ctx, __u64 cookie)
 {
-	__u64 taken_if;
-
-	if (cookie & GR_COOKIE_STACK_CHECK)
-		taken_if = GR_X86_CF | GR_X86_ZF;
-	else if (cookie & GR_COOKIE_STACK_CHECK_CF)
-		taken_if = GR_X86_CF;
-	else
+	if (!go_morestack_taken(ctx->flags, cookie))
 		return 0;
-	if (ctx->flags & taken_if) {
-		stat_inc(GR_STAT_MORESTACK_SKIPS);
-		return 1;
-	}
-	return 0;
+	stat_inc(GR_STAT_MORESTACK_SKIPS);
+	return 1;
 }
 
 static __always_inline int read_g_field(__u64 g, __s32 off, __u64 *out)

@@ -113,23 +113,13 @@ static __always_inline void stat_inc(enum ht_stat s)
 		(*v)++;
 }
 
-/* At the stack-check jbe, CF|ZF set means the function branches to
- * morestack and starts over: not a real call yet. */
+/* A hit that is the morestack detour, not a call (go_stack_check.h). */
 static __always_inline int morestack_branch_taken(struct pt_regs *ctx, __u64 cookie)
 {
-	__u64 taken_if;
-
-	if (cookie & HT_COOKIE_STACK_CHECK)
-		taken_if = HT_X86_CF | HT_X86_ZF;
-	else if (cookie & HT_COOKIE_STACK_CHECK_CF)
-		taken_if = HT_X86_CF;
-	else
+	if (!go_morestack_taken(ctx->flags, cookie))
 		return 0;
-	if (ctx->flags & taken_if) {
-		stat_inc(HT_STAT_MORESTACK_SKIPS);
-		return 1;
-	}
-	return 0;
+	stat_inc(HT_STAT_MORESTACK_SKIPS);
+	return 1;
 }
 
 SEC("uprobe")

@@ -372,10 +372,7 @@ int goroutine_trace__attach(struct goroutine_trace *gt, const struct go_target *
 
 		if (probes[i].kind == GT_PROBE_BIRTH)
 			cookie |= (__u64)(probes[i].reg & GR_COOKIE_REG_MASK) << GR_COOKIE_REG_SHIFT;
-		if (probes[i].place.stack_check == PROBE_STACK_CHECK_JBE)
-			cookie |= GR_COOKIE_STACK_CHECK;
-		else if (probes[i].place.stack_check == PROBE_STACK_CHECK_JB)
-			cookie |= GR_COOKIE_STACK_CHECK_CF;
+		cookie |= probe_stack_check_cookie(&probes[i].place);
 		ret = bpf_util_attach_uprobe(prog, t->pid, t->exe.open_path, probes[i].file_offset,
 					     cookie, &tt->links[tt->nlinks]);
 		if (ret) {

@@ -679,10 +679,7 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 		struct heap_probe *p = &t->probes[i];
 		__u64 cookie = 0;
 
-		if (p->place.stack_check == PROBE_STACK_CHECK_JBE)
-			cookie |= HT_COOKIE_STACK_CHECK;
-		else if (p->place.stack_check == PROBE_STACK_CHECK_JB)
-			cookie |= HT_COOKIE_STACK_CHECK_CF;
+		cookie |= probe_stack_check_cookie(&p->place);
 		if (p->kind == HEAP_PROBE_MPROF_MALLOC && v && (v->major > 1 || v->minor >= 23))
 			cookie |= HT_COOKIE_MPROF_MP;
 		if (p->kind == HEAP_PROBE_MPROF_MALLOC_BUCKET) {

@@ -7,6 +7,7 @@
 
 #include <capstone/capstone.h>
 
+#include "go_stack_check.h"
 #include "probe_place.h"
 
 int probe_disasm_open(csh *h, cs_insn **insn)
@@ -429,4 +430,13 @@ int probe_abi0_wrapper_target_x86(const uint8_t *code, size_t len, uint64_t addr
 	}
 	probe_disasm_close(h, insn);
 	return err;
+}
+
+uint64_t probe_stack_check_cookie(const struct probe_place *p)
+{
+	if (p->stack_check == PROBE_STACK_CHECK_JBE)
+		return GO_COOKIE_STACK_CHECK;
+	if (p->stack_check == PROBE_STACK_CHECK_JB)
+		return GO_COOKIE_STACK_CHECK_CF;
+	return 0;
 }

@@ -77,4 +77,8 @@ int probe_insn_info_x86(const uint8_t *code, size_t len, uint64_t addr, bool *em
 int probe_disasm_open(csh *h, cs_insn **insn);
 void probe_disasm_close(csh h, cs_insn *insn);
 
+/* The BPF cookie bits of p's stack-check filter (go_stack_check.h): set
+ * when the probe sits on the `jbe`/`jb` to morestack. */
+uint64_t probe_stack_check_cookie(const struct probe_place *p);
+
 #endif

@@ -7,6 +7,8 @@
 #include <linux/types.h> /* user space; BPF gets the types from vmlinux.h */
 #endif
 
+#include "go_stack_check.h"
+
 /* Bounds: per-binary configs, traced processes, (process, site) counters. */
 #define GR_MAX_CONFIGS 256
 #define GR_MAX_TGIDS 1024
@@ -16,21 +18,13 @@
 /* BPF cookie of every goroutine probe: config index in the low 16 bits,
  * GR_COOKIE_* flags above. */
 #define GR_COOKIE_CFG_MASK 0xffffu
-/* The probe sits on the stack-check jbe/jna to morestack: a hit with CF or ZF
- * set will branch to morestack and re-enter the function, so it is dropped. */
-#define GR_COOKIE_STACK_CHECK (1u << 16)
-/* Same for the big-frame form `sub r12,N; jb morestack`: taken when CF. */
-#define GR_COOKIE_STACK_CHECK_CF (1u << 17)
+/* Bits 16-17: the stack-check filter (go_stack_check.h). */
 
 /* Birth probes: the register holding the new g, bits 20-23 (enum
  * probe_reg numbering: 0 RAX, 1 RBX, 2 RCX, 3 RDX, 4 RSI, 5 RDI, 6-11 R8-R13,
  * 12 R15). A RET of newproc1 has it in RAX (0). */
 #define GR_COOKIE_REG_SHIFT 20
 #define GR_COOKIE_REG_MASK 0xfu
-
-/* x86 EFLAGS bits the stack-check filter reads. */
-#define GR_X86_CF 0x0001u
-#define GR_X86_ZF 0x0040u
 
 /* Offsets into runtime.g for one binary; -1 = absent. */
 struct gr_config {

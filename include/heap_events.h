@@ -9,6 +9,8 @@
 #include <linux/types.h>
 #endif
 
+#include "go_stack_check.h"
+
 /* Bounds. One live sampled object per MemProfileRate (512 KiB) of live heap:
  * a 131072-slot object table (4 MiB, 8-way sets) holds a 32 GiB heap's
  * 65536 at half load, where a full set is rare. */
@@ -25,8 +27,7 @@
 #define HT_DEFAULT_SAMPLE_BYTES (512u * 1024u)
 
 /* BPF cookie of every heap probe. */
-#define HT_COOKIE_STACK_CHECK (1u << 16)    /* on the stack-check jbe: drop if CF|ZF */
-#define HT_COOKIE_STACK_CHECK_CF (1u << 17) /* on `jb morestack`: drop if CF */
+/* bits 16-17: the stack-check filter (go_stack_check.h) */
 #define HT_COOKIE_MPROF_MP (1u << 18)       /* mProf_Malloc(mp, p, size): Go 1.23+ */
 /* ht_mprof_malloc_bucket (mProf_Malloc's body, after stkbucket returns the
  * bucket in RAX): the argument spill slots of p and size, each at
@@ -49,9 +50,6 @@
  * traced process from the cookie's upper half, not from ht_tgids: a hash
  * lookup (two cache misses under an allocating process) less a hit. */
 #define HT_COOKIE_TGID(c) ((__u32)((c) >> 32))
-
-#define HT_X86_CF 0x0001u
-#define HT_X86_ZF 0x0040u
 
 /* Per traced process (key: tgid). ht_mprof_malloc_bucket and
  * ht_free_special, the hot pair, carry what they need in their cookies. */

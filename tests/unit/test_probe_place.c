@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "go_stack_check.h"
 #include "probe_place.h"
 
 #define BASE 0x401000ull
@@ -269,6 +270,29 @@ static void abi0_wrapper(void **state)
 			 -ENOENT);
 }
 
+/* The stack-check filter: cookie bits from the placement, and which
+ * EFLAGS make a hit the morestack detour (jbe: CF or ZF; jb: CF). */
+static void stack_check_filter(void **state)
+{
+	struct probe_place jbe = { .stack_check = PROBE_STACK_CHECK_JBE };
+	struct probe_place jb = { .stack_check = PROBE_STACK_CHECK_JB };
+	struct probe_place none = { 0 };
+	uint64_t cj = probe_stack_check_cookie(&jbe), cb = probe_stack_check_cookie(&jb);
+
+	(void)state;
+	assert_int_equal(cj, GO_COOKIE_STACK_CHECK);
+	assert_int_equal(cb, GO_COOKIE_STACK_CHECK_CF);
+	assert_int_equal(probe_stack_check_cookie(&none), 0);
+	assert_true(go_morestack_taken(GO_X86_CF, cj));
+	assert_true(go_morestack_taken(GO_X86_ZF, cj));
+	assert_false(go_morestack_taken(0x202, cj)); /* IF and bit 1 only */
+	assert_true(go_morestack_taken(GO_X86_CF, cb));
+	assert_false(go_morestack_taken(GO_X86_ZF, cb));
+	assert_false(go_morestack_taken(GO_X86_CF | GO_X86_ZF, 0));
+	/* other cookie bits leave the filter alone */
+	assert_false(go_morestack_taken(GO_X86_CF, 0xffffull | (0x1234ull << 32)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +308,7 @@ int main(void)
 		cmocka_unit_test(find_rets),         cmocka_unit_test(insn_info),
 		cmocka_unit_test(after_call_newproc_func1), cmocka_unit_test(after_call_value_lost),
 		cmocka_unit_test(abi0_wrapper),
+		cmocka_unit_test(stack_check_filter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
