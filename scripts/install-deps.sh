@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what memdrift needs to build and test, idempotently.
-# Adds Debian's bookworm-backports (Go 1.21-1.23) and trixie (Go 1.24, pinned
-# low so nothing else upgrades) suites, derived from the existing
-# debian.sources with only the Suites: line changed.
+# Adds Debian's bookworm-backports (Go 1.21-1.23), trixie (Go 1.24) and sid
+# (Go 1.26, 1.27) suites, derived from the existing debian.sources with only
+# the Suites: line changed; trixie and sid are pinned low so that only the Go
+# toolchains come from them.
 set -euo pipefail
 
 SRC=/etc/apt/sources.list.d/debian.sources
@@ -11,6 +12,7 @@ PKGS=(
   libcmocka-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler
   libmicrohttpd-dev libjson-c-dev libsystemd-dev pkg-config
   golang-go golang-1.21-go golang-1.22-go golang-1.23-go golang-1.24-go
+  golang-1.26-go golang-1.27-go
   openjdk-17-jdk-headless golang-github-mattn-go-sqlite3-dev libsqlite3-dev
   gcc libc6-dev procps python3
 )
@@ -40,18 +42,20 @@ derive_suite() {
 }
 derive_suite bookworm-backports /etc/apt/sources.list.d/memdrift-bookworm-backports.sources
 derive_suite trixie /etc/apt/sources.list.d/memdrift-trixie.sources
-PIN=/etc/apt/preferences.d/memdrift-trixie
-if [ ! -f "$PIN" ]; then
-  cat > "$PIN" <<'PINEOF'
-Package: *
-Pin: release n=trixie
-Pin-Priority: 50
-
-Package: golang-1.24-go golang-1.24-src
-Pin: release n=trixie
-Pin-Priority: 500
-PINEOF
-fi
+derive_suite sid /etc/apt/sources.list.d/memdrift-sid.sources
+# Everything from trixie and sid at 50 (never chosen over bookworm); only the
+# Go toolchains (and their -src) pinned up.
+pin_suite() {
+  local suite=$1 pkgs=$2 pin=/etc/apt/preferences.d/memdrift-$1
+  local want
+  want=$(printf 'Package: *\nPin: release n=%s\nPin-Priority: 50\n\nPackage: %s\nPin: release n=%s\nPin-Priority: 500\n' \
+    "$suite" "$pkgs" "$suite")
+  [ -f "$pin" ] && [ "$(cat "$pin")" = "$(printf '%b' "$want")" ] && return 0
+  printf '%b\n' "$want" > "$pin.tmp"
+  mv "$pin.tmp" "$pin"
+}
+pin_suite trixie "golang-1.24-go golang-1.24-src"
+pin_suite sid "golang-1.26-go golang-1.26-src golang-1.27-go golang-1.27-src"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
