@@ -89,17 +89,20 @@ struct heap_trace {
 
 /* ------------------------------------------------------------ pure logic */
 
-int heap_special_layout(int major, int minor, int *kind_off, unsigned *kind_profile,
+int heap_special_layout(const struct go_offsets *off, int *kind_off, unsigned *kind_profile,
 			int *bucket_off)
 {
-	/* runtime.special{next *special; offset uint16|uintptr; kind byte}:
-	 * offset became a uintptr in 1.24; _KindSpecialProfile moved from 2 to 3
-	 * when weak handles took 2 in 1.23. specialprofile{special; b *bucket}. */
-	if (major != 1 || minor < 17 || minor > 24)
+	/* runtime.special{next *special; offset uint16|uintptr; kind byte} and
+	 * specialprofile{special; b *bucket}, with _KindSpecialProfile, as the
+	 * binary's DWARF or the version table gives them (offset became a
+	 * uintptr in 1.24; the kind is 2, 3 from 1.23, 4 from 1.25). */
+	if (!off || off->special_kind < 0 || off->specialprofile_b < 0 ||
+	    off->kind_special_profile < 0 || off->kind_special_profile > 255 ||
+	    off->special_kind + 1 > off->specialprofile_b || off->specialprofile_b > 64)
 		return -ENOTSUP;
-	*kind_off = minor >= 24 ? 16 : 10;
-	*kind_profile = minor >= 23 ? 3 : 2;
-	*bucket_off = minor >= 24 ? 24 : 16;
+	*kind_off = off->special_kind;
+	*kind_profile = (unsigned)off->kind_special_profile;
+	*bucket_off = off->specialprofile_b;
 	return 0;
 }
 
@@ -367,7 +370,7 @@ int heap_trace_walk_layout(const struct go_target *t, struct heap_walk_layout *w
 	unsigned kind_profile;
 	int kind_off, bucket_off;
 
-	if (!v || !off || heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off))
+	if (!v || !off || heap_special_layout(off, &kind_off, &kind_profile, &bucket_off))
 		return -ENOTSUP;
 	return heap_walk_layout_init(wl, off, go_target_global(t, "runtime.mheap_"), kind_off,
 				     kind_profile, bucket_off);
@@ -386,7 +389,7 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool f
 		 * in place before the allocation probes loses nothing. freeSpecial
 		 * gives the bucket and the object in one probe; mProf_Free only
 		 * the bucket, for releases whose special layout is unknown. */
-		if (v && !heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off))
+		if (v && !heap_special_layout(gobin_offsets(t->bin), &kind_off, &kind_profile, &bucket_off))
 			ret = plan_one(t, HEAP_PROBE_FREE_SPECIAL, "runtime.freeSpecial", probes, max, n,
 				       err, errlen);
 		else
@@ -633,7 +636,7 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 		return set_err(err, errlen, ret, "BPF unavailable: loading heap.bpf.o: %s",
 			       strerror(-ret));
 	}
-	if (v && !heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off)) {
+	if (v && !heap_special_layout(gobin_offsets(go->bin), &kind_off, &kind_profile, &bucket_off)) {
 		cfg.special_kind_off = kind_off;
 		cfg.special_kind_profile = kind_profile;
 		cfg.special_bucket_off = bucket_off;

@@ -176,9 +176,9 @@ void heap_trace__free(struct heap_trace *t);
 
 /* Pure helpers (unit-tested). */
 /* runtime.special.kind offset, _KindSpecialProfile and the offset of
- * specialprofile.b for go1.minor; -ENOTSUP for a release whose layout is
- * not known. */
-int heap_special_layout(int major, int minor, int *kind_off, unsigned *kind_profile,
+ * specialprofile.b from the binary's layout; -ENOTSUP where one of them is
+ * not known (or not plausible). */
+int heap_special_layout(const struct go_offsets *off, int *kind_off, unsigned *kind_profile,
 			int *bucket_off);
 /* Does the runtime's bucket stack (leaf first) appear, contiguous, in the
  * probe's stack (leaf first; mine[0] is the probed IP)? A bucket stack
