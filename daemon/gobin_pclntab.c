@@ -332,6 +332,31 @@ int gobin_func_by_name(const struct gobin *bin, const char *name, struct gobin_f
 	return -ENOENT;
 }
 
+size_t gobin_funcs_with_prefix(const struct gobin *bin, const char *prefix, struct gobin_func *out,
+			       size_t max)
+{
+	size_t lo = 0, hi = bin->nfuncs, n = 0, plen = strlen(prefix);
+
+	while (lo < hi) { /* first name >= prefix */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(bin->funcs[bin->by_name[mid]].name, prefix) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < bin->nfuncs; lo++) {
+		const struct gobin_func *f = &bin->funcs[bin->by_name[lo]];
+
+		if (strncmp(f->name, prefix, plen) != 0)
+			break;
+		if (n < max)
+			out[n] = *f;
+		n++;
+	}
+	return n;
+}
+
 static bool func_index(const struct gobin *bin, uint64_t pc, size_t *idx)
 {
 	size_t lo = 0, hi = bin->nfuncs;

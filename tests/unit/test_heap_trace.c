@@ -98,6 +98,40 @@ static void test_special_layout(void **state)
 	assert_int_equal(heap_special_layout(NULL, &off, &kind, &boff), -ENOTSUP);
 }
 
+/* runtime.mallocgc's first bytes: go1.27.3's (dispatch below 81 to the
+ * size-specialized allocators), one without a dispatch (go1.24's shape),
+ * and one whose compare is on a value no longer the size. */
+static void test_malloc_dispatch(void **state)
+{
+	static const uint8_t go127[] = {
+		0x49, 0x3b, 0x66, 0x10,             /* cmp rsp, [r14+0x10] */
+		0x0f, 0x86, 0x9c, 0x01, 0x00, 0x00, /* jbe morestack */
+		0x55, 0x48, 0x89, 0xe5,             /* push rbp; mov rbp, rsp */
+		0x48, 0x83, 0xec, 0x20,             /* sub rsp, 0x20 */
+		0x48, 0x85, 0xc0,                   /* test rax, rax */
+		0x0f, 0x84, 0x5b, 0x01, 0x00, 0x00, /* je zerobase */
+		0x0f, 0x1f, 0x44, 0x00, 0x00,       /* nop */
+		0x48, 0x83, 0xf8, 0x51,             /* cmp rax, 0x51 */
+		0x73, 0x56,                         /* jae generic */
+	};
+	static const uint8_t none[] = {
+		0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x9c, 0x01, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5,
+		0x48, 0x85, 0xc0, 0x0f, 0x84, 0x5b, 0x01, 0x00, 0x00,
+		0xe8, 0x00, 0x00, 0x00, 0x00,       /* call */
+		0x48, 0x83, 0xf8, 0x51, 0x73, 0x56,
+	};
+	static const uint8_t clobbered[] = {
+		0x55, 0x48, 0x89, 0xe5, 0x48, 0x8b, 0x03, /* mov rax, [rbx] */
+		0x48, 0x83, 0xf8, 0x51, 0x73, 0x56,
+	};
+
+	(void)state;
+	assert_int_equal(heap_malloc_dispatch_x86(go127, sizeof(go127), 0x47f260), 81);
+	assert_int_equal(heap_malloc_dispatch_x86(none, sizeof(none), 0x47f260), -ENOENT);
+	assert_int_equal(heap_malloc_dispatch_x86(clobbered, sizeof(clobbered), 0x47f260), -ENOENT);
+	assert_int_equal(heap_malloc_dispatch_x86(go127, 20, 0x47f260), -ENOENT);
+}
+
 static void test_stack_matches(void **state)
 {
 	/* probe stack: IP in mProf_Malloc, ret into mallocgc, makeslice, user... */
@@ -276,6 +310,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_size_class),
 		cmocka_unit_test(test_special_layout),
+		cmocka_unit_test(test_malloc_dispatch),
 		cmocka_unit_test(test_wrapper_frames),
 		cmocka_unit_test(test_stack_matches),
 		cmocka_unit_test(test_bucket_inuse),
