@@ -862,7 +862,8 @@ static int lookup_pc(const struct go_target *go, uint64_t pc, bool is_return,
 	return gobin_pc_lookup(go->bin, pc - go->bias - (is_return ? 1 : 0), info);
 }
 
-/* The first frame outside the runtime (the leaf when all are runtime). */
+/* The first frame outside the runtime (when all are runtime, the leaf below
+ * the allocator's own frames). */
 static void site_of(const struct go_target *go, const uint64_t *stk, size_t n, bool first_is_ip,
 		    const char **fn, const char **file, int *line)
 {
@@ -875,7 +876,8 @@ static void site_of(const struct go_target *go, const uint64_t *stk, size_t n, b
 	for (size_t i = 0; i < n; i++) {
 		if (lookup_pc(go, stk[i], !(first_is_ip && i == 0), &info) < 0 || !info.func)
 			continue;
-		if (!have || !heap_is_runtime_func(info.func)) {
+		if (!have || !heap_is_runtime_func(info.func) ||
+		    (heap_is_alloc_frame(*fn) && !heap_is_alloc_frame(info.func))) {
 			*fn = info.func;
 			*file = info.file ? info.file : "?";
 			*line = info.line;
