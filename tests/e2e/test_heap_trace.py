@@ -141,6 +141,9 @@ def check_no_drops(stats):
 
 def tier_cases():
     out = [(i, a + (False,)) for i, a in lib.target_cases(flavors=("plain", "stripped", "pie"))]
+    # 1.26+: the heap walk with the Green Tea GC (default) and without it
+    newer = [v for v in lib.versions() if int(v.split(".")[1]) >= 26]
+    out += [(i, a + (False,)) for i, a in lib.target_cases(flavors=("nogreentea",), vers=newer)]
     out += [(i + "_free_probe", a + (True,)) for i, a in lib.target_cases(flavors=("plain",))]
     return out
 
