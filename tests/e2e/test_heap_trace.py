@@ -143,7 +143,8 @@ def tier_cases():
     out = [(i, a + (False,)) for i, a in lib.target_cases(flavors=("plain", "stripped", "pie"))]
     # 1.26+: the heap walk with the Green Tea GC (default) and without it
     newer = [v for v in lib.versions() if int(v.split(".")[1]) >= 26]
-    out += [(i, a + (False,)) for i, a in lib.target_cases(flavors=("nogreentea",), vers=newer)]
+    out += [(i, a + (False,)) for i, a in lib.target_cases(flavors=("nogreentea", "cgo"),
+                                                           vers=newer)]
     out += [(i + "_free_probe", a + (True,)) for i, a in lib.target_cases(flavors=("plain",))]
     return out
 
