@@ -124,6 +124,20 @@ static void render_jvm_metrics(struct daemon *d, struct strbuf *sb)
 	}
 }
 
+/* One sample of a per-goroutine-site family: the process's labels and the
+ * site's function, line and file. */
+static void prom_site_sample(struct strbuf *sb, const char *name, const struct watched *w,
+			     const struct site_track *t, unsigned value)
+{
+	strbuf_printf(sb, "%s{", name);
+	prom_proc_labels(sb, w);
+	strbuf_append(sb, ",function=\"", 11);
+	prom_escape(sb, t->site.function);
+	strbuf_printf(sb, "\",line=\"%u\",file=\"", t->site.line);
+	prom_escape(sb, path_base(t->site.file));
+	strbuf_printf(sb, "\"} %u\n", value);
+}
+
 static void render_metrics(struct daemon *d, struct strbuf *sb)
 {
 	static const struct {
@@ -210,13 +224,7 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 			}
 			if (!best)
 				break;
-			strbuf_printf(sb, "memdrift_goroutine_site_goroutines{");
-			prom_proc_labels(sb, w);
-			strbuf_append(sb, ",function=\"", 11);
-			prom_escape(sb, best->site.function);
-			strbuf_printf(sb, "\",line=\"%u\",file=\"", best->site.line);
-			prom_escape(sb, path_base(best->site.file));
-			strbuf_printf(sb, "\"} %u\n", best->live);
+			prom_site_sample(sb, "memdrift_goroutine_site_goroutines", w, best, best->live);
 			budget--;
 		}
 	}
@@ -228,13 +236,7 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 
 			if (!t->leaked)
 				continue;
-			strbuf_printf(sb, "memdrift_goroutine_site_leaked{");
-			prom_proc_labels(sb, w);
-			strbuf_append(sb, ",function=\"", 11);
-			prom_escape(sb, t->site.function);
-			strbuf_printf(sb, "\",line=\"%u\",file=\"", t->site.line);
-			prom_escape(sb, path_base(t->site.file));
-			strbuf_printf(sb, "\"} %u\n", t->leaked);
+			prom_site_sample(sb, "memdrift_goroutine_site_leaked", w, t, t->leaked);
 			budget--;
 		}
 	}

@@ -79,3 +79,27 @@ def test_runtime_leaked(t, ver, flavor):
     t.note("%s: profile total %d = memdrift leaked %d; leakOne %d/%d leaked, keepOne 0/%d"
            % (snap["go_version"], profile_total, snap["goroutines_leaked"], leak["leaked"],
               leak["count"], kept["count"]))
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("stripped",), vers=leak_versions()[-1:]))
+def test_runtime_leaked_metrics(t, ver, flavor):
+    """The daemon exports the runtime's leaked marks per process and site."""
+    import test_daemon
+
+    lib.need_root_bpf()
+    tg = t.start_target(lib.target(ver, "goleak", flavor), LEAKS)
+    truth = tg.read_truth()
+    url = "http://127.0.0.1:%d/debug/pprof/goroutineleak?debug=1" % truth["port"]
+    with urllib.request.urlopen(url, timeout=30) as r:
+        total = int(re.match(r"goroutineleak profile: total (\d+)", r.read().decode()).group(1))
+    d = test_daemon.Daemon(t, duration="60s")
+    got = d.wait(lambda: d.metric("memdrift_go_goroutines_leaked", pid=str(tg.pid)), 30,
+                 "memdrift_go_goroutines_leaked for the goleak target")
+    site = d.metric("memdrift_goroutine_site_leaked", pid=str(tg.pid), function="main.leakOne")
+    kept = d.metric("memdrift_goroutine_site_leaked", pid=str(tg.pid), function="main.keepOne")
+    d.stop()
+    assert got == total, "memdrift_go_goroutines_leaked %s, the runtime's profile %d" % (got, total)
+    assert site == LEAKS, "memdrift_goroutine_site_leaked{main.leakOne} %s, want %d" % (site, LEAKS)
+    assert kept is None, "main.keepOne exported as leaked: %s" % kept
+    t.note("%s: memdrift_go_goroutines_leaked %d = profile %d; main.leakOne %d"
+           % (ver, got, total, site))
