@@ -14,9 +14,19 @@ struct bpf_link;
  * kernels that still charge BPF memory to it. Idempotent. */
 void bpf_util_init(void);
 
-/* 0 when this host can run memdrift's BPF (BTF present, privileges), else
- * a negative errno with a one-line reason in err. */
+/* 0 when this host can run memdrift's BPF (BTF present, and the effective
+ * capabilities CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH,
+ * or CAP_SYS_ADMIN on kernels older than CAP_BPF), else a negative errno
+ * with a one-line reason naming what is missing in err. Root is not needed. */
 int bpf_util_check(char *err, size_t errlen);
+/* How many of those are missing (names, comma-separated, into names), or a
+ * negative errno. */
+int bpf_util_caps_missing(char *names, size_t len);
+/* Keeps only those four in the effective and permitted sets (everything
+ * else, e.g. CAP_SYS_RESOURCE after the rlimit, CAP_SYS_ADMIN,
+ * CAP_NET_BIND_SERVICE, is gone for good) and clears the ambient set. 0 or
+ * negative errno. */
+int bpf_util_drop_caps(void);
 
 /* Attaches prog as a uprobe at file offset of the ELF at path, firing only
  * in process pid (-1: every process), with cookie readable through
