@@ -46,6 +46,17 @@ void bpf_util_init(void)
 		log_debug("setrlimit(RLIMIT_MEMLOCK): %s", strerror(errno));
 }
 
+const struct bpf_object_open_opts *bpf_util_open_opts(void)
+{
+	static struct bpf_object_open_opts opts;
+
+	if (!opts.sz) {
+		opts.sz = sizeof(opts);
+		opts.btf_custom_path = "/sys/kernel/btf/vmlinux";
+	}
+	return &opts;
+}
+
 /* What memdrift's BPF side needs, and why (README "Privileges"). */
 static const struct {
 	cap_value_t cap;
@@ -113,6 +124,15 @@ int bpf_util_drop_caps(void)
 
 	for (size_t i = 0; i < sizeof(bpf_caps) / sizeof(bpf_caps[0]); i++)
 		keep[nkeep++] = CAP_IS_SUPPORTED(bpf_caps[i].cap) ? bpf_caps[i].cap : CAP_SYS_ADMIN;
+	/* the bounding set first, while CAP_SETPCAP is still there (if it is) */
+	for (cap_value_t c = 0; c <= CAP_LAST_CAP && CAP_IS_SUPPORTED(c); c++) {
+		bool kept = false;
+
+		for (int i = 0; i < nkeep; i++)
+			kept |= keep[i] == c;
+		if (!kept)
+			cap_drop_bound(c);
+	}
 	caps = cap_init(); /* all clear */
 	if (!caps)
 		return -errno;

@@ -9,10 +9,17 @@
 
 struct bpf_program;
 struct bpf_link;
+struct bpf_object_open_opts;
 
 /* Once per process: libbpf messages into our log, RLIMIT_MEMLOCK lifted for
  * kernels that still charge BPF memory to it. Idempotent. */
 void bpf_util_init(void);
+
+/* Options for every skeleton's open: without CAP_SYS_ADMIN, the kernel
+ * refuses to list module BTFs (BPF_BTF_GET_NEXT_ID) and libbpf 1.1 then
+ * fails CO-RE relocation; memdrift's programs only need vmlinux types, so
+ * vmlinux's BTF is given explicitly and modules are not searched. */
+const struct bpf_object_open_opts *bpf_util_open_opts(void);
 
 /* 0 when this host can run memdrift's BPF (BTF present, and the effective
  * capabilities CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH,

@@ -7,6 +7,7 @@
  * post-mortems. One epoll loop, no threads. */
 
 #include <dirent.h>
+#include <sys/resource.h>
 
 #include "daemon_internal.h"
 
@@ -1412,6 +1413,19 @@ static void daemon_free(struct daemon *d)
 	free(d);
 }
 
+/* BPF objects, watched binaries and up to 2 x metrics.max_connections
+ * sockets: the soft open-file limit goes up to the hard one (no privilege
+ * needed), so connections never starve the BPF side of descriptors. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int cmd_daemon(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1489,6 +1503,7 @@ int cmd_daemon(int argc, char **argv)
 	}
 	bpf_util_init();
 	stdout_setup(d);
+	raise_nofile();
 	d->started_ns = now_monotonic_ns();
 	if (duration)
 		d->stop_at_ns = d->started_ns + duration;
