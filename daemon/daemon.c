@@ -1384,6 +1384,7 @@ static int on_signal(void *ctx, uint64_t signo)
 		log_err(0, "reload refused, keeping the running config: %s", err);
 	} else if (apply_config(d, &cfg, false) == 0) {
 		log_info("configuration reloaded");
+		postmortem_prune(d);
 	}
 	sd_notify(0, "READY=1");
 	return 0;
@@ -1523,6 +1524,7 @@ int cmd_daemon(int argc, char **argv)
 		daemon_free(d);
 		return 1;
 	}
+	postmortem_prune(d); /* retention holds across restarts and new limits */
 	d->pm = procmon__new(NULL);
 	if (!d->pm || procmon__attach(d->pm) < 0) {
 		daemon_free(d);
