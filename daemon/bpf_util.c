@@ -116,7 +116,19 @@ int bpf_util_check(char *err, size_t errlen)
 	return 0;
 }
 
-int bpf_util_drop_caps(void)
+bool bpf_util_has_cap_sys_admin(void)
+{
+	cap_t caps = cap_get_proc();
+	cap_flag_value_t v = CAP_CLEAR;
+
+	if (caps) {
+		cap_get_flag(caps, CAP_SYS_ADMIN, CAP_EFFECTIVE, &v);
+		cap_free(caps);
+	}
+	return v == CAP_SET;
+}
+
+int bpf_util_drop_caps(bool keep_sys_admin)
 {
 	cap_value_t keep[sizeof(bpf_caps) / sizeof(bpf_caps[0]) + 1];
 	int nkeep = 0, ret = 0;
@@ -124,6 +136,8 @@ int bpf_util_drop_caps(void)
 
 	for (size_t i = 0; i < sizeof(bpf_caps) / sizeof(bpf_caps[0]); i++)
 		keep[nkeep++] = CAP_IS_SUPPORTED(bpf_caps[i].cap) ? bpf_caps[i].cap : CAP_SYS_ADMIN;
+	if (keep_sys_admin && bpf_util_has_cap_sys_admin())
+		keep[nkeep++] = CAP_SYS_ADMIN;
 	/* the bounding set first, while CAP_SETPCAP is still there (if it is) */
 	for (cap_value_t c = 0; c <= CAP_LAST_CAP && CAP_IS_SUPPORTED(c); c++) {
 		bool kept = false;

@@ -3,6 +3,7 @@
 #ifndef MEMDRIFT_BPF_UTIL_H
 #define MEMDRIFT_BPF_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -30,10 +31,14 @@ int bpf_util_check(char *err, size_t errlen);
  * negative errno. */
 int bpf_util_caps_missing(char *names, size_t len);
 /* Keeps only those four in the effective and permitted sets (everything
- * else, e.g. CAP_SYS_RESOURCE after the rlimit, CAP_SYS_ADMIN,
- * CAP_NET_BIND_SERVICE, is gone for good) and clears the ambient set. 0 or
- * negative errno. */
-int bpf_util_drop_caps(void);
+ * else, e.g. CAP_SYS_RESOURCE after the rlimit, CAP_NET_BIND_SERVICE, is
+ * gone for good), plus CAP_SYS_ADMIN when keep_sys_admin and it is there:
+ * kernels such as 6.18 refuse uprobe perf events without it (measured:
+ * CAP_PERFMON + CAP_SYS_PTRACE get EACCES), so the daemon's uprobes (JNI
+ * tracking, trace.on_drift) need it. Clears the ambient set. 0 or negative
+ * errno. */
+int bpf_util_drop_caps(bool keep_sys_admin);
+bool bpf_util_has_cap_sys_admin(void);
 
 /* Attaches prog as a uprobe at file offset of the ELF at path, firing only
  * in process pid (-1: every process), with cookie readable through

@@ -1532,9 +1532,17 @@ int cmd_daemon(int argc, char **argv)
 	}
 	/* start-up is over (rlimit raised, listeners bound, tracepoints on):
 	 * keep what attaching probes and reading new processes takes */
-	ret = bpf_util_drop_caps();
-	if (ret < 0)
-		log_warn("cannot drop capabilities: %s", strerror(-ret));
+	{
+		/* uprobes: JNI tracking and the trace tier (bpf_util.h) */
+		bool uprobes = cfg.select_jvm || cfg.trace_on_drift;
+
+		if (uprobes && !bpf_util_has_cap_sys_admin())
+			log_warn("no CAP_SYS_ADMIN: this kernel may refuse the uprobes of JNI tracking "
+				 "and trace.on_drift (the watch tier works without it)");
+		ret = bpf_util_drop_caps(uprobes);
+		if (ret < 0)
+			log_warn("cannot drop capabilities: %s", strerror(-ret));
+	}
 	{
 		uint64_t usec;
 

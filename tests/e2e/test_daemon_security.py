@@ -138,6 +138,14 @@ def metric_value(text, name, **labels):
     return total if found else None
 
 
+def caps_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return None
+
+
 def select_targets():
     return "select.include_exe=%s/*" % lib.TARGETS
 
@@ -308,8 +316,13 @@ def test_daemon_security_idle_connections(t):
     base = "http://127.0.0.1:%d" % port
     d = Svc(t, ["--duration", "50s", "--set", "metrics.listen=127.0.0.1:%d" % port,
                 "--set", "metrics.timeout=4s", "--set", select_targets(),
+                "--set", "select.jvm=false",
                 "--set", "state.dir=" + os.path.join(t.tmp, "state")],
             ready=lambda: curl(base + "/healthz")[0] == 200)
+    # root, and no uprobes wanted (no JVMs, no trace.on_drift): the four only
+    eff = caps_of(d.proc.pid)
+    if eff != KEPT_CAPS:
+        lib.fail("root daemon without uprobes kept CapEff %x, want %x" % (eff, KEPT_CAPS))
     socks = idle_socks("127.0.0.2", port, 64) + idle_socks("127.0.0.3", port, 64) + \
         idle_socks("127.0.0.1", port, 60)
     t.cleanup(lambda: [s.close() for s in socks])
