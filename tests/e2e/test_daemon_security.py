@@ -70,9 +70,9 @@ def shared_dir(t, name):
     return d
 
 
-class Svc:
+class Svc(td.Daemon):
     """memdrift daemon with arbitrary flags (the endpoint may be TLS-only, so
-    readiness is its log line, then /healthz through `ready`)."""
+    readiness is its log line, then `ready`); wait/stop as test_daemon's."""
 
     def __init__(self, t, argv, user=None, ready=None, stdout=None, name="daemon"):
         lib.need_memdrift()
@@ -95,33 +95,7 @@ class Svc:
             self.wait(ready, 20, "the endpoint")
 
     def stderr(self, n=100000):
-        with open(self.err_path, errors="replace") as f:
-            return f.read()[-n:]
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def wait(self, pred, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                lib.fail("daemon exited (rc %s) while waiting for %s: %s"
-                         % (self.proc.returncode, what, self.stderr(1500)))
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.2)
-        lib.fail("daemon: no %s in %ds: %s" % (what, timeout, self.stderr(1500)))
-
-    def stop(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            lib.fail("daemon did not stop within 20s of SIGTERM")
-        if rc != 0:
-            lib.fail("daemon exited %s: %s" % (rc, self.stderr(1500)))
+        return td.Daemon.stderr(self, n)
 
 
 def metric_value(text, name, **labels):
@@ -566,3 +540,58 @@ def test_daemon_security_nonroot(t):
         lib.fail("goroutines %r, the target says %r" % (n, truth["numgoroutine"]))
     t.note("uid %d, CapEff %x, %d goroutines of a root process; refusal: %s"
            % (uid, eff, n, line[10:70]))
+
+
+# ------------------------------------------------------------ state.dir
+
+@lib.timeout(150)
+def test_daemon_security_state_dir_readonly(t):
+    """state.dir the daemon cannot write (nobody's, mode 0500; the daemon
+    dropped CAP_DAC_OVERRIDE at start): two OOM kills of watched processes
+    give two oom_kill alerts, one warning line, postmortem_error 2."""
+    lib.need_root_bpf()
+    path = lib.target(lib.versions()[-1], "leaky", "plain")
+    procs, kind = lib.memory_cgroup(t, 160 * td.MIB, "memdrift-sec-oom")
+    share = shared_dir(t, "state")
+    state = os.path.join(share, "state")
+    os.makedirs(state)
+    os.chown(state, 65534, 65534)
+    os.chmod(state, 0o500)
+    port = td.free_port()
+    url = "http://127.0.0.1:%d/metrics" % port
+    d = Svc(t, ["--duration", "120s", "--set", "metrics.listen=127.0.0.1:%d" % port,
+                "--set", "state.dir=" + state, "--set", select_targets(),
+                "--set", "detect.interval=1s", "--set", "detect.window=1m",
+                "--set", "goroutine.blocked_min_age=10s"],
+            ready=lambda: curl(url)[0] == 200)
+
+    def join_cgroup():
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+    victims = []
+    for i in range(2):
+        log = open(os.path.join(t.tmp, "victim%d.log" % i), "wb")
+        v = subprocess.Popen([path, "-heap-leak-rate", str(12 * td.MIB)], stdout=log,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             preexec_fn=join_cgroup, start_new_session=True)
+        log.close()
+        lib._live.append(v)
+        try:
+            rc = v.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            lib.fail("victim %d not OOM-killed within 60s" % i)
+        if rc != -signal.SIGKILL:
+            lib.fail("victim %d exited %s, not SIGKILL" % (i, rc))
+        victims.append(v.pid)
+        d.wait(lambda: td.firing(d.alerts(), v.pid, "oom_kill"), 10,
+               "oom_kill alert for victim %d" % i)
+    errors = d.wait(lambda: metric_value(curl(url)[1].decode(), "memdrift_daemon_events_total",
+                                         event="postmortem_error") == 2, 10,
+                    "postmortem_error 2")
+    warned = [l for l in d.stderr().splitlines() if "post-mortem for PID" in l]
+    d.stop()
+    if len(warned) != 1 or "Permission denied" not in warned[0]:
+        lib.fail("expected one post-mortem warning, got %r" % warned)
+    if os.listdir(state):
+        lib.fail("something was written into the read-only state.dir: %s" % os.listdir(state))
+    t.note("cgroup %s: 2 oom_kill alerts, 1 warning: %s" % (kind, warned[0][10:110]))
