@@ -18,7 +18,11 @@ static const char daemon_usage[] =
 	"by native stack, follows RSS and OOM kills with kernel tracepoints, and\n"
 	"raises drift alerts as JSON lines on stdout (and\n"
 	"alerts.file). Serves Prometheus metrics and pprof profiles on\n"
-	"metrics.listen. SIGHUP reloads the config; a bad config keeps the old one.\n\n"
+	"metrics.listen (profiles with metrics.token_file's token) and\n"
+	"metrics.unix_socket (profiles to root and each process's own user).\n"
+	"SIGHUP reloads the config and reopens alerts.file; a bad config keeps the\n"
+	"old one. Needs CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH\n"
+	"(and CAP_SYS_ADMIN for uprobes on some kernels), not root.\n\n"
 	"  --config FILE     configuration file (see daemon/memdrift.conf.example)\n"
 	"  --set KEY=VALUE   override one key (repeatable), e.g. --set detect.window=1m\n"
 	"  --print-config    print the effective configuration and exit\n"
@@ -1332,8 +1336,9 @@ static void endpoint_swap(struct daemon *d, struct http_server **slot, struct ht
 		http_server_free(*slot);
 	}
 	*slot = next;
-	if (next)
-		event_loop_add_fd(d->loop, http_server_fd(next), daemon_http_fd_ready, d);
+	/* if the loop is full the tick still runs it, every 250 ms */
+	if (next && event_loop_add_fd(d->loop, http_server_fd(next), daemon_http_fd_ready, d) < 0)
+		log_warn("HTTP endpoint served only at each tick");
 }
 
 /* Everything new is built first; on any failure the running listeners,
