@@ -296,7 +296,7 @@ static const struct config_key keys[] = {
 	  "Switch a drifting process's trace-tier probes on for trace.duration to sharpen the evidence." },
 	{ "trace.duration", DUR(trace_duration_ns, 1, DAY), "60s", "How long trace probes stay on." },
 	{ "trace.cpu_budget", DBL(trace_cpu_budget_percent, 0.01, 100), "2",
-	  "Percent of one CPU the trace probes may cost the target before they are detached." },
+	  "Percent of one CPU the trace probes may cost the target (hits counted in BPF x measured cost per probe kind, over each detect.interval) before they are detached." },
 	{ "limits.max_processes", U32(max_processes, 1, 65536), "512", "Processes watched at once; more are counted and skipped." },
 	{ "limits.max_sites", U32(max_sites, 1, 65536), "256", "Sites kept per process and kind (goroutine sites, stacks)." },
 	{ "limits.max_native_allocations", U32(max_native_allocations, 1024, 16777216), "65536",
