@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "daemon_internal.h"
 
@@ -30,21 +31,30 @@ static const char daemon_usage[] =
 
 /* ---------------------------------------------------------------- alerts */
 
-/* Alerts on stdout never block or kill the loop: a pipe or socket is made
- * non-blocking (SIGPIPE is ignored), lines a slow reader has not taken yet
- * wait in a bounded buffer, and what does not fit, or has no reader any
- * more, is dropped and counted. A regular file or a terminal is written as
- * it is. */
+/* Alerts on stdout never block or kill the loop: SIGPIPE is ignored; a
+ * pipe is written through a non-blocking open file description of its own
+ * (reopened from /proc/self/fd/1, so stderr, often the same pipe or journal
+ * socket, stays as it was), a socket with MSG_DONTWAIT; lines a slow reader
+ * has not taken yet wait in a bounded buffer, and what does not fit, or has
+ * no reader any more, is dropped and counted. A regular file or a terminal
+ * is written as it is. */
 static void stdout_setup(struct daemon *d)
 {
 	struct stat st;
 
 	signal(SIGPIPE, SIG_IGN);
-	if (fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
-		int fl = fcntl(STDOUT_FILENO, F_GETFL);
+	d->out.fd = STDOUT_FILENO;
+	if (fstat(STDOUT_FILENO, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		d->out.sock = true;
+	} else if (S_ISFIFO(st.st_mode)) {
+		d->out.fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (d->out.fd < 0) {
+			int fl = fcntl(STDOUT_FILENO, F_GETFL);
 
-		if (fl >= 0)
-			fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+			d->out.fd = STDOUT_FILENO;
+			if (fl >= 0)
+				fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+		}
 	}
 	d->out.buf = malloc(DAEMON_STDOUT_BUFFER);
 }
@@ -55,11 +65,12 @@ static void stdout_flush(struct daemon *d)
 	size_t off = 0;
 
 	while (off < o->len && !o->gone) {
-		ssize_t n = write(STDOUT_FILENO, o->buf + off, o->len - off);
+		ssize_t n = o->sock ? send(o->fd, o->buf + off, o->len - off, MSG_DONTWAIT | MSG_NOSIGNAL) :
+				      write(o->fd, o->buf + off, o->len - off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (n <= 0) {
 			log_warn("stdout: %s: alerts go on to alerts.file and /metrics only",
@@ -1415,6 +1426,8 @@ static void daemon_free(struct daemon *d)
 	if (d->out.len)
 		stdout_flush(d);
 	free(d->out.buf);
+	if (d->out.fd > STDOUT_FILENO)
+		close(d->out.fd);
 	procmon__free(d->pm);
 	alert_table_free(d->alerts);
 	event_loop_free(d->loop);

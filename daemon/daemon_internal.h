@@ -177,6 +177,8 @@ enum http_result { HTTP_RES_OK, HTTP_RES_REFUSED, HTTP_RES_THROTTLED, HTTP_RES_E
 
 /* Alerts on stdout: a bounded buffer written without blocking. */
 struct out_buffer {
+	int fd;                        /* stdout, or a non-blocking reopen of its pipe */
+	bool sock;                     /* stdout is a socket: send(MSG_DONTWAIT) */
 	char *buf;
 	size_t len;
 	bool gone;                     /* EPIPE: the reader went away */
