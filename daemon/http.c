@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 struct http_server {
 	struct MHD_Daemon *mhd;
@@ -61,6 +63,34 @@ int http_parse_listen(const char *listen, char *host, size_t hostlen, unsigned *
 		return -EINVAL;
 	*port = (unsigned)p;
 	return 0;
+}
+
+/* libmicrohttpd's messages ("Server reached connection limit ...") come
+ * once per refused connection: a client opening connections in a loop must
+ * not flood the journal, so at most one line per 10 s, with a count. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	static uint64_t last_ns, suppressed;
+	uint64_t now = now_monotonic_ns();
+	char line[256];
+	size_t n;
+
+	(void)cls;
+	if (last_ns && now - last_ns < 10000000000ull) {
+		suppressed++;
+		return;
+	}
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (suppressed)
+		log_warn("libmicrohttpd: %s (%lu similar messages in the last 10s)", line,
+			 (unsigned long)suppressed);
+	else
+		log_warn("libmicrohttpd: %s", line);
+	last_ns = now;
+	suppressed = 0;
 }
 
 static bool token_matches(const char *want, const char *header)
@@ -236,10 +266,12 @@ int http_server_new(const struct http_server_opts *o, http_handler_fn fn, void *
 	struct sockaddr_storage ss = { 0 };
 	struct http_server *srv;
 	unsigned port = 0, flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-	struct MHD_OptionItem opts[8];
+	struct MHD_OptionItem opts[10];
 	int n = 0, lfd = -1, ret;
 
 	*out = NULL;
+	/* first, so that every message goes through it */
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL };
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return set_err(err, errlen, -ENOMEM, "out of memory");
