@@ -595,3 +595,41 @@ def test_daemon_security_state_dir_readonly(t):
     if os.listdir(state):
         lib.fail("something was written into the read-only state.dir: %s" % os.listdir(state))
     t.note("cgroup %s: 2 oom_kill alerts, 1 warning: %s" % (kind, warned[0][10:110]))
+
+
+# ------------------------------------------------------------ watchdog
+
+@lib.timeout(60)
+def test_daemon_security_watchdog(t):
+    """WATCHDOG_USEC set (systemd WatchdogSec=): READY=1, then WATCHDOG=1 at
+    every tick (at most 250 ms apart) on NOTIFY_SOCKET."""
+    lib.need_root_bpf()
+    path = os.path.join(t.tmp, "notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(path)
+    t.cleanup(ns.close)
+    port = td.free_port()
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
+    argv = [lib.MEMDRIFT, "daemon", "--duration", "4s", "--set",
+            "metrics.listen=127.0.0.1:%d" % port, "--set", "select.include_exe=/nonexistent/*",
+            "--set", "state.dir=" + os.path.join(t.tmp, "state")]
+    proc, _ = t.spawn(argv, env=env, log_name="watchdog-daemon.log")
+    ns.settimeout(10)
+    msgs = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 6:
+        try:
+            msgs.append((time.monotonic(), ns.recv(4096).decode()))
+        except socket.timeout:
+            break
+        ns.settimeout(1.0)  # started: the end is a second of silence
+    proc.wait(timeout=10)
+    ready = [m for m in msgs if "READY=1" in m[1]]
+    dogs = [ts for ts, m in msgs if "WATCHDOG=1" in m]
+    if not ready or len(dogs) < 8:
+        lib.fail("READY %d, WATCHDOG=1 %d in %d messages: %r" % (len(ready), len(dogs), len(msgs),
+                                                                   [m for _, m in msgs][:6]))
+    gaps = [b - a for a, b in zip(dogs, dogs[1:])]
+    if max(gaps) > 1.0:
+        lib.fail("WATCHDOG=1 gap %.2fs (ticks are 250 ms)" % max(gaps))
+    t.note("%d WATCHDOG=1 in ~4s, largest gap %.2fs" % (len(dogs), max(gaps)))
