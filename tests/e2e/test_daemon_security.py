@@ -9,6 +9,7 @@ one run by root, one by nobody) and is made by a real client process running
 as that user (curl under setpriv).
 """
 
+import json
 import os
 import shutil
 import signal
@@ -633,3 +634,59 @@ def test_daemon_security_watchdog(t):
     if max(gaps) > 1.0:
         lib.fail("WATCHDOG=1 gap %.2fs (ticks are 250 ms)" % max(gaps))
     t.note("%d WATCHDOG=1 in ~4s, largest gap %.2fs" % (len(dogs), max(gaps)))
+
+
+@lib.timeout(90)
+def test_daemon_security_slow_stdout(t):
+    """stdout a 4 KiB pipe nobody reads while 8 leaks alert (~5 KB of
+    lines): /metrics keeps answering, alerts.file has every alert, and once
+    the reader reads, stdout delivers the same lines (held back, not lost)."""
+    lib.need_root_bpf()
+    import fcntl
+    rd, wr = os.pipe()
+    fcntl.fcntl(wr, 1031, 4096)  # F_SETPIPE_SZ: the smallest pipe
+    alerts = os.path.join(t.tmp, "alerts.json")
+    port = td.free_port()
+    url = "http://127.0.0.1:%d/metrics" % port
+    d = Svc(t, ["--duration", "80s", "--set", "metrics.listen=127.0.0.1:%d" % port,
+                "--set", "alerts.file=" + alerts, "--set", "alerts.rate_limit=0",
+                "--set", "detect.window=10s", "--set", "detect.interval=500ms",
+                "--set", "detect.min_points=9", "--set", "goroutine.blocked_min_age=2s",
+                "--set", "state.dir=" + os.path.join(t.tmp, "state"), "--set", select_targets()],
+            stdout=wr, ready=lambda: curl(url)[0] == 200)
+    os.close(wr)
+    t.cleanup(lambda: os.close(rd))
+    leaky = lib.target(lib.versions()[-1], "leaky", "plain")
+    pids = [t.start_target(leaky, "-goroutine-leak-rate", 50).pid for _ in range(8)]
+
+    def fired():
+        try:
+            with open(alerts) as f:
+                return {json.loads(l)["pid"] for l in f if '"firing"' in l} >= set(pids)
+        except (OSError, ValueError):
+            return False
+    slowest = 0.0
+    deadline = time.monotonic() + 50
+    while not fired():
+        if time.monotonic() > deadline:
+            lib.fail("not every leak alerted in alerts.file: %s" % d.stderr(600))
+        t0 = time.monotonic()
+        if curl(url, timeout=3)[0] != 200:
+            lib.fail("/metrics did not answer while stdout is full")
+        slowest = max(slowest, time.monotonic() - t0)
+        time.sleep(0.5)
+    with open(alerts) as f:
+        want = f.read()
+    os.set_blocking(rd, False)
+    got = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(got) < len(want):
+        try:
+            got += os.read(rd, 65536)
+        except BlockingIOError:
+            time.sleep(0.1)
+    if not want.startswith(got.decode()[:len(want)]) or len(got) < len(want):
+        lib.fail("stdout gave %d bytes, alerts.file has %d" % (len(got), len(want)))
+    d.stop()
+    t.note("%d bytes of alerts held back behind a 4 KiB pipe; /metrics answered in <= %.2fs"
+           % (len(want), slowest))
