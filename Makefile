@@ -7,7 +7,7 @@ PROTOC_C ?= protoc-c
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 VMLINUX_H ?= $(OUTPUT)/vmlinux.h
 
-PKGS := libbpf libelf libdw capstone json-c libprotobuf-c libmicrohttpd libsystemd zlib
+PKGS := libbpf libelf libdw capstone json-c libprotobuf-c libmicrohttpd libsystemd libcap zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "util.h"
@@ -23,6 +24,7 @@ enum config_type {
 	CT_DOUBLE,
 	CT_DURATION, /* uint64_t ns; limits in seconds */
 	CT_BYTE_RATE,/* double bytes/s: "100KiB/s" or "100KiB" */
+	CT_SIZE,     /* uint64_t bytes: "256MiB" */
 	CT_GLOBS,    /* struct glob_list */
 };
 
@@ -151,6 +153,19 @@ static int parse_byte_rate(const struct config_key *k, const char *v, void *dst,
 	return 0;
 }
 
+static int parse_size_key(const struct config_key *k, const char *v, void *dst, char *why,
+			  size_t whylen)
+{
+	uint64_t bytes;
+
+	if (parse_size(v, &bytes))
+		return set_err(why, whylen, -EINVAL, "is not a size (e.g. 256MiB)");
+	if ((double)bytes < k->min || (double)bytes > k->max)
+		return out_of_range(k, why, whylen);
+	*(uint64_t *)dst = bytes;
+	return 0;
+}
+
 static void trim(char **s, char **e)
 {
 	while (*s < *e && isspace((unsigned char)**s))
@@ -199,6 +214,7 @@ static int parse_globs(const struct config_key *k, const char *v, void *dst, cha
 #define DBL(field, lo, hi) CT_DOUBLE, parse_double, F(field), lo, hi
 #define DUR(field, lo, hi) CT_DURATION, parse_duration, F(field), lo, hi
 #define RATE(field, lo, hi) CT_BYTE_RATE, parse_byte_rate, F(field), lo, hi
+#define SIZE(field, lo, hi) CT_SIZE, parse_size_key, F(field), lo, hi
 #define GLOBS(field) CT_GLOBS, parse_globs, F(field), 0, 0
 
 #define DAY 86400.0
@@ -207,7 +223,20 @@ static int parse_globs(const struct config_key *k, const char *v, void *dst, cha
 /* Keys are listed by section; the order is the order of the written file. */
 static const struct config_key keys[] = {
 	{ "metrics.listen", ADDR(metrics_listen), "127.0.0.1:9464",
-	  "Prometheus /metrics and pprof endpoint, host:port; empty disables it. Keep it on loopback unless the network is trusted." },
+	  "Prometheus /metrics, /healthz and pprof endpoint, host:port; empty disables it. A non-loopback address needs tls_cert, tls_key and token_file (or insecure_listen)." },
+	{ "metrics.unix_socket", PATH(metrics_unix_socket, 0), "",
+	  "Also serve on this Unix socket (mode 0666): /debug/pprof/*?pid=N goes to root and to the target's own user (SO_PEERCRED); empty: none." },
+	{ "metrics.token_file", PATH(metrics_token_file, 0), "",
+	  "File holding a bearer token: TCP clients need 'Authorization: Bearer TOKEN' for /metrics and profiles; without it TCP serves no profiles." },
+	{ "metrics.tls_cert", PATH(metrics_tls_cert, 0), "", "PEM certificate (chain) for HTTPS on metrics.listen; with metrics.tls_key." },
+	{ "metrics.tls_key", PATH(metrics_tls_key, 0), "", "PEM private key for metrics.tls_cert." },
+	{ "metrics.insecure_listen", BOOL(metrics_insecure_listen), "false",
+	  "Accept a non-loopback metrics.listen without TLS and a token: anyone who reaches it reads /metrics (never profiles)." },
+	{ "metrics.max_connections", U32(metrics_max_connections, 8, 4096), "512",
+	  "Open connections at once per listener; more are refused." },
+	{ "metrics.max_connections_per_ip", U32(metrics_max_connections_per_ip, 0, 4096), "64",
+	  "Open TCP connections per client address (0: no bound), so one client cannot take them all." },
+	{ "metrics.timeout", DUR(metrics_timeout_ns, 1, 3600), "10s", "Idle connections are closed after this." },
 	{ "alerts.file", PATH(alerts_file, 0), "",
 	  "Also append alerts as JSON lines to this file (absolute path); empty: none." },
 	{ "alerts.stdout", BOOL(alerts_stdout), "true", "Write alerts as JSON lines to stdout (journald / container logs)." },
@@ -219,6 +248,10 @@ static const struct config_key keys[] = {
 	{ "alerts.max_active", U32(alert.max_active, 1, ALERT_MAX_ACTIVE_LIMIT), "256",
 	  "Alerts firing at once; new ones beyond it are dropped and counted." },
 	{ "state.dir", PATH(state_dir, 1), "/var/lib/memdrift", "OOM post-mortems and profiles go here." },
+	{ "state.postmortem_max_count", U32(postmortem_max_count, 1, 100000), "32",
+	  "Post-mortem directories kept in state.dir; the oldest go first." },
+	{ "state.postmortem_max_bytes", SIZE(postmortem_max_bytes, 1 << 20, 1024 * GIB), "256MiB",
+	  "Bytes of post-mortems kept in state.dir; the oldest go first." },
 	{ "select.go", BOOL(select_go), "true", "Watch Go programs." },
 	{ "select.jvm", BOOL(select_jvm), "true", "Watch JVMs (processes that map libjvm.so)." },
 	{ "select.include_comm", GLOBS(include_comm), "",
@@ -263,7 +296,7 @@ static const struct config_key keys[] = {
 	  "Switch a drifting process's trace-tier probes on for trace.duration to sharpen the evidence." },
 	{ "trace.duration", DUR(trace_duration_ns, 1, DAY), "60s", "How long trace probes stay on." },
 	{ "trace.cpu_budget", DBL(trace_cpu_budget_percent, 0.01, 100), "2",
-	  "Percent of one CPU the trace probes may cost the target before they are detached." },
+	  "Percent of one CPU the trace probes may cost the target (hits counted in BPF x measured cost per probe kind, over each detect.interval) before they are detached." },
 	{ "limits.max_processes", U32(max_processes, 1, 65536), "512", "Processes watched at once; more are counted and skipped." },
 	{ "limits.max_sites", U32(max_sites, 1, 65536), "256", "Sites kept per process and kind (goroutine sites, stacks)." },
 	{ "limits.max_native_allocations", U32(max_native_allocations, 1024, 16777216), "65536",
@@ -284,6 +317,9 @@ static void fmt_limit(const struct config_key *k, double v, char *buf, size_t le
 		break;
 	case CT_BYTE_RATE:
 		snprintf(buf, len, "%.0fB/s", v);
+		break;
+	case CT_SIZE:
+		snprintf(buf, len, "%.0fB", v);
 		break;
 	default:
 		snprintf(buf, len, "%g", v);
@@ -352,6 +388,44 @@ int config_set_arg(struct memdrift_config *cfg, const char *arg, char *err, size
 	return 0;
 }
 
+/* "127.0.0.1:9464", "[::1]:9464", "localhost:9464": loopback only. */
+static bool listen_is_loopback(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	char host[64];
+	size_t n = colon ? (size_t)(colon - listen) : 0;
+
+	if (!n || n >= sizeof(host))
+		return false;
+	memcpy(host, listen, n);
+	host[n] = '\0';
+	if (!strcmp(host, "[::1]") || !strcmp(host, "localhost"))
+		return true;
+	/* 127.0.0.0/8: a dotted quad starting 127. */
+	return !strncmp(host, "127.", 4) && strspn(host, "0123456789.") == n;
+}
+
+/* Who may reach the endpoint is decided here, before anything listens. */
+static int validate_endpoint(const struct memdrift_config *cfg, char *err, size_t errlen)
+{
+	bool tls = cfg->metrics_tls_cert[0] && cfg->metrics_tls_key[0];
+
+	if (!cfg->metrics_tls_cert[0] != !cfg->metrics_tls_key[0])
+		return set_err(err, errlen, -EINVAL,
+			       "metrics.tls_cert: metrics.tls_cert and metrics.tls_key go together");
+	/* sockaddr_un.sun_path holds 108 bytes */
+	if (strlen(cfg->metrics_unix_socket) >= 108)
+		return set_err(err, errlen, -EINVAL,
+			       "metrics.unix_socket: longer than a socket path may be (107)");
+	if (cfg->metrics_listen[0] && !listen_is_loopback(cfg->metrics_listen) &&
+	    !(tls && cfg->metrics_token_file[0]) && !cfg->metrics_insecure_listen)
+		return set_err(err, errlen, -EINVAL,
+			       "metrics.listen: %s is not a loopback address: set metrics.tls_cert, "
+			       "metrics.tls_key and metrics.token_file, or metrics.insecure_listen = true",
+			       cfg->metrics_listen);
+	return 0;
+}
+
 int config_validate(const struct memdrift_config *cfg, char *err, size_t errlen)
 {
 	const struct detect_params *d = &cfg->detect;
@@ -377,7 +451,7 @@ int config_validate(const struct memdrift_config *cfg, char *err, size_t errlen)
 	if (!cfg->select_go && !cfg->select_jvm)
 		return set_err(err, errlen, -EINVAL,
 			       "select.go: select.go and select.jvm are both false: nothing to watch");
-	return 0;
+	return validate_endpoint(cfg, err, errlen);
 }
 
 /* Splits one line into key and value; section headers update prefix.
@@ -481,27 +555,33 @@ int config_parse_buffer(const char *name, const char *text, struct memdrift_conf
 	return 0;
 }
 
-static int read_file(const char *path, char **text, char *err, size_t errlen)
+int config_read_file(const char *path, size_t max, char **text, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
+	struct stat st;
 	size_t n;
 	char *buf;
 
 	if (!f)
 		return set_err(err, errlen, -errno, "%s: %s", path, strerror(errno));
-	buf = malloc(CONFIG_FILE_MAX + 1);
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		fclose(f);
+		return set_err(err, errlen, -EINVAL, "%s: not a regular file", path);
+	}
+	buf = malloc(max + 1);
 	if (!buf) {
 		fclose(f);
 		return set_err(err, errlen, -ENOMEM, "%s: out of memory", path);
 	}
-	n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
-	if (ferror(f) || n > CONFIG_FILE_MAX) {
+	n = fread(buf, 1, max + 1, f);
+	if (ferror(f) || n > max) {
 		int ret = ferror(f) ? -EIO : -EFBIG;
 
 		fclose(f);
 		free(buf);
-		return set_err(err, errlen, ret, "%s: %s", path,
-			       ret == -EIO ? "read error" : "larger than 1 MiB");
+		if (ret == -EIO)
+			return set_err(err, errlen, ret, "%s: read error", path);
+		return set_err(err, errlen, ret, "%s: larger than %zu KiB", path, max >> 10);
 	}
 	fclose(f);
 	buf[n] = '\0';
@@ -525,7 +605,7 @@ int config_load_with(const char *path, const char *const *sets, size_t nsets,
 		return set_err(err, errlen, -ENOMEM, "config: out of memory");
 	config_defaults(cfg);
 	if (path) {
-		ret = read_file(path, &text, err, errlen);
+		ret = config_read_file(path, CONFIG_FILE_MAX, &text, err, errlen);
 		if (!ret)
 			ret = config_parse_buffer(path, text, cfg, err, errlen);
 		free(text);
@@ -592,17 +672,20 @@ static void fmt_value(const struct config_key *k, const void *src, char *buf, si
 	case CT_DURATION:
 		fmt_duration_key(*(const uint64_t *)src, buf, len);
 		break;
-	case CT_BYTE_RATE: {
-		uint64_t b = (uint64_t)*(const double *)src;
+	case CT_BYTE_RATE:
+	case CT_SIZE: {
+		uint64_t b = k->type == CT_SIZE ? *(const uint64_t *)src :
+						  (uint64_t)*(const double *)src;
+		const char *per = k->type == CT_SIZE ? "" : "/s";
 
 		if (b && b % (1ull << 30) == 0)
-			snprintf(buf, len, "%luGiB/s", (unsigned long)(b >> 30));
+			snprintf(buf, len, "%luGiB%s", (unsigned long)(b >> 30), per);
 		else if (b && b % (1ull << 20) == 0)
-			snprintf(buf, len, "%luMiB/s", (unsigned long)(b >> 20));
+			snprintf(buf, len, "%luMiB%s", (unsigned long)(b >> 20), per);
 		else if (b && b % 1024 == 0)
-			snprintf(buf, len, "%luKiB/s", (unsigned long)(b >> 10));
+			snprintf(buf, len, "%luKiB%s", (unsigned long)(b >> 10), per);
 		else
-			snprintf(buf, len, "%lu/s", (unsigned long)b);
+			snprintf(buf, len, "%lu%s", (unsigned long)b, per);
 		break;
 	}
 	case CT_GLOBS: {

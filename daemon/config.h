@@ -29,9 +29,17 @@ struct glob_list {
 
 struct memdrift_config {
 	char metrics_listen[64];             /* host:port, "" = no HTTP endpoint */
+	char metrics_unix_socket[CONFIG_PATH_MAX]; /* "" = none */
+	char metrics_token_file[CONFIG_PATH_MAX];  /* bearer token for TCP clients */
+	char metrics_tls_cert[CONFIG_PATH_MAX], metrics_tls_key[CONFIG_PATH_MAX];
+	bool metrics_insecure_listen;        /* non-loopback without TLS+token acknowledged */
+	uint32_t metrics_max_connections, metrics_max_connections_per_ip;
+	uint64_t metrics_timeout_ns;
 	char alerts_file[CONFIG_PATH_MAX];   /* "" = none */
 	bool alerts_stdout;
 	char state_dir[CONFIG_PATH_MAX];
+	uint32_t postmortem_max_count;       /* post-mortems kept in state.dir */
+	uint64_t postmortem_max_bytes;
 	bool select_go, select_jvm;
 	struct glob_list include_comm, exclude_comm;
 	struct glob_list include_exe, exclude_exe;
@@ -71,6 +79,9 @@ int config_load(const char *path, struct memdrift_config *out, char *err, size_t
  * path may be NULL: defaults and overrides only. */
 int config_load_with(const char *path, const char *const *sets, size_t nsets,
 		     struct memdrift_config *out, char *err, size_t errlen);
+/* Reads a regular text file of at most max bytes (no NUL) into a malloc'd
+ * string: the config itself, and the token and TLS files it names. */
+int config_read_file(const char *path, size_t max, char **text, char *err, size_t errlen);
 /* Parses text as if read from a file named name (tests, fuzzing). */
 int config_parse_buffer(const char *name, const char *text, struct memdrift_config *cfg,
 			char *err, size_t errlen);

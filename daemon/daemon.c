@@ -6,6 +6,10 @@
  * detectors and emits alerts as JSON lines, Prometheus metrics and OOM
  * post-mortems. One epoll loop, no threads. */
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
 #include "daemon_internal.h"
 
 static const char daemon_usage[] =
@@ -15,13 +19,86 @@ static const char daemon_usage[] =
 	"by native stack, follows RSS and OOM kills with kernel tracepoints, and\n"
 	"raises drift alerts as JSON lines on stdout (and\n"
 	"alerts.file). Serves Prometheus metrics and pprof profiles on\n"
-	"metrics.listen. SIGHUP reloads the config; a bad config keeps the old one.\n\n"
+	"metrics.listen (profiles with metrics.token_file's token) and\n"
+	"metrics.unix_socket (profiles to root and each process's own user).\n"
+	"SIGHUP reloads the config and reopens alerts.file; a bad config keeps the\n"
+	"old one. Needs CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH\n"
+	"(and CAP_SYS_ADMIN for uprobes on some kernels), not root.\n\n"
 	"  --config FILE     configuration file (see daemon/memdrift.conf.example)\n"
 	"  --set KEY=VALUE   override one key (repeatable), e.g. --set detect.window=1m\n"
 	"  --print-config    print the effective configuration and exit\n"
 	"  --duration D      stop after D (for tests and demos)\n";
 
 /* ---------------------------------------------------------------- alerts */
+
+/* Alerts on stdout never block or kill the loop: SIGPIPE is ignored; a
+ * pipe is written through a non-blocking open file description of its own
+ * (reopened from /proc/self/fd/1, so stderr, often the same pipe or journal
+ * socket, stays as it was), a socket with MSG_DONTWAIT; lines a slow reader
+ * has not taken yet wait in a bounded buffer, and what does not fit, or has
+ * no reader any more, is dropped and counted. A regular file or a terminal
+ * is written as it is. */
+static void stdout_setup(struct daemon *d)
+{
+	struct stat st;
+
+	signal(SIGPIPE, SIG_IGN);
+	d->out.fd = STDOUT_FILENO;
+	if (fstat(STDOUT_FILENO, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		d->out.sock = true;
+	} else if (S_ISFIFO(st.st_mode)) {
+		d->out.fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (d->out.fd < 0) {
+			int fl = fcntl(STDOUT_FILENO, F_GETFL);
+
+			d->out.fd = STDOUT_FILENO;
+			if (fl >= 0)
+				fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+		}
+	}
+	d->out.buf = malloc(DAEMON_STDOUT_BUFFER);
+}
+
+static void stdout_flush(struct daemon *d)
+{
+	struct out_buffer *o = &d->out;
+	size_t off = 0;
+
+	while (off < o->len && !o->gone) {
+		ssize_t n = o->sock ? send(o->fd, o->buf + off, o->len - off, MSG_DONTWAIT | MSG_NOSIGNAL) :
+				      write(o->fd, o->buf + off, o->len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			log_warn("stdout: %s: alerts go on to alerts.file and /metrics only",
+				 n < 0 ? strerror(errno) : "closed");
+			o->gone = true;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (o->gone)
+		off = o->len;
+	memmove(o->buf, o->buf + off, o->len - off);
+	o->len -= off;
+}
+
+static void stdout_line(struct daemon *d, const char *line, size_t n)
+{
+	struct out_buffer *o = &d->out;
+
+	if (!o->buf || o->gone || o->len + n + 1 > DAEMON_STDOUT_BUFFER) {
+		d->n.stdout_dropped++;
+		return;
+	}
+	memcpy(o->buf + o->len, line, n);
+	o->buf[o->len + n] = '\n';
+	o->len += n + 1;
+	stdout_flush(d);
+}
 
 void daemon_emit_alert(const struct alert_record *rec, void *ctx)
 {
@@ -33,25 +110,38 @@ void daemon_emit_alert(const struct alert_record *rec, void *ctx)
 		d->n.alert_write_errors++;
 		return;
 	}
-	if (d->cfg.alerts_stdout) {
-		puts(line);
-		fflush(stdout);
-	}
+	if (d->cfg.alerts_stdout)
+		stdout_line(d, line, strlen(line));
 	if (d->alerts_file) {
 		if (fprintf(d->alerts_file, "%s\n", line) < 0 || fflush(d->alerts_file) != 0)
 			d->n.alert_write_errors++;
 	}
 }
 
-static int open_alerts_file(struct daemon *d, const struct memdrift_config *cfg, FILE **out)
+/* alerts.file, opened afresh (SIGHUP after log rotation): appended to,
+ * created 0640, never through a symlink, never a FIFO or device. */
+static int open_alerts_file(const struct memdrift_config *cfg, FILE **out)
 {
+	struct stat st;
+	int fd;
+
 	*out = NULL;
 	if (!cfg->alerts_file[0])
 		return 0;
-	*out = fopen(cfg->alerts_file, "ae");
-	if (!*out)
+	fd = open(cfg->alerts_file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+		  0640);
+	if (fd < 0)
 		return log_err(-errno, "alerts.file %s: %s", cfg->alerts_file, strerror(errno));
-	(void)d;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return log_err(-EINVAL, "alerts.file %s: not a regular file", cfg->alerts_file);
+	}
+	fcntl(fd, F_SETFL, O_APPEND);
+	*out = fdopen(fd, "a");
+	if (!*out) {
+		close(fd);
+		return log_err(-ENOMEM, "alerts.file %s: out of memory", cfg->alerts_file);
+	}
 	return 0;
 }
 
@@ -288,12 +378,18 @@ static int write_json_file(const char *path, json_object *o)
 {
 	char tmp[PATH_MAX + 8];
 	FILE *f;
-	int ret = 0;
+	int fd, ret = 0;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "we");
-	if (!f)
-		return -errno;
+	fd = open_new_file(tmp, 0640);
+	if (fd < 0)
+		return fd;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(tmp);
+		return -ENOMEM;
+	}
 	if (fputs(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY), f) < 0)
 		ret = -EIO;
 	if (fclose(f) != 0 && !ret)
@@ -363,6 +459,113 @@ static void heap_cached_json(struct watched *w, json_object *o)
 				       json_object_new_double((double)(now_monotonic_ns() - w->heap_top_ns) / 1e9));
 }
 
+/* A full or read-only state.dir is said once (until a post-mortem is
+ * written again) and counted each time; alerts are not affected. */
+static void postmortem_failed(struct daemon *d, const struct watched *w, const char *what, int err)
+{
+	d->n.postmortem_errors++;
+	if (d->state_failing)
+		return;
+	d->state_failing = true;
+	log_warn("post-mortem for PID %d: %s: %s (further failures are only counted, "
+		 "memdrift_daemon_events_total{event=\"postmortem_error\"})", w->pid, what,
+		 strerror(err));
+}
+
+struct pm_entry {
+	char name[64];
+	time_t mtime;
+	uint64_t bytes;
+};
+
+static int pm_entry_cmp(const void *a, const void *b)
+{
+	const struct pm_entry *x = a, *y = b;
+
+	if (x->mtime != y->mtime)
+		return x->mtime < y->mtime ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Bytes of the regular files in one post-mortem directory (one level). */
+static uint64_t pm_dir_bytes(int dfd, const char *name, bool unlink_all)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	uint64_t bytes = 0;
+	struct dirent *e;
+	DIR *dir;
+
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((e = readdir(dir))) {
+		struct stat st;
+
+		if (e->d_name[0] == '.' ||
+		    fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISREG(st.st_mode))
+			bytes += (uint64_t)st.st_blocks * 512;
+		if (unlink_all)
+			unlinkat(fd, e->d_name, 0);
+	}
+	closedir(dir);
+	return bytes;
+}
+
+/* Retention: the newest post-mortems are kept within
+ * state.postmortem_max_count and state.postmortem_max_bytes (the newest one
+ * always); the oldest go first. */
+static void postmortem_prune(struct daemon *d)
+{
+	struct pm_entry *ents = NULL;
+	size_t n = 0, cap = 0, keep_from = 0;
+	uint64_t total = 0;
+	struct dirent *e;
+	DIR *dir = opendir(d->cfg.state_dir);
+	int dfd;
+
+	if (!dir)
+		return;
+	dfd = dirfd(dir);
+	while ((e = readdir(dir))) {
+		struct stat st;
+
+		if (strncmp(e->d_name, "postmortem-", 11) || strlen(e->d_name) >= sizeof(ents->name) ||
+		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (n == cap) {
+			struct pm_entry *ne = realloc(ents, (cap = cap ? 2 * cap : 64) * sizeof(*ne));
+
+			if (!ne)
+				break;
+			ents = ne;
+		}
+		snprintf(ents[n].name, sizeof(ents[n].name), "%s", e->d_name);
+		ents[n].mtime = st.st_mtime;
+		ents[n].bytes = pm_dir_bytes(dfd, e->d_name, false);
+		total += ents[n].bytes;
+		n++;
+	}
+	if (n)
+		qsort(ents, n, sizeof(*ents), pm_entry_cmp);
+	while (keep_from + 1 < n && (n - keep_from > d->cfg.postmortem_max_count ||
+				     total > d->cfg.postmortem_max_bytes)) {
+		pm_dir_bytes(dfd, ents[keep_from].name, true);
+		if (unlinkat(dfd, ents[keep_from].name, AT_REMOVEDIR) == 0)
+			d->n.postmortems_pruned++;
+		total -= ents[keep_from].bytes;
+		keep_from++;
+	}
+	if (keep_from)
+		log_info("state.dir: removed the %zu oldest post-mortems (keeping %zu, %lu bytes)",
+			 keep_from, n - keep_from, (unsigned long)total);
+	free(ents);
+	closedir(dir);
+}
+
 /* The process is being killed: write what we know while we still can.
  * Its memory may already be unreadable; the last series are ours. */
 static void write_postmortem(struct daemon *d, struct watched *w, const struct procmon_event *ev)
@@ -376,12 +579,12 @@ static void write_postmortem(struct daemon *d, struct watched *w, const struct p
 	snprintf(dir, sizeof(dir), "%s/postmortem-%d-%lu", d->cfg.state_dir, w->pid,
 		 (unsigned long)(now_realtime_ns() / 1000000000ull));
 	if (mkdir(d->cfg.state_dir, 0750) < 0 && errno != EEXIST) {
-		log_warn("post-mortem for PID %d: cannot create %s: %s", w->pid, d->cfg.state_dir,
-			 strerror(errno));
+		postmortem_failed(d, w, d->cfg.state_dir, errno);
 		return;
 	}
-	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
-		log_warn("post-mortem for PID %d: cannot create %s: %s", w->pid, dir, strerror(errno));
+	/* a directory of ours, new: never one someone placed there */
+	if (mkdir(dir, 0750) < 0) {
+		postmortem_failed(d, w, dir, errno);
 		return;
 	}
 	o = json_object_new_object();
@@ -448,12 +651,16 @@ static void write_postmortem(struct daemon *d, struct watched *w, const struct p
 	snprintf(path, sizeof(path), "%s/postmortem.json", dir);
 	ret = write_json_file(path, o);
 	json_object_put(o);
-	if (ret < 0)
-		log_warn("post-mortem for PID %d: %s: %s", w->pid, path, strerror(-ret));
-	else {
-		d->n.postmortems++;
-		log_info("post-mortem for PID %d written to %s", w->pid, dir);
+	if (ret < 0) {
+		postmortem_failed(d, w, path, -ret);
+		return;
 	}
+	d->n.postmortems++;
+	if (d->state_failing)
+		log_info("state.dir %s: writable again", d->cfg.state_dir);
+	d->state_failing = false;
+	log_info("post-mortem for PID %d written to %s", w->pid, dir);
+	postmortem_prune(d);
 }
 
 static int on_oom(void *ctx, const struct procmon_event *ev)
@@ -739,6 +946,8 @@ static void request_trace(struct daemon *d, struct watched *w, enum drift_kind k
 			return;
 		}
 		w->native_until_ns = now_monotonic_ns() + d->cfg.trace_duration_ns;
+		w->native_cost_ns = 0;
+		w->native_cost_at_ns = native_watch_started_ns(w->native);
 		log_info("PID %d (%s): %s (%s): tracing C allocations for %.0fs", w->pid, w->comm,
 			 drift_kind_name(kind), why, (double)d->cfg.trace_duration_ns / 1e9);
 		return;
@@ -748,17 +957,45 @@ static void request_trace(struct daemon *d, struct watched *w, enum drift_kind k
 	log_info("PID %d (%s): %s drift (%s)", w->pid, w->comm, drift_kind_name(kind), why);
 }
 
+/* trace.cpu_budget: the probes' cost to the target over the last sample
+ * interval, as a percentage of one CPU. */
+static double native_cost_percent(struct watched *w, uint64_t now)
+{
+	uint64_t cost = native_watch_cost_ns(w->native), dt = now - w->native_cost_at_ns;
+	double pct = dt ? 100.0 * (double)(cost - w->native_cost_ns) / (double)dt : 0;
+
+	w->native_cost_ns = cost;
+	w->native_cost_at_ns = now;
+	return pct;
+}
+
+static void native_off(struct watched *w)
+{
+	native_watch_free(w->native);
+	w->native = NULL;
+}
+
 /* Trace tier for C memory: sample while it runs, switch off when its time
- * is up (a firing native_leak alert then stays as it was). */
+ * is up or its probes cost the target more than trace.cpu_budget (a firing
+ * native_leak alert then stays as it was). */
 static void sample_native(struct daemon *d, struct watched *w, uint64_t now)
 {
+	double pct;
+
 	if (!w->native)
 		return;
 	if (native_watch_sample(w->native, now) < 0 || now >= w->native_until_ns) {
 		log_info("PID %d (%s): C allocation tracing off (%lu bytes outstanding at the end)",
 			 w->pid, w->comm, (unsigned long)native_watch_outstanding(w->native));
-		native_watch_free(w->native);
-		w->native = NULL;
+		native_off(w);
+		return;
+	}
+	pct = native_cost_percent(w, now);
+	if (pct > d->cfg.trace_cpu_budget_percent) {
+		d->n.trace_over_budget++;
+		log_warn("PID %d (%s): C allocation tracing off: its probes cost %.2f%% of a CPU "
+			 "(trace.cpu_budget %g%%)", w->pid, w->comm, pct, d->cfg.trace_cpu_budget_percent);
+		native_off(w);
 		return;
 	}
 	series_push(w->series.metric[SERIES_C_OUTSTANDING], now,
@@ -967,8 +1204,11 @@ static int on_tick(void *ctx, uint64_t expirations)
 	struct watched *w, *next;
 
 	(void)expirations;
-	if (d->http)
-		http_server_run(d->http);
+	daemon_http_fd_ready(d, 1);
+	if (d->out.len)
+		stdout_flush(d);
+	if (d->watchdog)
+		sd_notify(0, "WATCHDOG=1");
 	if (d->stop_at_ns && now >= d->stop_at_ns)
 		return 1;
 	if (d->npending)
@@ -1013,52 +1253,138 @@ static int on_procmon(void *ctx, uint64_t arg)
 
 /* ----------------------------------------------------------------- reload */
 
-static int apply_config(struct daemon *d, const struct memdrift_config *cfg, bool initial)
+/* The endpoint's secrets: read afresh at each (re)load, so SIGHUP rotates
+ * a token or certificate. */
+struct endpoint_secrets {
+	char *token, *cert, *key;
+};
+
+static void endpoint_secrets_free(struct endpoint_secrets *s)
+{
+	free(s->token);
+	if (s->key)
+		explicit_bzero(s->key, strlen(s->key));
+	free(s->cert);
+	free(s->key);
+}
+
+static int endpoint_secrets_read(const struct memdrift_config *cfg, struct endpoint_secrets *s)
 {
 	char err[CONFIG_ERR_MAX];
-	struct http_server *http = NULL;
-	FILE *alerts_file = NULL;
-	bool listen_changed = initial || strcmp(cfg->metrics_listen, d->cfg.metrics_listen) != 0;
-	bool file_changed = initial || strcmp(cfg->alerts_file, d->cfg.alerts_file) != 0;
+	int ret = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (cfg->metrics_token_file[0]) {
+		char *t;
+		size_t n;
+
+		ret = config_read_file(cfg->metrics_token_file, 4096, &s->token, err, sizeof(err));
+		if (ret < 0)
+			return log_err(ret, "metrics.token_file: %s", err);
+		t = s->token;
+		n = strcspn(t, "\r\n");
+		t[n] = '\0';
+		if (n < 16 || strpbrk(t, " \t")) {
+			endpoint_secrets_free(s);
+			return log_err(-EINVAL, "metrics.token_file %s: the first line must be a token of "
+				       "16 or more characters, no spaces", cfg->metrics_token_file);
+		}
+	}
+	if (cfg->metrics_tls_cert[0]) {
+		ret = config_read_file(cfg->metrics_tls_cert, 1 << 20, &s->cert, err, sizeof(err));
+		if (ret == 0)
+			ret = config_read_file(cfg->metrics_tls_key, 1 << 20, &s->key, err, sizeof(err));
+		if (ret < 0) {
+			endpoint_secrets_free(s);
+			return log_err(ret, "metrics.tls_cert/tls_key: %s", err);
+		}
+	}
+	return 0;
+}
+
+/* A new server for one listener (addr: metrics.listen or the socket path),
+ * taking over the old one's socket when the address is the same, so a
+ * reload never drops the port. NULL *out when addr is empty. */
+static int endpoint_new(struct daemon *d, const struct memdrift_config *cfg, bool unix_socket,
+			const struct endpoint_secrets *sec, struct http_server *old,
+			const char *old_addr, struct http_server **out)
+{
+	const char *addr = unix_socket ? cfg->metrics_unix_socket : cfg->metrics_listen;
+	struct http_server_opts o = {
+		.max_connections = cfg->metrics_max_connections,
+		.max_per_ip = cfg->metrics_max_connections_per_ip,
+		.timeout_s = (unsigned)(cfg->metrics_timeout_ns / 1000000000ull),
+		.listen_fd = -1,
+	};
+	char err[CONFIG_ERR_MAX];
 	int ret;
 
-	if (listen_changed && cfg->metrics_listen[0]) {
-		if (d->http && !initial)
-			event_loop_remove_fd(d->loop, http_server_fd(d->http));
-		http_server_free(d->http);
-		d->http = NULL;
-		ret = http_server_new(cfg->metrics_listen, daemon_http_handler, d, &http, err,
-				      sizeof(err));
-		if (ret < 0)
-			return log_err(ret, "metrics.listen: %s", err);
+	*out = NULL;
+	if (!addr[0])
+		return 0;
+	if (unix_socket) {
+		o.unix_path = addr;
+	} else {
+		o.listen = addr;
+		o.token = sec->token;
+		o.tls_cert = sec->cert;
+		o.tls_key = sec->key;
 	}
-	if (file_changed) {
-		ret = open_alerts_file(d, cfg, &alerts_file);
-		if (ret < 0) {
-			http_server_free(http);
-			return ret;
-		}
+	if (old && !strcmp(addr, old_addr))
+		o.listen_fd = http_server_dup_listener(old);
+	ret = http_server_new(&o, daemon_http_handler, d, out, err, sizeof(err));
+	if (ret < 0)
+		return log_err(ret, "%s: %s", unix_socket ? "metrics.unix_socket" : "metrics.listen",
+			       err);
+	return 0;
+}
+
+static void endpoint_swap(struct daemon *d, struct http_server **slot, struct http_server *next)
+{
+	if (*slot) {
+		event_loop_remove_fd(d->loop, http_server_fd(*slot));
+		http_server_adopt(next, *slot);
+		http_server_free(*slot);
 	}
-	if (!initial && alert_table_set_params(d->alerts, &cfg->alert) < 0) {
-		http_server_free(http);
+	*slot = next;
+	/* if the loop is full the tick still runs it, every 250 ms */
+	if (next && event_loop_add_fd(d->loop, http_server_fd(next), daemon_http_fd_ready, d) < 0)
+		log_warn("HTTP endpoint served only at each tick");
+}
+
+/* Everything new is built first; on any failure the running listeners,
+ * files and parameters stay as they were. */
+static int apply_config(struct daemon *d, const struct memdrift_config *cfg, bool initial)
+{
+	struct http_server *tcp = NULL, *unx = NULL;
+	struct endpoint_secrets sec;
+	FILE *alerts_file = NULL;
+	int ret;
+
+	ret = endpoint_secrets_read(cfg, &sec);
+	if (ret < 0)
+		return ret;
+	ret = endpoint_new(d, cfg, false, &sec, d->http, d->cfg.metrics_listen, &tcp);
+	if (ret == 0)
+		ret = endpoint_new(d, cfg, true, &sec, d->http_unix, d->cfg.metrics_unix_socket, &unx);
+	endpoint_secrets_free(&sec);
+	/* reopened at every reload: after a rotation the new file gets the alerts */
+	if (ret == 0)
+		ret = open_alerts_file(cfg, &alerts_file);
+	if (ret == 0 && !initial && alert_table_set_params(d->alerts, &cfg->alert) < 0)
+		ret = log_err(-EINVAL, "alert parameters rejected");
+	if (ret < 0) {
+		http_server_free(tcp);
+		http_server_free(unx);
 		if (alerts_file)
 			fclose(alerts_file);
-		return log_err(-EINVAL, "alert parameters rejected");
+		return ret;
 	}
-	if (listen_changed) {
-		if (!cfg->metrics_listen[0] && d->http) {
-			event_loop_remove_fd(d->loop, http_server_fd(d->http));
-			http_server_free(d->http);
-		}
-		d->http = http;
-		if (http)
-			event_loop_add_fd(d->loop, http_server_fd(http), daemon_http_fd_ready, d);
-	}
-	if (file_changed) {
-		if (d->alerts_file)
-			fclose(d->alerts_file);
-		d->alerts_file = alerts_file;
-	}
+	endpoint_swap(d, &d->http, tcp);
+	endpoint_swap(d, &d->http_unix, unx);
+	if (d->alerts_file)
+		fclose(d->alerts_file);
+	d->alerts_file = alerts_file;
 	d->cfg = *cfg;
 	return 0;
 }
@@ -1078,6 +1404,7 @@ static int on_signal(void *ctx, uint64_t signo)
 		log_err(0, "reload refused, keeping the running config: %s", err);
 	} else if (apply_config(d, &cfg, false) == 0) {
 		log_info("configuration reloaded");
+		postmortem_prune(d);
 	}
 	sd_notify(0, "READY=1");
 	return 0;
@@ -1095,12 +1422,31 @@ static void daemon_free(struct daemon *d)
 	}
 	gobin_cache_free(d->gobins); /* after every process released its reference */
 	http_server_free(d->http);
+	http_server_free(d->http_unix);
+	if (d->out.len)
+		stdout_flush(d);
+	free(d->out.buf);
+	if (d->out.fd > STDOUT_FILENO)
+		close(d->out.fd);
 	procmon__free(d->pm);
 	alert_table_free(d->alerts);
 	event_loop_free(d->loop);
 	if (d->alerts_file)
 		fclose(d->alerts_file);
 	free(d);
+}
+
+/* BPF objects, watched binaries and up to 2 x metrics.max_connections
+ * sockets: the soft open-file limit goes up to the hard one (no privilege
+ * needed), so connections never starve the BPF side of descriptors. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 int cmd_daemon(int argc, char **argv)
@@ -1179,6 +1525,8 @@ int cmd_daemon(int argc, char **argv)
 		return log_err(1, "%s", err);
 	}
 	bpf_util_init();
+	stdout_setup(d);
+	raise_nofile();
 	d->started_ns = now_monotonic_ns();
 	if (duration)
 		d->stop_at_ns = d->started_ns + duration;
@@ -1198,10 +1546,29 @@ int cmd_daemon(int argc, char **argv)
 		daemon_free(d);
 		return 1;
 	}
+	postmortem_prune(d); /* retention holds across restarts and new limits */
 	d->pm = procmon__new(NULL);
 	if (!d->pm || procmon__attach(d->pm) < 0) {
 		daemon_free(d);
 		return log_err(1, "daemon: cannot load the kernel tracepoints (exec, exit, rss_stat, mark_victim)");
+	}
+	/* start-up is over (rlimit raised, listeners bound, tracepoints on):
+	 * keep what attaching probes and reading new processes takes */
+	{
+		/* uprobes: JNI tracking and the trace tier (bpf_util.h) */
+		bool uprobes = cfg.select_jvm || cfg.trace_on_drift;
+
+		if (uprobes && !bpf_util_has_cap_sys_admin())
+			log_warn("no CAP_SYS_ADMIN: this kernel may refuse the uprobes of JNI tracking "
+				 "and trace.on_drift (the watch tier works without it)");
+		ret = bpf_util_drop_caps(uprobes);
+		if (ret < 0)
+			log_warn("cannot drop capabilities: %s", strerror(-ret));
+	}
+	{
+		uint64_t usec;
+
+		d->watchdog = sd_watchdog_enabled(0, &usec) > 0;
 	}
 	cbs.ctx = d;
 	ret = event_loop_add_fd(d->loop, procmon__fd(d->pm), on_procmon, d);

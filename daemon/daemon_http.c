@@ -138,6 +138,22 @@ static void prom_site_sample(struct strbuf *sb, const char *name, const struct w
 	strbuf_printf(sb, "\"} %u\n", value);
 }
 
+static void render_http_metrics(struct daemon *d, struct strbuf *sb)
+{
+	static const char *const eps[] = { "metrics", "healthz", "profile", "other" };
+	static const char *const results[] = { "ok", "refused", "throttled", "error" };
+
+	prom_family(sb, "memdrift_http_requests_total", "counter",
+		    "HTTP requests by endpoint and outcome (refused: not authorized; throttled: 429).");
+	for (int e = 0; e < 4; e++)
+		for (int r = 0; r < 4; r++)
+			strbuf_printf(sb, "memdrift_http_requests_total{endpoint=\"%s\",result=\"%s\"} %lu\n",
+				      eps[e], results[r], (unsigned long)d->n.http[e][r]);
+	prom_family(sb, "memdrift_http_profile_seconds_total", "counter",
+		    "Event-loop time spent computing profiles for HTTP clients.");
+	strbuf_printf(sb, "memdrift_http_profile_seconds_total %.6f\n", (double)d->n.profile_ns / 1e9);
+}
+
 static void render_metrics(struct daemon *d, struct strbuf *sb)
 {
 	static const struct {
@@ -296,6 +312,15 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 		      (unsigned long)d->n.trace_requests);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"trace_error\"} %lu\n",
 		      (unsigned long)d->n.trace_errors);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"trace_over_budget\"} %lu\n",
+		      (unsigned long)d->n.trace_over_budget);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"postmortem_error\"} %lu\n",
+		      (unsigned long)d->n.postmortem_errors);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"postmortem_pruned\"} %lu\n",
+		      (unsigned long)d->n.postmortems_pruned);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"alert_stdout_dropped\"} %lu\n",
+		      (unsigned long)d->n.stdout_dropped);
+	render_http_metrics(d, sb);
 	prom_family(sb, "memdrift_binaries_analysed", "gauge",
 		    "Go executables analysed, each shared by all its processes.");
 	strbuf_printf(sb, "memdrift_binaries_analysed %zu\n", gobin_cache_entries(d->gobins));
@@ -408,34 +433,144 @@ static int serve_profile(struct daemon *d, const char *kind, const char *pid_arg
 	return 0;
 }
 
-int daemon_http_handler(void *ctx, const char *path, const char *pid_arg,
-			struct http_response *resp)
+/* ------------------------------------------------------------ who may read */
+
+/* Reads "Uid:" or "Gid:" of /proc/PID/status: real, effective, saved, fs. */
+static int status_ids(pid_t pid, const char *key, unsigned long ids[4])
+{
+	char path[64], line[256];
+	size_t kl = strlen(key);
+	FILE *f;
+	int found = -ENOENT;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) &&
+		    sscanf(line + kl, "%lu %lu %lu %lu", &ids[0], &ids[1], &ids[2], &ids[3]) == 4) {
+			found = 0;
+			break;
+		}
+	fclose(f);
+	return found;
+}
+
+/* A peer may have pid's profiles when it could read pid's memory itself:
+ * root, or a user whose uid and gid are every uid and gid of the target
+ * while the target is dumpable (the kernel's ptrace access rule for a user
+ * without CAP_SYS_PTRACE; /proc/PID is owned by root when it is not). */
+static bool peer_may_read(const struct http_client *c, pid_t pid)
+{
+	unsigned long uids[4], gids[4];
+	char path[64];
+	struct stat st;
+
+	if (!c->peer_known)
+		return false;
+	if (c->uid == 0)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	if (stat(path, &st) < 0 || st.st_uid != c->uid || status_ids(pid, "Uid:", uids) < 0 ||
+	    status_ids(pid, "Gid:", gids) < 0)
+		return false;
+	for (int i = 0; i < 4; i++)
+		if (uids[i] != c->uid || gids[i] != c->gid)
+			return false;
+	return true;
+}
+
+static void refuse(struct http_response *resp, int status, const char *why)
+{
+	resp->status = status;
+	resp->content_type = "text/plain";
+	resp->body = strdup(why);
+}
+
+/* Profiles: over the Unix socket by the peer's credentials; over TCP only
+ * with the bearer token (a token holder is an operator). Bounded in loop
+ * time: at most 1/DAEMON_PROFILE_DUTY of it. */
+static int serve_profile_checked(struct daemon *d, const char *kind, const struct http_request *req,
+				 struct http_response *resp, enum http_result *res)
+{
+	const struct http_client *c = &req->client;
+	uint64_t t0 = now_monotonic_ns(), dt;
+	pid_t pid;
+	int ret;
+
+	if (!req->pid_arg || parse_pid(req->pid_arg, &pid) < 0) {
+		refuse(resp, 400, "pid=PID is required\n");
+		*res = HTTP_RES_ERROR;
+		return 0;
+	}
+	if (c->unix_socket ? !peer_may_read(c, pid) : !c->token_ok) {
+		*res = HTTP_RES_REFUSED;
+		if (c->unix_socket)
+			refuse(resp, 403, "profiles of this process go to root and its own user only\n");
+		else if (c->token_required)
+			refuse(resp, 401, "profiles need 'Authorization: Bearer TOKEN' (metrics.token_file)\n");
+		else
+			refuse(resp, 403, "no profiles over TCP without metrics.token_file; "
+					  "use metrics.unix_socket\n");
+		return 0;
+	}
+	if (t0 < d->profile_next_ns) {
+		uint64_t wait = d->profile_next_ns - t0;
+
+		*res = HTTP_RES_THROTTLED;
+		refuse(resp, 429, "profiles are rate-limited; retry later\n");
+		resp->retry_after = (unsigned)(wait / 1000000000ull) + 1;
+		return 0;
+	}
+	ret = serve_profile(d, kind, req->pid_arg, resp);
+	dt = now_monotonic_ns() - t0;
+	d->n.profile_ns += dt;
+	d->profile_next_ns = t0 + dt + (DAEMON_PROFILE_DUTY - 1) * dt;
+	*res = resp->status < 400 ? HTTP_RES_OK : HTTP_RES_ERROR;
+	return ret;
+}
+
+int daemon_http_handler(void *ctx, const struct http_request *req, struct http_response *resp)
 {
 	struct daemon *d = ctx;
+	const struct http_client *c = &req->client;
+	enum http_endpoint ep = HTTP_EP_OTHER;
+	enum http_result res = HTTP_RES_OK;
+	int ret = 0;
 
-	if (!strcmp(path, "/metrics")) {
-		struct strbuf sb;
-
-		strbuf_init(&sb, DAEMON_METRICS_LIMIT);
-		render_metrics(d, &sb);
-		if (sb.truncated)
-			strbuf_printf(&sb, "# truncated at %u bytes\n", DAEMON_METRICS_LIMIT);
-		resp->content_type = "text/plain; version=0.0.4";
-		resp->body = strbuf_steal(&sb, &resp->len);
-		return 0;
-	}
-	if (!strcmp(path, "/healthz")) {
+	if (!strcmp(req->path, "/healthz")) {
+		/* liveness probes carry no token: "ok" tells nothing */
+		ep = HTTP_EP_HEALTHZ;
 		resp->body = strdup("ok\n");
-		return 0;
+	} else if (!strcmp(req->path, "/metrics")) {
+		ep = HTTP_EP_METRICS;
+		if (c->token_required && !c->token_ok) {
+			res = HTTP_RES_REFUSED;
+			refuse(resp, 401, "/metrics needs 'Authorization: Bearer TOKEN' (metrics.token_file)\n");
+		} else {
+			struct strbuf sb;
+
+			strbuf_init(&sb, DAEMON_METRICS_LIMIT);
+			render_metrics(d, &sb);
+			if (sb.truncated)
+				strbuf_printf(&sb, "# truncated at %u bytes\n", DAEMON_METRICS_LIMIT);
+			resp->content_type = "text/plain; version=0.0.4";
+			resp->body = strbuf_steal(&sb, &resp->len);
+		}
+	} else if (!strcmp(req->path, "/debug/pprof/heap")) {
+		ep = HTTP_EP_PROFILE;
+		ret = serve_profile_checked(d, "heap", req, resp, &res);
+	} else if (!strcmp(req->path, "/debug/pprof/goroutine")) {
+		ep = HTTP_EP_PROFILE;
+		ret = serve_profile_checked(d, "goroutine", req, resp, &res);
+	} else {
+		res = HTTP_RES_ERROR;
+		refuse(resp, 404, "endpoints: /metrics /healthz /debug/pprof/heap?pid=N "
+				  "/debug/pprof/goroutine?pid=N\n");
 	}
-	if (!strcmp(path, "/debug/pprof/heap"))
-		return serve_profile(d, "heap", pid_arg, resp);
-	if (!strcmp(path, "/debug/pprof/goroutine"))
-		return serve_profile(d, "goroutine", pid_arg, resp);
-	resp->status = 404;
-	resp->body = strdup("endpoints: /metrics /healthz /debug/pprof/heap?pid=N "
-			    "/debug/pprof/goroutine?pid=N\n");
-	return 0;
+	d->n.http[ep][res]++;
+	return ret;
 }
 
 int daemon_http_fd_ready(void *ctx, uint64_t arg)
@@ -443,6 +578,10 @@ int daemon_http_fd_ready(void *ctx, uint64_t arg)
 	struct daemon *d = ctx;
 
 	(void)arg;
-	http_server_run(d->http);
+	/* one callback for both listeners: each runs only what is ready */
+	if (d->http)
+		http_server_run(d->http);
+	if (d->http_unix)
+		http_server_run(d->http_unix);
 	return 0;
 }

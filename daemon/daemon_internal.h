@@ -61,6 +61,11 @@
  * often gone by the time the kill is reported): refreshed at most this
  * often, and only while heap marked grows. */
 #define DAEMON_HEAP_CACHE_NS (10ull * 1000000000ull)
+/* Profiles are computed on the loop: after one that took T, the next waits
+ * (DUTY - 1) * T, so profiles take at most 1/DUTY of the loop's time. */
+#define DAEMON_PROFILE_DUTY 5
+/* Alert lines waiting for a slow stdout reader; beyond it they are dropped. */
+#define DAEMON_STDOUT_BUFFER (1u << 20)
 
 
 enum proc_class { CLASS_UNKNOWN, CLASS_GO, CLASS_JVM, CLASS_OTHER };
@@ -149,6 +154,7 @@ struct watched {
 	uint32_t trace_requested;      /* bit per drift kind: trace asked for once */
 	struct native_watch *native;   /* C allocations traced (trace tier), or NULL */
 	uint64_t native_until_ns;
+	uint64_t native_cost_ns, native_cost_at_ns; /* trace.cpu_budget: last sample */
 	/* cached top heap sites, for post-mortems */
 	struct alert_site heap_top[DAEMON_TOP_SITES];
 	uint64_t heap_top_bytes[DAEMON_TOP_SITES];
@@ -160,7 +166,22 @@ struct daemon_counters {
 	uint64_t discovered, exited, skipped_limit, snapshot_errors, evaluations, oom_kills;
 	uint64_t alert_write_errors, postmortems;
 	uint64_t jvm_discovered, jvm_pending_full, jvm_limit, jni_trace_errors;
-	uint64_t trace_requests, trace_errors;
+	uint64_t trace_requests, trace_errors, trace_over_budget;
+	uint64_t postmortem_errors, postmortems_pruned, stdout_dropped;
+	uint64_t http[4][4];           /* enum http_endpoint x enum http_result */
+	uint64_t profile_ns;           /* time spent computing profiles */
+};
+
+enum http_endpoint { HTTP_EP_METRICS, HTTP_EP_HEALTHZ, HTTP_EP_PROFILE, HTTP_EP_OTHER };
+enum http_result { HTTP_RES_OK, HTTP_RES_REFUSED, HTTP_RES_THROTTLED, HTTP_RES_ERROR };
+
+/* Alerts on stdout: a bounded buffer written without blocking. */
+struct out_buffer {
+	int fd;                        /* stdout, or a non-blocking reopen of its pipe */
+	bool sock;                     /* stdout is a socket: send(MSG_DONTWAIT) */
+	char *buf;
+	size_t len;
+	bool gone;                     /* EPIPE: the reader went away */
 };
 
 struct daemon {
@@ -170,7 +191,12 @@ struct daemon {
 	size_t nsets;
 	struct event_loop *loop;
 	struct procmon *pm;
-	struct http_server *http;
+	struct http_server *http;      /* metrics.listen */
+	struct http_server *http_unix; /* metrics.unix_socket */
+	uint64_t profile_next_ns;      /* profiles refused (429) before this */
+	struct out_buffer out;
+	bool state_failing;            /* a post-mortem write failed; said once */
+	bool watchdog;                 /* systemd WatchdogSec=: WATCHDOG=1 each tick */
 	struct alert_table *alerts;
 	FILE *alerts_file;
 	struct watched *procs;
@@ -187,6 +213,7 @@ struct daemon {
 };
 
 struct http_response;
+struct http_request;
 struct watched *find_watched(struct daemon *d, pid_t pid);
 
 /* daemon.c, shared with daemon_jvm.c */
@@ -210,8 +237,7 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now);
 void daemon_jvm_evaluate(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts);
 void daemon_jvm_postmortem(struct watched *w, json_object *o);
 /* HTTP handler (http.h) and its fd callback (event_loop.h). */
-int daemon_http_handler(void *ctx, const char *path, const char *pid_arg,
-			struct http_response *resp);
+int daemon_http_handler(void *ctx, const struct http_request *req, struct http_response *resp);
 int daemon_http_fd_ready(void *ctx, uint64_t arg);
 
 #endif

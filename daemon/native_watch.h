@@ -40,6 +40,10 @@ uint64_t native_watch_outstanding(const struct native_watch *nw);
 /* Blocks and sites that did not fit a bound (map full, site table full). */
 uint64_t native_watch_lost(const struct native_watch *nw);
 uint64_t native_watch_started_ns(const struct native_watch *nw);
+/* CPU the probes have cost the target since attach, in ns: hits of each
+ * probe (counted in BPF, as of the last sample) times a per-kind cost
+ * measured by scripts/bench/probe-cost and native-cost (native_watch.c). */
+uint64_t native_watch_cost_ns(const struct native_watch *nw);
 void native_watch_free(struct native_watch *nw);
 
 #endif

@@ -11,6 +11,7 @@
 #include <zlib.h>
 
 #include "profile.pb-c.h"
+#include "util.h"
 
 /* u64 -> id (ids start at 1; 0 marks an empty slot), open addressing. */
 struct idmap {
@@ -729,11 +730,11 @@ int pprof_write_file(const struct pprof_builder *b, const char *path)
 	ret = pprof_encode_gzip(b, &gz, &len);
 	if (ret < 0)
 		return ret;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* DIR may be writable by others: never follow or reuse what is there */
+	fd = open_new_file(tmp, 0644);
 	if (fd < 0) {
-		ret = -errno;
 		free(gz);
-		return ret;
+		return fd;
 	}
 	while (off < len) {
 		ssize_t n = write(fd, gz + off, len - off);

@@ -2,12 +2,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 int parse_pid(const char *s, pid_t *pid)
 {
@@ -126,4 +128,20 @@ const char *path_base(const char *path)
 	const char *s = strrchr(path, '/');
 
 	return s ? s + 1 : path;
+}
+
+int open_new_file(const char *path, mode_t mode)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+
+		if (fd >= 0)
+			return fd;
+		if (errno != EEXIST || tries)
+			return -errno;
+		/* unlink removes a symlink itself, never its target */
+		if (unlink(path) < 0 && errno != ENOENT)
+			return -errno;
+	}
+	return -EEXIST;
 }

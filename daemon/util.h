@@ -20,5 +20,10 @@ uint64_t now_monotonic_ns(void);
 uint64_t now_realtime_ns(void);
 /* Last path component. */
 const char *path_base(const char *path);
+/* Creates path for writing, never through a symlink and never into an
+ * existing file (O_CREAT|O_EXCL|O_NOFOLLOW): a stale file of that name (a
+ * temp file left by a crash, or a symlink someone planted) is unlinked
+ * first, once. fd or negative errno. */
+int open_new_file(const char *path, mode_t mode);
 
 #endif

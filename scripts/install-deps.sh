@@ -10,11 +10,11 @@ SRC=/etc/apt/sources.list.d/debian.sources
 PKGS=(
   make clang llvm libbpf-dev bpftool libelf-dev libdw-dev libcapstone-dev
   libcmocka-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler
-  libmicrohttpd-dev libjson-c-dev libsystemd-dev pkg-config
+  libmicrohttpd-dev libjson-c-dev libsystemd-dev libcap-dev pkg-config
   golang-go golang-1.21-go golang-1.22-go golang-1.23-go golang-1.24-go
   golang-1.26-go golang-1.27-go
   openjdk-17-jdk-headless golang-github-mattn-go-sqlite3-dev libsqlite3-dev
-  gcc libc6-dev procps python3
+  gcc libc6-dev procps python3 openssl curl
 )
 
 missing=()

@@ -22,6 +22,14 @@ static char err[CONFIG_ERR_MAX];
 /* A value for every key that differs from its default. */
 static const char *const all_keys[][2] = {
 	{ "metrics.listen", "[::1]:9100" },
+	{ "metrics.unix_socket", "/run/memdrift/memdrift.sock" },
+	{ "metrics.token_file", "/etc/memdrift/token" },
+	{ "metrics.tls_cert", "/etc/memdrift/cert.pem" },
+	{ "metrics.tls_key", "/etc/memdrift/key.pem" },
+	{ "metrics.insecure_listen", "true" },
+	{ "metrics.max_connections", "128" },
+	{ "metrics.max_connections_per_ip", "0" },
+	{ "metrics.timeout", "30s" },
 	{ "alerts.file", "/var/log/memdrift/alerts.json" },
 	{ "alerts.stdout", "no" },
 	{ "alerts.hysteresis", "5" },
@@ -29,6 +37,8 @@ static const char *const all_keys[][2] = {
 	{ "alerts.rate_interval", "5m" },
 	{ "alerts.max_active", "64" },
 	{ "state.dir", "/srv/memdrift" },
+	{ "state.postmortem_max_count", "10" },
+	{ "state.postmortem_max_bytes", "1GiB" },
 	{ "select.go", "off" },
 	{ "select.jvm", "false" },
 	{ "select.include_comm", "api-*, worker" },
@@ -125,6 +135,9 @@ static void every_key_parses(void **state)
 	assert_true(c.detect.rss_k == 4.5);
 	assert_int_equal(c.max_native_allocations, 1048576);
 	assert_int_equal(c.series_points, 480);
+	assert_int_equal(c.postmortem_max_bytes, 1ull << 30);
+	assert_int_equal(c.metrics_timeout_ns, 30 * SEC);
+	assert_int_equal(c.metrics_max_connections_per_ip, 0);
 }
 
 static void sections_comments_quotes(void **state)
@@ -237,6 +250,55 @@ static void cross_key_validation(void **state)
 	config_set(&c, "select.go", "false", NULL, 0);
 	config_set(&c, "select.jvm", "false", NULL, 0);
 	assert_int_equal(config_validate(&c, err, sizeof(err)), -EINVAL);
+}
+
+/* Who may reach the endpoint is decided at config time. */
+static void endpoint_policy(void **state)
+{
+	static const char *const loopback[] = { "127.0.0.1:9464", "127.1.2.3:1", "[::1]:9464",
+						"localhost:9464" };
+	static const char *const open[] = { "0.0.0.0:9464", "10.0.0.1:9464", "[::]:9464",
+					    "127.0.0.1.example:9464", "localhostx:1" };
+	struct memdrift_config c;
+
+	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		config_defaults(&c);
+		assert_int_equal(config_set(&c, "metrics.listen", loopback[i], err, sizeof(err)), 0);
+		if (config_validate(&c, err, sizeof(err)))
+			fail_msg("%s: %s", loopback[i], err);
+	}
+	for (size_t i = 0; i < sizeof(open) / sizeof(open[0]); i++) {
+		config_defaults(&c);
+		assert_int_equal(config_set(&c, "metrics.listen", open[i], err, sizeof(err)), 0);
+		assert_int_equal(config_validate(&c, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "metrics.insecure_listen"));
+		/* TLS alone or a token alone is not enough */
+		config_set(&c, "metrics.tls_cert", "/c.pem", NULL, 0);
+		config_set(&c, "metrics.tls_key", "/k.pem", NULL, 0);
+		assert_int_equal(config_validate(&c, err, sizeof(err)), -EINVAL);
+		config_set(&c, "metrics.token_file", "/t", NULL, 0);
+		assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+		config_defaults(&c);
+		config_set(&c, "metrics.listen", open[i], NULL, 0);
+		config_set(&c, "metrics.insecure_listen", "yes", NULL, 0);
+		assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+	}
+	config_defaults(&c);
+	config_set(&c, "metrics.tls_key", "/k.pem", NULL, 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "metrics.tls_cert: metrics.tls_cert and metrics.tls_key go together");
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "metrics.unix_socket",
+				    "/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+				    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock", err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -EINVAL);
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "state.postmortem_max_bytes", "1KiB", err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "state.postmortem_max_bytes: '1KiB' is out of range (1048576B to "
+				 "1099511627776B)");
+	assert_int_equal(config_set(&c, "state.postmortem_max_bytes", "lots", err, sizeof(err)),
+			 -EINVAL);
 }
 
 static char *write_tmp(const char *text)
@@ -363,6 +425,7 @@ int main(void)
 		cmocka_unit_test(unknown_keys_and_syntax_are_errors),
 		cmocka_unit_test(set_flags_override),
 		cmocka_unit_test(cross_key_validation),
+		cmocka_unit_test(endpoint_policy),
 		cmocka_unit_test(failed_reload_keeps_running_config),
 		cmocka_unit_test(written_config_reads_back),
 		cmocka_unit_test(example_is_the_written_defaults),

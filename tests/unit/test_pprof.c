@@ -239,12 +239,50 @@ static void bad_input(void **state)
 	pprof_builder_free(b);
 }
 
+/* A symlink planted at DIR/NAME.tmp (DIR writable by someone else) must
+ * not make the writer overwrite its target. */
+static void write_never_follows_symlinks(void **state)
+{
+	char dir[] = "/tmp/memdrift-pprof-test-XXXXXX", canary[64], link[80], out[64], buf[16];
+	const struct pprof_value_type t[] = { { "x", "count" } };
+	struct pprof_builder *b;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(canary, sizeof(canary), "%s/canary", dir);
+	snprintf(out, sizeof(out), "%s/heap.pb.gz", dir);
+	snprintf(link, sizeof(link), "%s.tmp", out);
+	f = fopen(canary, "w");
+	assert_non_null(f);
+	fputs("canary\n", f);
+	fclose(f);
+	assert_int_equal(symlink(canary, link), 0);
+	assert_int_equal(pprof_builder_new(t, 1, &b), 0);
+	assert_int_equal(pprof_write_file(b, out), 0);
+	pprof_builder_free(b);
+	f = fopen(canary, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	assert_string_equal(buf, "canary\n");
+	assert_int_equal(access(link, F_OK), -1); /* the link itself is gone */
+	f = fopen(out, "rb");
+	assert_non_null(f);
+	assert_int_equal(fgetc(f), 0x1f); /* gzip */
+	fclose(f);
+	unlink(out);
+	unlink(canary);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(heap_profile_roundtrip),
 		cmocka_unit_test(gzip_roundtrip),
 		cmocka_unit_test(bad_input),
+		cmocka_unit_test(write_never_follows_symlinks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
