@@ -283,9 +283,10 @@ static bool go_version_of(const char *gotool, const char *path, char *out, size_
 	}
 	pclose(p);
 	line[strcspn(line, "\n")] = '\0';
-	colon = strrchr(line, ':');
-	if (!colon)
+	/* after the path: the version may hold a colon ("go1.26.0-X:exp") */
+	if (strncmp(line, path, strlen(path)) != 0 || strncmp(line + strlen(path), ": ", 2) != 0)
 		return false;
+	colon = line + strlen(path);
 	snprintf(out, outlen, "%s", colon + 2);
 	return true;
 }
