@@ -127,3 +127,45 @@ const char *path_base(const char *path)
 
 	return s ? s + 1 : path;
 }
+
+int addr_set_init(struct addr_set *s, size_t max)
+{
+	size_t slots = 16;
+
+	while (slots < 2 * max)
+		slots *= 2;
+	s->slots = calloc(slots, sizeof(*s->slots));
+	if (!s->slots)
+		return -ENOMEM;
+	s->mask = slots - 1;
+	s->n = 0;
+	s->max = max;
+	return 0;
+}
+
+int addr_set_add(struct addr_set *s, uint64_t addr)
+{
+	size_t i;
+
+	if (!addr)
+		return -EINVAL;
+	/* Fibonacci hashing: buckets are 8-byte aligned, spread the high bits */
+	i = (size_t)((addr * 0x9e3779b97f4a7c15ull) >> 20) & s->mask;
+	while (s->slots[i]) {
+		if (s->slots[i] == addr)
+			return 1;
+		i = (i + 1) & s->mask;
+	}
+	if (s->n >= s->max)
+		return -ENOSPC;
+	s->slots[i] = addr;
+	s->n++;
+	return 0;
+}
+
+void addr_set_free(struct addr_set *s)
+{
+	free(s->slots);
+	s->slots = NULL;
+	s->n = 0;
+}
