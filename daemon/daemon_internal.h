@@ -212,4 +212,7 @@ int daemon_http_handler(void *ctx, const char *path, const char *pid_arg,
 			struct http_response *resp);
 int daemon_http_fd_ready(void *ctx, uint64_t arg);
 
+/* A Prometheus label value: escaped, invalid UTF-8 replaced (daemon_http.c). */
+void prom_escape(struct strbuf *sb, const char *s);
+
 #endif

@@ -19,6 +19,8 @@
 #include "proc.h"
 
 #define GOBIN_MAX_FILE_SIZE (4ull << 30)
+/* real Go binaries: 10k-500k symbols (a kubelet ~250k) */
+#define GOBIN_MAX_SYMTAB_ENTRIES (4u << 20)
 #define BUILDINFO_MAGIC "\xff Go buildinf:"
 #define BUILDINFO_MAGIC_LEN 14
 #define BUILDINFO_HEADER_LEN 32
@@ -496,6 +498,14 @@ static int load_elf(struct gobin *bin, const char *path, struct elf_scan *sc, ch
 				record_section(bin, &bin->strtab, &strsh);
 			bin->has_symtab = bin->symtab.present && bin->strtab.present &&
 					  bin->symtab.size >= 2 * sizeof(Elf64_Sym);
+			/* each lookup scans it: a hostile size would cost seconds */
+			if (bin->has_symtab &&
+			    bin->symtab.size / sizeof(Elf64_Sym) > GOBIN_MAX_SYMTAB_ENTRIES) {
+				log_warn("%s: .symtab of %llu entries (over %u): ignored", path,
+					 (unsigned long long)(bin->symtab.size / sizeof(Elf64_Sym)),
+					 GOBIN_MAX_SYMTAB_ENTRIES);
+				bin->has_symtab = false;
+			}
 		}
 	}
 	if (bin->has_symtab) {

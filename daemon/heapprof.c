@@ -26,6 +26,15 @@ static uint64_t le64(const uint8_t *p)
 	return v;
 }
 
+/* The C cast of an out-of-range double is undefined (a target's forged
+ * counts get there); Go on amd64 yields CVTTSD2SI's 0x8000000000000000. */
+static int64_t scaled_to_int64(double v)
+{
+	if (!(v > -9223372036854775808.0 && v < 9223372036854775808.0))
+		return INT64_MIN;
+	return (int64_t)v;
+}
+
 void heap_scale_sample(int64_t count, int64_t size, int64_t rate, int64_t *out_count,
 		       int64_t *out_size)
 {
@@ -45,8 +54,8 @@ void heap_scale_sample(int64_t count, int64_t size, int64_t rate, int64_t *out_c
 	avg = (double)size / (double)count;
 	scale = 1 / (1 - exp(-avg / (double)rate));
 	/* int64(float64(x) * scale) in Go truncates toward zero, as the C cast does */
-	*out_count = (int64_t)((double)count * scale);
-	*out_size = (int64_t)((double)size * scale);
+	*out_count = scaled_to_int64((double)count * scale);
+	*out_size = scaled_to_int64((double)size * scale);
 }
 
 int heap_layout_from_offsets(const struct go_offsets *off, struct heap_bucket_layout *l)

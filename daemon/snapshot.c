@@ -15,7 +15,7 @@
 /* Per snapshot: goroutines recorded (64 B each), the gs read per batch, and
  * the wall time of the walk; past them the walk stops and snap->truncated
  * counts the goroutines not examined. */
-#define SNAPSHOT_MAX_LIVE (2u << 20)
+#define SNAPSHOT_MAX_LIVE (1u << 20)
 #define SNAPSHOT_CHUNK 65536u
 #define SNAPSHOT_BUDGET_NS 2000000000ull
 

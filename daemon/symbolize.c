@@ -129,7 +129,7 @@ static int table_add(struct sym_table *t, uint64_t addr, uint64_t size, const ch
 {
 	size_t len = strlen(name) + 1;
 
-	if (t->n == SYMBOLIZE_MAX_SYMBOLS)
+	if (t->n == SYMBOLIZE_MAX_SYMBOLS || t->names_len + len > SYMBOLIZE_MAX_NAMES)
 		return -E2BIG;
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 1024;

@@ -29,6 +29,10 @@ int addr_set_init(struct addr_set *s, size_t max);
 int addr_set_add(struct addr_set *s, uint64_t addr);
 void addr_set_free(struct addr_set *s);
 
+/* Length (1-4) of the valid UTF-8 sequence at s (NUL-terminated), 0 when
+ * the bytes there are not one (overlong, surrogate, truncated, > U+10FFFF). */
+size_t utf8_seq_len(const char *s);
+
 /* Last path component. */
 const char *path_base(const char *path);
 
