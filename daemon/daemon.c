@@ -456,17 +456,25 @@ static void write_postmortem(struct daemon *d, struct watched *w, const struct p
 	}
 }
 
-static int on_oom(void *ctx, const struct procmon_event *ev)
+static int on_oom(void *ctx, const struct procmon_event *oom)
 {
 	struct daemon *d = ctx;
-	struct watched *w = find_watched(d, ev->tgid);
+	struct watched *w = find_watched(d, oom->tgid);
 	struct detect_evidence evidence = { 0 };
 	struct alert_observation obs = { 0 };
 	char summary[ALERT_SUMMARY_MAX], b1[32], b2[32];
+	struct procmon_event copy;
+	const struct procmon_event *ev = oom;
 
 	d->n.oom_kills++;
 	if (!w)
 		return 0;
+	/* the pre-6.8 record carries no RSS: the last one seen stands in */
+	if (!oom->rss_valid && w->rss_known) {
+		copy = *oom;
+		copy.rss = w->rss;
+		ev = &copy;
+	}
 	detect_evidence_add(&evidence, "rss_anon_bytes", (double)ev->rss.anon);
 	detect_evidence_add(&evidence, "rss_file_bytes", (double)ev->rss.file);
 	detect_evidence_add(&evidence, "total_vm_bytes", (double)ev->total_vm);

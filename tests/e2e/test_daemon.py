@@ -59,7 +59,7 @@ def parse_ts(ts):
 class Daemon:
     """memdrift daemon with alerts on stdout (a file) and metrics on a free port."""
 
-    def __init__(self, t, *sets, duration="170s"):
+    def __init__(self, t, *sets, duration="170s", env=None):
         lib.need_memdrift()
         self.port = free_port()
         self.state = os.path.join(t.tmp, "state")
@@ -73,7 +73,8 @@ class Daemon:
         self.argv = argv
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         env=dict(os.environ, **(env or {})))
         lib._live.append(self.proc)
         self.started = time.time()
         self.wait(lambda: self.metrics_text() is not None, 20, "metrics endpoint")
@@ -294,11 +295,23 @@ def test_daemon_oom_postmortem(t):
     """A watched Go process OOM-killed in a 160 MiB cgroup: oom_kill alert
     (critical) and postmortem.json with its series and goroutine sites, plus
     goroutine/heap pprof files when the victim was still readable."""
+    oom_postmortem(t)
+
+
+@lib.timeout(150)
+def test_daemon_oom_postmortem_pre68(t):
+    """The same with the OOM program pre-6.8 kernels (Debian 12's 6.1) get,
+    forced: a record with the TID only, matched through /proc (was tgid 0,
+    never matched: no alert, no post-mortem)."""
+    oom_postmortem(t, {"MEMDRIFT_OOM_PROBE": "tracepoint-pid"})
+
+
+def oom_postmortem(t, env=None):
     lib.need_root_bpf()
     ver = lib.versions()[-1]
     path = lib.target(ver, "leaky", "plain")
     procs, kind = lib.memory_cgroup(t, 160 * MIB, "memdrift-daemon-oom")
-    d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, duration="100s")
+    d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, duration="100s", env=env)
 
     def join_cgroup():
         with open(procs, "w") as f:
