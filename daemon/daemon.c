@@ -139,6 +139,7 @@ struct watched *daemon_watched_new(struct daemon *d, pid_t pid, const struct pro
 	snprintf(w->comm, sizeof(w->comm), "%s", exe->comm);
 	snprintf(w->exe, sizeof(w->exe), "%s", exe->exe);
 	w->first_seen_ns = now_monotonic_ns();
+	(void)proc_start_time(pid, &w->start_ticks);
 	return w;
 }
 
@@ -964,6 +965,42 @@ static void evaluate_process(struct daemon *d, struct watched *w, uint64_t now, 
 	evaluate_rss(d, w, now, ts);
 }
 
+/* An exit the ring buffer dropped: the pid is gone, or names another
+ * process now (start time changed). Forgotten, and a new process under
+ * that pid considered. True when w was forgotten. */
+static bool reconcile_exit(struct daemon *d, struct watched *w)
+{
+	uint64_t ticks = 0;
+	pid_t pid = w->pid;
+
+	if (proc_start_time(pid, &ticks) == 0 && (!w->start_ticks || ticks == w->start_ticks))
+		return false;
+	log_info("PID %d (%s): exit not seen (%s): forgotten", (int)pid, w->comm,
+		 ticks ? "its pid now names another process" : "gone");
+	d->n.exits_reconciled++;
+	forget_process(d, pid);
+	if (ticks)
+		consider_process(d, pid, false);
+	return true;
+}
+
+/* Records the ring buffer dropped may include execs: look at /proc again. */
+static void rescan_after_drops(struct daemon *d)
+{
+	struct procmon_callbacks cbs = procmon_cbs_template;
+	struct procmon_stats st;
+
+	if (!d->pm)
+		return;
+	procmon__stats(d->pm, &st);
+	if (st.ringbuf_drops == d->seen_ringbuf_drops)
+		return;
+	d->seen_ringbuf_drops = st.ringbuf_drops;
+	d->n.rescans++;
+	cbs.ctx = d;
+	procmon__scan(d->pm, &cbs);
+}
+
 static int on_tick(void *ctx, uint64_t expirations)
 {
 	struct daemon *d = ctx;
@@ -981,8 +1018,11 @@ static int on_tick(void *ctx, uint64_t expirations)
 		return 0;
 	d->last_eval_ns = now;
 	d->n.evaluations++;
+	rescan_after_drops(d);
 	for (w = d->procs; w; w = next) {
 		next = w->next;
+		if (reconcile_exit(d, w))
+			continue;
 		if (w->cls == CLASS_JVM) {
 			if (!proc_exists(w->pid)) {
 				forget_process(d, w->pid);

@@ -258,6 +258,10 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 		      (unsigned long)d->n.discovered);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"exited\"} %lu\n",
 		      (unsigned long)d->n.exited);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"exit_reconciled\"} %lu\n",
+		      (unsigned long)d->n.exits_reconciled);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"rescan_after_drops\"} %lu\n",
+		      (unsigned long)d->n.rescans);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"skipped_max_processes\"} %lu\n",
 		      (unsigned long)d->n.skipped_limit);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"snapshot_error\"} %lu\n",

@@ -138,6 +138,7 @@ struct watched {
 	struct procmon_rss rss;
 	bool rss_known;
 	uint64_t first_seen_ns;
+	uint64_t start_ticks;          /* proc_start_time at discovery (PID reuse) */
 	/* latest numbers, for metrics and post-mortems */
 	size_t goroutines;
 	uint64_t stack_bytes;
@@ -159,6 +160,7 @@ struct daemon_counters {
 	uint64_t alert_write_errors, postmortems;
 	uint64_t jvm_discovered, jvm_pending_full, jvm_limit, jni_trace_errors;
 	uint64_t trace_requests, trace_errors;
+	uint64_t exits_reconciled, rescans; /* exits/execs the ring buffer lost */
 };
 
 struct daemon {
@@ -173,6 +175,7 @@ struct daemon {
 	FILE *alerts_file;
 	struct watched *procs;
 	size_t nprocs;
+	uint64_t seen_ringbuf_drops;   /* procmon drops already answered by a rescan */
 	struct gobin_cache *gobins; /* one analysis per executable, shared by its processes */
 	struct class_entry classes[DAEMON_CLASS_CACHE];
 	size_t nclasses, class_next;

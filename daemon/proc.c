@@ -143,6 +143,26 @@ const char *proc_open_error(int err)
 	}
 }
 
+int proc_start_time(pid_t pid, uint64_t *ticks)
+{
+	char path[64], buf[1024], *p;
+	int field = 2;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (proc_read_file(path, buf, sizeof(buf)) < 0)
+		return -ESRCH;
+	p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+	if (!p)
+		return -ESRCH;
+	while (*p && field < 22)
+		if (*p++ == ' ')
+			field++;
+	if (field != 22 || !isdigit((unsigned char)*p))
+		return -ESRCH;
+	*ticks = strtoull(p, NULL, 10);
+	return 0;
+}
+
 bool proc_exists(pid_t pid)
 {
 	char path[64];

@@ -55,6 +55,9 @@ int proc_cgroup_path(pid_t pid, char *path, size_t len);
 ssize_t proc_read_file(const char *path, char *buf, size_t len);
 
 bool proc_exists(pid_t pid);
+/* The process's start time (/proc/PID/stat field 22, clock ticks since
+ * boot): with the pid, names one process across PID reuse. 0 or -ESRCH. */
+int proc_start_time(pid_t pid, uint64_t *ticks);
 
 /* Opens, for reading, a file whose path a target influences (its hsperfdata,
  * its mapped libjvm/libc, its executable), so that nothing the target placed

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -286,6 +287,74 @@ def test_daemon_scenarios(t):
     if "PID %d (leaky-plain) exited" % exiter.pid not in log:
         lib.fail("no final numbers logged for the exiter: %s" % log[-600:])
     t.note(", ".join(notes))
+
+
+# ------------------------------------------------- lost exits, PID reuse
+
+FORK_STORM = r"""
+import os, sys
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+@lib.timeout(240)
+def test_daemon_lost_exit_pid_reuse(t):
+    """The daemon stopped while a fork storm fills procmon's ring buffer; a
+    watched Go target dies (its exit record dropped) and its pid goes to
+    another program (ns_last_pid). Resumed, the daemon must forget the dead
+    target: the pid's start time changed (the stale entry used to stay).
+    Up to 3 attempts, since an exit record may still find room."""
+    lib.need_root_bpf()
+    ver = lib.versions()[-1]
+    d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, "detect.interval=1s",
+               duration="200s")
+    st = Starter(t)
+    for attempt in range(3):
+        target = st.go(ver, "leaky", "plain")
+        d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(target.pid)) is not None, 15,
+               "target watched")
+        pid = target.pid
+        watched = d.metric("memdrift_watched_processes")
+        before = d.metric("memdrift_daemon_events_total", event="exit_reconciled") or 0
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        reused = None
+        try:
+            subprocess.run([sys.executable, "-c", FORK_STORM, "12000"], check=True, timeout=60)
+            target.proc.kill()
+            target.proc.wait()
+            for _ in range(200):
+                with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                    f.write(str(pid - 1))
+                p = subprocess.Popen(["sleep", "100"], start_new_session=True)
+                lib._live.append(p)
+                if p.pid == pid:
+                    reused = p
+                    break
+                p.kill()
+                p.wait()
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        if reused is None:
+            t.note("attempt %d: pid %d taken by another process first" % (attempt, pid))
+            continue
+        t.cleanup(reused.kill)
+        d.wait(lambda: d.metric("memdrift_watched_processes") == watched - 1 and
+               d.metric("memdrift_rss_bytes", pid=str(pid)) is None, 10,
+               "the dead target forgotten")
+        n = d.metric("memdrift_daemon_events_total", event="exit_reconciled") or 0
+        drops = d.metric("memdrift_lost_events_total", reason="ringbuf_full")
+        if n > before:
+            t.note("attempt %d: ring drops %d; pid %d reused by sleep; exit reconciled"
+                   % (attempt, drops, pid))
+            return
+        t.note("attempt %d: the exit record was not lost (ring drops %d)" % (attempt, drops))
+        reused.kill()
+    lib.fail("no attempt lost the exit record and reused the pid, or the daemon never "
+             "reconciled it (exit_reconciled stayed 0)")
 
 
 # ------------------------------------------------------------------- OOM
