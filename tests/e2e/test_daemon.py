@@ -19,6 +19,7 @@ import calendar
 import gzip
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -355,6 +356,87 @@ def test_daemon_lost_exit_pid_reuse(t):
         reused.kill()
     lib.fail("no attempt lost the exit record and reused the pid, or the daemon never "
              "reconciled it (exit_reconciled stayed 0)")
+
+
+# ------------------------------------------------------- hostile targets
+
+FAKE_JVM = r"""
+import ctypes, mmap, os, sys, time
+# a comm that is not UTF-8 (PR_SET_NAME)
+ctypes.CDLL(None).prctl(15, b"jvm\xff\xfe\xc0", 0, 0, 0)
+lib = sys.argv[1]
+f = open(lib, "rb")
+m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)   # maps .../libjvm.so at offset 0
+d = "/tmp/hsperfdata_%s" % sys.argv[2]
+os.makedirs(d, exist_ok=True)
+fifo = os.path.join(d, str(os.getpid()))
+os.mkfifo(fifo)
+print(fifo, flush=True)
+try:
+    time.sleep(120)
+finally:
+    os.unlink(fifo)
+"""
+
+
+def healthz(d):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % d.port, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@lib.timeout(90)
+def test_daemon_hostile_fake_jvm_fifo_utf8(t):
+    """A fake JVM (a process mapping a file named libjvm.so) with a FIFO as
+    its hsperfdata file, and a Go target whose comm is not UTF-8: the daemon
+    keeps answering /healthz, watches the Go target, and /metrics passes
+    `promtool check metrics` (the FIFO used to block the event loop in
+    open(); the comm bytes made the exposition invalid)."""
+    lib.need_root_bpf()
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        lib.skip_or_fail("promtool not installed (Debian package promtool)")
+    libdir = os.path.join(t.tmp, "jdk", "lib", "server")
+    os.makedirs(libdir)
+    shutil.copyfile("/bin/true", os.path.join(libdir, "libjvm.so"))
+    fake = subprocess.Popen([sys.executable, "-c", FAKE_JVM, os.path.join(libdir, "libjvm.so"),
+                             __import__("pwd").getpwuid(os.getuid()).pw_name],
+                            stdout=subprocess.PIPE, start_new_session=True)
+    lib._live.append(fake)
+    t.cleanup(fake.terminate)
+    fifo = fake.stdout.readline().decode().strip()
+    if not fifo:
+        lib.fail("fake JVM did not start")
+    ver = lib.versions()[-1]
+    st = Starter(t)
+    target = st.go(ver, "leaky", "plain")
+    d = Daemon(t, "select.include_exe=%s/*,%s" % (lib.TARGETS, os.path.realpath(sys.executable)),
+               duration="60s")
+    d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(target.pid)) is not None, 15,
+           "Go target watched next to the FIFO JVM")
+    d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(fake.pid)) is not None, 15,
+           "the fake JVM watched")
+    for _ in range(5):
+        if not healthz(d):
+            lib.fail("/healthz did not answer within 2 s")
+        time.sleep(1)
+    text = d.metrics_text()
+    path = os.path.join(t.tmp, "metrics.txt")
+    with open(path, "w") as f:
+        f.write(text)
+    r = subprocess.run([promtool, "check", "metrics"], stdin=open(path, "rb"),
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        lib.fail("promtool check metrics: %s" % (r.stdout + r.stderr).decode()[-600:])
+    mine = [l for l in text.splitlines() if 'pid="%d"' % fake.pid in l]
+    if not mine or "jvm\ufffd\ufffd\ufffd" not in mine[0]:
+        lib.fail("the non-UTF-8 comm is not shown replaced: %r" % mine[:2])
+    with open(d.err_path, errors="replace") as f:
+        err = f.read()
+    t.note("healthz answered 5/5; promtool ok; daemon said: %s" %
+           "; ".join(l for l in err.splitlines() if "hsperf" in l or "FIFO" in l)[:200])
 
 
 # ------------------------------------------------------------------- OOM
