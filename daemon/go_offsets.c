@@ -336,13 +336,17 @@ static void fill_wait_reasons(const struct dwarf_scan *s, struct go_offsets *off
 	}
 }
 
-static bool elf_has_dwarf(Elf *elf)
+#define ELF_DWARF 1u      /* a .debug_info with bytes */
+#define ELF_COMPRESSED 2u /* some section SHF_COMPRESSED or .zdebug_* */
+
+static unsigned elf_debug_flags(Elf *elf)
 {
 	size_t shstrndx;
 	Elf_Scn *scn = NULL;
+	unsigned flags = 0;
 
 	if (elf_getshdrstrndx(elf, &shstrndx) != 0)
-		return false;
+		return ELF_COMPRESSED; /* unknown: nothing inflated behind our back */
 	while ((scn = elf_nextscn(elf, scn))) {
 		GElf_Shdr sh;
 		const char *name;
@@ -350,10 +354,13 @@ static bool elf_has_dwarf(Elf *elf)
 		if (!gelf_getshdr(scn, &sh))
 			continue;
 		name = elf_strptr(elf, shstrndx, sh.sh_name);
-		if (name && (strcmp(name, ".debug_info") == 0 || strcmp(name, ".zdebug_info") == 0))
-			return sh.sh_type != SHT_NOBITS && sh.sh_size > 0;
+		if ((sh.sh_flags & SHF_COMPRESSED) || (name && !strncmp(name, ".zdebug", 7)))
+			flags |= ELF_COMPRESSED;
+		if (name && (strcmp(name, ".debug_info") == 0 || strcmp(name, ".zdebug_info") == 0) &&
+		    sh.sh_type != SHT_NOBITS && sh.sh_size > 0)
+			flags |= ELF_DWARF;
 	}
-	return false;
+	return flags;
 }
 
 /* Go compresses its DWARF, and dwarf_begin_elf inflates every debug section
@@ -493,26 +500,6 @@ static int slim_dwarf_image(Elf *elf, void **image_out, size_t *size_out, uint64
 	return 0;
 }
 
-static bool elf_has_compressed(Elf *elf)
-{
-	size_t shstrndx;
-	Elf_Scn *scn = NULL;
-
-	if (elf_getshdrstrndx(elf, &shstrndx) != 0)
-		return true;
-	while ((scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		const char *name;
-
-		if (!gelf_getshdr(scn, &sh))
-			continue;
-		name = elf_strptr(elf, shstrndx, sh.sh_name);
-		if ((sh.sh_flags & SHF_COMPRESSED) || (name && !strncmp(name, ".zdebug", 7)))
-			return true;
-	}
-	return false;
-}
-
 int go_offsets_check(const struct go_offsets *o, char *err, size_t errlen)
 {
 	static const struct { const char *name; size_t at; } g_fields[] = {
@@ -558,7 +545,7 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 		ret = set_err(err, errlen, -ENOEXEC, "%s: not an ELF file", path);
 		goto out;
 	}
-	if (!elf_has_dwarf(elf)) {
+	if (!(elf_debug_flags(elf) & ELF_DWARF)) {
 		ret = set_err(err, errlen, -ENODATA, "%s: no DWARF (built with -w?)", path);
 		goto out;
 	}
@@ -576,7 +563,7 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 	}
 	/* odd layout (32-bit, unknown compression): let libdw read it all,
 	 * unless some section is compressed (libdw would inflate it unbounded) */
-	if (!dw && !elf_has_compressed(elf))
+	if (!dw && !(elf_debug_flags(elf) & ELF_COMPRESSED))
 		dw = dwarf_begin_elf(elf, DWARF_C_READ, NULL);
 	if (!dw) {
 		ret = set_err(err, errlen, -EINVAL, "%s: unreadable DWARF: %s", path, dwarf_errmsg(-1));

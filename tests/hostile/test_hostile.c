@@ -323,6 +323,17 @@ static void fake_target(struct fake *f, const char *const *names, const uint64_t
 	f->t.bin = &f->bin;
 }
 
+/* Go 1.19-1.24's runtime.bucket (48 B: allnext 8, size 32, nstk 40) with a
+ * memRecord of memrecord bytes. */
+static void bucket_layout(struct fake *f, int memrecord)
+{
+	f->bin.offsets.bucket_header_size = 48;
+	f->bin.offsets.bucket_allnext = 8;
+	f->bin.offsets.bucket_size = 32;
+	f->bin.offsets.bucket_nstk = 40;
+	f->bin.offsets.memrecord_size = memrecord;
+}
+
 /* runtime.g members at DWARF offsets past the 1,024 bytes read per g:
  * refused at load (go_offsets_check) and at snapshot, never read past (this
  * was an ASan heap-buffer-overflow at snapshot.c:134). */
@@ -369,11 +380,7 @@ static void test_bucket_sizes(void **state)
 	uint64_t v;
 
 	fake_target(&f, names, addrs, 2);
-	f.bin.offsets.bucket_header_size = 48;
-	f.bin.offsets.bucket_allnext = 8;
-	f.bin.offsets.bucket_size = 32;
-	f.bin.offsets.bucket_nstk = 40;
-	f.bin.offsets.memrecord_size = 60000;
+	bucket_layout(&f, 60000);
 	memset(bucket, 0x41, sizeof(bucket));
 	v = 0, memcpy(bucket + 8, &v, 8);
 	v = 1, memcpy(bucket + 16, &v, 8);
@@ -407,11 +414,7 @@ static void test_bucket_self_loop(void **state)
 	char err[256];
 
 	fake_target(&f, names, addrs, 2);
-	f.bin.offsets.bucket_header_size = 48;
-	f.bin.offsets.bucket_allnext = 8;
-	f.bin.offsets.bucket_size = 32;
-	f.bin.offsets.bucket_nstk = 40;
-	f.bin.offsets.memrecord_size = 128;
+	bucket_layout(&f, 128);
 	memset(bucket, 0, sizeof(bucket));
 	v = (uint64_t)(uintptr_t)bucket, memcpy(bucket + 8, &v, 8);
 	v = 1, memcpy(bucket + 16, &v, 8);
