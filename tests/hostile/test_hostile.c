@@ -40,6 +40,14 @@
 
 void prom_escape(struct strbuf *sb, const char *s); /* daemon_http.c */
 
+/* The daemon's objects are built to report UB and go on (the fuzzers'
+ * flags); here any report fails the run. */
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void)
+{
+	return "halt_on_error=1:print_stacktrace=1";
+}
+
 /* ------------------------------------------------------------ budgets --- */
 
 static uint64_t now_ns(void)
