@@ -409,6 +409,7 @@ def test_daemon_hostile_fake_jvm_fifo_utf8(t):
     fifo = fake.stdout.readline().decode().strip()
     if not fifo:
         lib.fail("fake JVM did not start")
+    t.cleanup(lambda: os.path.exists(fifo) and os.unlink(fifo))  # SIGTERM skips its finally
     ver = lib.versions()[-1]
     st = Starter(t)
     target = st.go(ver, "leaky", "plain")
