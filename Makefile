@@ -43,7 +43,7 @@ FUZZ_LIB_SRCS := $(filter-out daemon/main.c,$(DAEMON_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
-.PHONY: all deps test demo clean unit fuzz tools targets realprogs e2e bench
+.PHONY: all deps test demo clean unit fuzz fuzz-long tools targets realprogs e2e bench
 all: $(OUTPUT)/memdrift
 
 deps:
@@ -107,13 +107,23 @@ $(OUTPUT)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS) | $(OUTPUT)/fuzz
 	$(call msg,FUZZ-LD,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) $(LDLIBS) -o $@
 
+# The hostile-target suite: a cmocka test under ASan/UBSan, linked against
+# the fuzzers' sanitized objects; the unit stage of tests/run-all.sh runs it.
+HOSTILE_BIN := $(OUTPUT)/tests/test_hostile
+$(HOSTILE_BIN): tests/hostile/test_hostile.c $(FUZZ_OBJS) | $(OUTPUT)/tests
+	$(call msg,ASAN-LD,$@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fno-sanitize-recover=undefined $< $(FUZZ_OBJS) $(LDLIBS) -lcmocka -o $@
+
 # Developer tools the e2e tests and benchmarks drive one module with.
 $(OUTPUT)/tools/%: tests/tools/%.c $(LIB_OBJS) | $(OUTPUT)/tools
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(LIB_OBJS) $(LDLIBS) -o $@
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(HOSTILE_BIN)
 fuzz: $(FUZZ_BINS)
+# every fuzzer FUZZ_LONG_TIME s (default 360), one at a time, on a kept corpus
+fuzz-long: fuzz
+	$(Q)bash tests/fuzz/run-long.sh
 tools: $(TOOL_BINS)
 
 # Go/cgo/Java targets for every installed toolchain, cached under .output/targets.

@@ -7,7 +7,10 @@
  *   pm_fork               sched_process_fork: new processes only, not threads
  *   pm_rss_stat           rss_stat(mm, member): aggregated per mm, throttled
  *   pm_mark_victim        mark_victim(task, uid): 6.8+ prototype
- *   pm_mark_victim_pid    mark_victim(pid): older kernels
+ *   pm_mark_victim_pid    mark_victim(pid): older kernels (Debian 12's 6.1);
+ *                         a record with the TID only, user space resolves
+ *                         the TGID. Loads on both prototypes (CO-RE), so a
+ *                         test forces it on a newer kernel.
  * daemon/procmon.c reads the kernel's BTF and loads one program of each pair. */
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -351,8 +354,7 @@ static __always_inline struct pm_oom_rec *oom_reserve(void)
 	return e;
 }
 
-SEC("tp_btf/mark_victim")
-int BPF_PROG(pm_mark_victim, struct task_struct *p, uid_t uid)
+static __always_inline int emit_oom_task(struct task_struct *p, uid_t uid)
 {
 	struct mm_struct *mm = p->mm; /* a BTF pointer, as read_rss() needs */
 	struct pm_oom_rec *e = oom_reserve();
@@ -374,13 +376,26 @@ int BPF_PROG(pm_mark_victim, struct task_struct *p, uid_t uid)
 	return 0;
 }
 
-/* Before ≈6.8 the tracepoint carried only the TID; user space resolves the
- * rest from /proc while the victim is still dying. */
 SEC("tp_btf/mark_victim")
-int BPF_PROG(pm_mark_victim_pid, int pid)
+int BPF_PROG(pm_mark_victim, struct task_struct *p, uid_t uid)
 {
-	struct pm_oom_rec *e = oom_reserve();
+	return emit_oom_task(p, uid);
+}
 
+/* Before ≈6.8 the tracepoint carried only the TID; user space resolves the
+ * rest from /proc while the victim is still dying. The 6.8 change also gave
+ * the event record its uid field: that tells which argument ctx[0] is. */
+SEC("tp_btf/mark_victim")
+int pm_mark_victim_pid(u64 *ctx)
+{
+	struct pm_oom_rec *e;
+	int pid;
+
+	if (bpf_core_field_exists(struct trace_event_raw_mark_victim, uid))
+		pid = BPF_CORE_READ((struct task_struct *)ctx[0], pid);
+	else
+		pid = (int)ctx[0];
+	e = oom_reserve();
 	if (!e)
 		return 0;
 	fill_hdr(&e->hdr, PM_REC_OOM, 0);

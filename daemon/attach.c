@@ -879,7 +879,7 @@ static void place_libc_function(const char *path, const char *name, struct probe
 	snprintf(r->function, sizeof(r->function), "libc %s", name);
 	snprintf(r->role, sizeof(r->role), "C allocations (later)");
 	elf_version(EV_CURRENT);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
 	if (fd < 0)
 		return;
 	elf = elf_begin(fd, ELF_C_READ, NULL);

@@ -229,6 +229,7 @@ struct watched *daemon_watched_new(struct daemon *d, pid_t pid, const struct pro
 	snprintf(w->comm, sizeof(w->comm), "%s", exe->comm);
 	snprintf(w->exe, sizeof(w->exe), "%s", exe->exe);
 	w->first_seen_ns = now_monotonic_ns();
+	(void)proc_start_time(pid, &w->start_ticks);
 	return w;
 }
 
@@ -663,17 +664,25 @@ static void write_postmortem(struct daemon *d, struct watched *w, const struct p
 	postmortem_prune(d);
 }
 
-static int on_oom(void *ctx, const struct procmon_event *ev)
+static int on_oom(void *ctx, const struct procmon_event *oom)
 {
 	struct daemon *d = ctx;
-	struct watched *w = find_watched(d, ev->tgid);
+	struct watched *w = find_watched(d, oom->tgid);
 	struct detect_evidence evidence = { 0 };
 	struct alert_observation obs = { 0 };
 	char summary[ALERT_SUMMARY_MAX], b1[32], b2[32];
+	struct procmon_event copy;
+	const struct procmon_event *ev = oom;
 
 	d->n.oom_kills++;
 	if (!w)
 		return 0;
+	/* the pre-6.8 record carries no RSS: the last one seen stands in */
+	if (!oom->rss_valid && w->rss_known) {
+		copy = *oom;
+		copy.rss = w->rss;
+		ev = &copy;
+	}
 	detect_evidence_add(&evidence, "rss_anon_bytes", (double)ev->rss.anon);
 	detect_evidence_add(&evidence, "rss_file_bytes", (double)ev->rss.file);
 	detect_evidence_add(&evidence, "total_vm_bytes", (double)ev->total_vm);
@@ -1197,6 +1206,42 @@ static void evaluate_process(struct daemon *d, struct watched *w, uint64_t now, 
 	evaluate_rss(d, w, now, ts);
 }
 
+/* An exit the ring buffer dropped: the pid is gone, or names another
+ * process now (start time changed). Forgotten, and a new process under
+ * that pid considered. True when w was forgotten. */
+static bool reconcile_exit(struct daemon *d, struct watched *w)
+{
+	uint64_t ticks = 0;
+	pid_t pid = w->pid;
+
+	if (proc_start_time(pid, &ticks) == 0 && (!w->start_ticks || ticks == w->start_ticks))
+		return false;
+	log_info("PID %d (%s): exit not seen (%s): forgotten", (int)pid, w->comm,
+		 ticks ? "its pid now names another process" : "gone");
+	d->n.exits_reconciled++;
+	forget_process(d, pid);
+	if (ticks)
+		consider_process(d, pid, false);
+	return true;
+}
+
+/* Records the ring buffer dropped may include execs: look at /proc again. */
+static void rescan_after_drops(struct daemon *d)
+{
+	struct procmon_callbacks cbs = procmon_cbs_template;
+	struct procmon_stats st;
+
+	if (!d->pm)
+		return;
+	procmon__stats(d->pm, &st);
+	if (st.ringbuf_drops == d->seen_ringbuf_drops)
+		return;
+	d->seen_ringbuf_drops = st.ringbuf_drops;
+	d->n.rescans++;
+	cbs.ctx = d;
+	procmon__scan(d->pm, &cbs);
+}
+
 static int on_tick(void *ctx, uint64_t expirations)
 {
 	struct daemon *d = ctx;
@@ -1217,8 +1262,11 @@ static int on_tick(void *ctx, uint64_t expirations)
 		return 0;
 	d->last_eval_ns = now;
 	d->n.evaluations++;
+	rescan_after_drops(d);
 	for (w = d->procs; w; w = next) {
 		next = w->next;
+		if (reconcile_exit(d, w))
+			continue;
 		if (w->cls == CLASS_JVM) {
 			if (!proc_exists(w->pid)) {
 				forget_process(d, w->pid);

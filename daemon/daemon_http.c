@@ -4,15 +4,23 @@
 
 /* ---------------------------------------------------------------- metrics */
 
-static void prom_escape(struct strbuf *sb, const char *s)
+/* Label values come from targets (comm, pclntab names): any bytes. The
+ * exposition must be UTF-8, so a byte that starts no valid sequence becomes
+ * U+FFFD. */
+void prom_escape(struct strbuf *sb, const char *s)
 {
-	for (; *s; s++) {
+	while (*s) {
+		size_t n = utf8_seq_len(s);
+
 		if (*s == '\\' || *s == '"')
 			strbuf_printf(sb, "\\%c", *s);
 		else if (*s == '\n')
 			strbuf_append(sb, "\\n", 2);
+		else if (n)
+			strbuf_append(sb, s, n);
 		else
-			strbuf_append(sb, s, 1);
+			strbuf_append(sb, "\xef\xbf\xbd", 3);
+		s += n ? n : 1;
 	}
 }
 
@@ -290,6 +298,10 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 		      (unsigned long)d->n.discovered);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"exited\"} %lu\n",
 		      (unsigned long)d->n.exited);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"exit_reconciled\"} %lu\n",
+		      (unsigned long)d->n.exits_reconciled);
+	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"rescan_after_drops\"} %lu\n",
+		      (unsigned long)d->n.rescans);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"skipped_max_processes\"} %lu\n",
 		      (unsigned long)d->n.skipped_limit);
 	strbuf_printf(sb, "memdrift_daemon_events_total{event=\"snapshot_error\"} %lu\n",

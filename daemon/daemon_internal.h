@@ -144,6 +144,7 @@ struct watched {
 	struct procmon_rss rss;
 	bool rss_known;
 	uint64_t first_seen_ns;
+	uint64_t start_ticks;          /* proc_start_time at discovery (PID reuse) */
 	/* latest numbers, for metrics and post-mortems */
 	size_t goroutines;
 	size_t goroutines_leaked; /* marked leaked by the runtime (1.26+) */
@@ -167,6 +168,7 @@ struct daemon_counters {
 	uint64_t alert_write_errors, postmortems;
 	uint64_t jvm_discovered, jvm_pending_full, jvm_limit, jni_trace_errors;
 	uint64_t trace_requests, trace_errors, trace_over_budget;
+	uint64_t exits_reconciled, rescans; /* exits/execs the ring buffer lost */
 	uint64_t postmortem_errors, postmortems_pruned, stdout_dropped;
 	uint64_t http[4][4];           /* enum http_endpoint x enum http_result */
 	uint64_t profile_ns;           /* time spent computing profiles */
@@ -201,6 +203,7 @@ struct daemon {
 	FILE *alerts_file;
 	struct watched *procs;
 	size_t nprocs;
+	uint64_t seen_ringbuf_drops;   /* procmon drops already answered by a rescan */
 	struct gobin_cache *gobins; /* one analysis per executable, shared by its processes */
 	struct class_entry classes[DAEMON_CLASS_CACHE];
 	size_t nclasses, class_next;
@@ -239,5 +242,8 @@ void daemon_jvm_postmortem(struct watched *w, json_object *o);
 /* HTTP handler (http.h) and its fd callback (event_loop.h). */
 int daemon_http_handler(void *ctx, const struct http_request *req, struct http_response *resp);
 int daemon_http_fd_ready(void *ctx, uint64_t arg);
+
+/* A Prometheus label value: escaped, invalid UTF-8 replaced (daemon_http.c). */
+void prom_escape(struct strbuf *sb, const char *s);
 
 #endif

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "heapprof.h"
+#include "proc.h"
 
 /* Defined in go_offsets_table.c (generated). */
 extern const struct go_offsets go_offsets_table[];
@@ -356,13 +358,17 @@ static void fill_wait_reasons(const struct dwarf_scan *s, struct go_offsets *off
 	}
 }
 
-static bool elf_has_dwarf(Elf *elf)
+#define ELF_DWARF 1u      /* a .debug_info with bytes */
+#define ELF_COMPRESSED 2u /* some section SHF_COMPRESSED or .zdebug_* */
+
+static unsigned elf_debug_flags(Elf *elf)
 {
 	size_t shstrndx;
 	Elf_Scn *scn = NULL;
+	unsigned flags = 0;
 
 	if (elf_getshdrstrndx(elf, &shstrndx) != 0)
-		return false;
+		return ELF_COMPRESSED; /* unknown: nothing inflated behind our back */
 	while ((scn = elf_nextscn(elf, scn))) {
 		GElf_Shdr sh;
 		const char *name;
@@ -370,10 +376,13 @@ static bool elf_has_dwarf(Elf *elf)
 		if (!gelf_getshdr(scn, &sh))
 			continue;
 		name = elf_strptr(elf, shstrndx, sh.sh_name);
-		if (name && (strcmp(name, ".debug_info") == 0 || strcmp(name, ".zdebug_info") == 0))
-			return sh.sh_type != SHT_NOBITS && sh.sh_size > 0;
+		if ((sh.sh_flags & SHF_COMPRESSED) || (name && !strncmp(name, ".zdebug", 7)))
+			flags |= ELF_COMPRESSED;
+		if (name && (strcmp(name, ".debug_info") == 0 || strcmp(name, ".zdebug_info") == 0) &&
+		    sh.sh_type != SHT_NOBITS && sh.sh_size > 0)
+			flags |= ELF_DWARF;
 	}
-	return false;
+	return flags;
 }
 
 /* Go compresses its DWARF, and dwarf_begin_elf inflates every debug section
@@ -385,7 +394,39 @@ static const char *const slim_sections[] = {
 };
 #define SLIM_MAX (sizeof(slim_sections) / sizeof(slim_sections[0]))
 
-static int slim_dwarf_image(Elf *elf, void **image_out, size_t *size_out)
+/* The inflated size a compressed section claims (its ELF_CHDR or GNU
+ * "ZLIB" header), checked before anything is inflated: -E2BIG when it is
+ * over GO_DWARF_MAX_SECTION or GO_DWARF_MAX_RATIO times its compressed size. */
+static int check_compressed(Elf_Scn *scn, bool gnu_z, uint64_t *claimed)
+{
+	Elf_Data *raw = elf_rawdata(scn, NULL);
+	const uint8_t *p;
+	uint64_t size = 0;
+
+	*claimed = 0;
+	if (!raw || !raw->d_buf || raw->d_size < 12)
+		return -EINVAL;
+	p = raw->d_buf;
+	if (gnu_z) {
+		if (memcmp(p, "ZLIB", 4))
+			return -EINVAL;
+		for (int i = 4; i < 12; i++)
+			size = size << 8 | p[i]; /* big-endian */
+	} else {
+		Elf64_Chdr ch;
+
+		if (raw->d_size < sizeof(ch))
+			return -EINVAL;
+		memcpy(&ch, p, sizeof(ch));
+		size = ch.ch_size;
+	}
+	*claimed = size;
+	if (size > GO_DWARF_MAX_SECTION || size / GO_DWARF_MAX_RATIO > raw->d_size)
+		return -E2BIG;
+	return 0;
+}
+
+static int slim_dwarf_image(Elf *elf, void **image_out, size_t *size_out, uint64_t *bomb)
 {
 	struct { const char *name; const void *buf; size_t size; } sec[SLIM_MAX];
 	size_t nsec = 0, shstrndx, off, names_size = 1, shoff;
@@ -419,6 +460,9 @@ static int slim_dwarf_image(Elf *elf, void **image_out, size_t *size_out)
 		for (size_t i = 0; i < SLIM_MAX; i++) {
 			if (strcmp(base, slim_sections[i]) != 0)
 				continue;
+			if ((gnu_z || (shdr.sh_flags & SHF_COMPRESSED)) &&
+			    check_compressed(scn, gnu_z, bomb) == -E2BIG)
+				return -E2BIG;
 			if (gnu_z ? elf_compress_gnu(scn, 0, 0) < 0 :
 			    (shdr.sh_flags & SHF_COMPRESSED) && elf_compress(scn, 0, 0) < 0)
 				return -EINVAL;
@@ -478,6 +522,31 @@ static int slim_dwarf_image(Elf *elf, void **image_out, size_t *size_out)
 	return 0;
 }
 
+int go_offsets_check(const struct go_offsets *o, char *err, size_t errlen)
+{
+	static const struct { const char *name; size_t at; } g_fields[] = {
+#define GF(f) { #f, offsetof(struct go_offsets, f) }
+		GF(g_stack_lo), GF(g_stack_hi), GF(g_atomicstatus), GF(g_goid),
+		GF(g_waitsince), GF(g_waitreason), GF(g_gopc), GF(g_startpc),
+#undef GF
+	};
+
+	for (size_t i = 0; i < sizeof(g_fields) / sizeof(g_fields[0]); i++) {
+		int v = *(const int *)((const char *)o + g_fields[i].at);
+
+		if (v != GO_OFF_NONE && (v < 0 || v + 8 > GO_G_READ_MAX))
+			return set_err(err, errlen, -ERANGE,
+				       "runtime.g field %s at offset %d is past the %d bytes read per "
+				       "goroutine: offsets refused", g_fields[i].name, v, GO_G_READ_MAX);
+	}
+	if (o->bucket_header_size > HEAP_MAX_HEADER || o->memrecord_size > HEAP_MAX_MEMRECORD)
+		return set_err(err, errlen, -ERANGE,
+			       "runtime.bucket (%d bytes) or runtime.memRecord (%d bytes) over the "
+			       "%d-byte read buffer: offsets refused", o->bucket_header_size,
+			       o->memrecord_size, HEAP_MAX_HEADER);
+	return 0;
+}
+
 int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offsets *off,
 			  char *err, size_t errlen)
 {
@@ -487,26 +556,37 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 	void *slim_image = NULL;
 	size_t slim_size = 0;
 	bool table_row;
+	uint64_t bomb = 0;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
 	if (fd < 0)
-		return set_err(err, errlen, -errno, "open %s: %s", path, strerror(errno));
+		return set_err(err, errlen, fd, "open %s: %s", path, proc_open_error(fd));
 	elf_version(EV_CURRENT);
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	if (!elf || elf_kind(elf) != ELF_K_ELF) {
 		ret = set_err(err, errlen, -ENOEXEC, "%s: not an ELF file", path);
 		goto out;
 	}
-	if (!elf_has_dwarf(elf)) {
+	if (!(elf_debug_flags(elf) & ELF_DWARF)) {
 		ret = set_err(err, errlen, -ENODATA, "%s: no DWARF (built with -w?)", path);
 		goto out;
 	}
-	if (slim_dwarf_image(elf, &slim_image, &slim_size) == 0) {
+	ret = slim_dwarf_image(elf, &slim_image, &slim_size, &bomb);
+	if (ret == -E2BIG) {
+		ret = set_err(err, errlen, -E2BIG,
+			      "%s: a compressed debug section claims %llu bytes (limit %u MiB, "
+			      "%u:1): refused", path, (unsigned long long)bomb,
+			      GO_DWARF_MAX_SECTION >> 20, GO_DWARF_MAX_RATIO);
+		goto out;
+	}
+	if (ret == 0) {
 		slim = elf_memory(slim_image, slim_size);
 		dw = slim ? dwarf_begin_elf(slim, DWARF_C_READ, NULL) : NULL;
 	}
-	if (!dw) /* odd layout (32-bit, unknown compression): let libdw read it all */
+	/* odd layout (32-bit, unknown compression): let libdw read it all,
+	 * unless some section is compressed (libdw would inflate it unbounded) */
+	if (!dw && !(elf_debug_flags(elf) & ELF_COMPRESSED))
 		dw = dwarf_begin_elf(elf, DWARF_C_READ, NULL);
 	if (!dw) {
 		ret = set_err(err, errlen, -EINVAL, "%s: unreadable DWARF: %s", path, dwarf_errmsg(-1));
@@ -558,6 +638,9 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 		if (s->type_seen[s->wants[i].type] && *dst == GO_OFF_NONE)
 			*(OFF_FIRST(off) + (dst - OFF_FIRST(&s->found))) = GO_OFF_NONE;
 	}
+	ret = go_offsets_check(off, err, errlen);
+	if (ret < 0)
+		goto out;
 	if (s->dead >= 0)
 		off->status_dead = s->dead;
 	if (s->scan_bit > 0)

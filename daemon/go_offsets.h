@@ -10,6 +10,14 @@
 #define GO_OFF_NONE (-1) /* field absent in this version */
 #define GO_MAX_WAIT_REASONS 64
 #define GO_WAIT_REASON_LEN 40
+/* Bytes read per runtime.g (snapshot.c): every g field the readers use must
+ * end within them. */
+#define GO_G_READ_MAX 1024
+/* Inflated size accepted for one compressed debug section, and the most it
+ * may claim per compressed byte (zlib reaches ~1000:1 on a bomb; Go's DWARF
+ * compresses 3-5:1). */
+#define GO_DWARF_MAX_SECTION (256u << 20)
+#define GO_DWARF_MAX_RATIO 64
 
 enum go_offsets_source { GO_OFFSETS_DWARF, GO_OFFSETS_TABLE };
 
@@ -89,6 +97,10 @@ int go_offsets_from_table(int major, int minor, struct go_offsets *off);
 /* Fills off from the DWARF of the ELF at path (libdw). 0, -ENODATA when the
  * binary has no DWARF, or another negative errno. Fields DWARF lacks keep the
  * table value when a table entry exists. */
+/* Every offset and size a consumer uses fits the buffer it reads into:
+ * runtime.g fields within GO_G_READ_MAX, bucket and memRecord sizes within
+ * heapprof's. 0, or -ERANGE with the field named in err. */
+int go_offsets_check(const struct go_offsets *o, char *err, size_t errlen);
 int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offsets *off,
 			  char *err, size_t errlen);
 

@@ -16,8 +16,11 @@
 #include "gobin.h"
 #include "gobin_internal.h"
 #include "log.h"
+#include "proc.h"
 
 #define GOBIN_MAX_FILE_SIZE (4ull << 30)
+/* real Go binaries: 10k-500k symbols (a kubelet ~250k) */
+#define GOBIN_MAX_SYMTAB_ENTRIES (4u << 20)
 #define BUILDINFO_MAGIC "\xff Go buildinf:"
 #define BUILDINFO_MAGIC_LEN 14
 #define BUILDINFO_HEADER_LEN 32
@@ -364,14 +367,17 @@ static int load_elf(struct gobin *bin, const char *path, struct elf_scan *sc, ch
 	int fd, ret = 0;
 
 	memset(sc, 0, sizeof(*sc));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = proc_open_untrusted(path, GOBIN_MAX_FILE_SIZE, NULL);
 	if (fd < 0) {
-		ret = -errno;
+		ret = fd;
 		if (ret == -ENOENT || ret == -ENOTDIR)
 			return set_err(err, errlen, -ENOENT, "%s: no such file", path);
 		if (ret == -EACCES || ret == -EPERM)
 			return set_err(err, errlen, -EACCES, "%s: permission denied", path);
-		return set_err(err, errlen, ret, "%s: open: %s", path, strerror(-ret));
+		if (ret == -EISDIR || ret == -EINVAL || ret == -EFBIG || ret == -ELOOP)
+			return set_err(err, errlen, -ENOEXEC, "%s: not an ELF file (%s)", path,
+				       proc_open_error(ret));
+		return set_err(err, errlen, ret, "%s: open: %s", path, proc_open_error(ret));
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
@@ -494,6 +500,14 @@ static int load_elf(struct gobin *bin, const char *path, struct elf_scan *sc, ch
 				record_section(bin, &bin->strtab, &strsh);
 			bin->has_symtab = bin->symtab.present && bin->strtab.present &&
 					  bin->symtab.size >= 2 * sizeof(Elf64_Sym);
+			/* each lookup scans it: a hostile size would cost seconds */
+			if (bin->has_symtab &&
+			    bin->symtab.size / sizeof(Elf64_Sym) > GOBIN_MAX_SYMTAB_ENTRIES) {
+				log_warn("%s: .symtab of %llu entries (over %u): ignored", path,
+					 (unsigned long long)(bin->symtab.size / sizeof(Elf64_Sym)),
+					 GOBIN_MAX_SYMTAB_ENTRIES);
+				bin->has_symtab = false;
+			}
 		}
 	}
 	if (bin->has_symtab) {
@@ -628,7 +642,9 @@ static int fill_offsets(struct gobin *bin, unsigned flags, char *err, size_t err
 	if (bin->has_dwarf) {
 		ret = go_offsets_from_dwarf(bin->path, v->major, v->minor, &bin->offsets, why,
 					    sizeof(why));
-		if (ret)
+		if (ret == -ERANGE || ret == -E2BIG)
+			log_warn("%s: DWARF offsets: %s", bin->path, why); /* hostile or corrupt */
+		else if (ret)
 			log_debug("%s: DWARF offsets: %s", bin->path, why);
 	}
 	if (ret && v->major > 0)

@@ -24,7 +24,7 @@
 #define HT_PROLOGUE_BYTES 64
 /* mProf_Malloc's `call stkbucket` is within its first ~0x140 bytes (1.19-1.24). */
 #define HT_MPROF_MALLOC_BYTES 1024
-#define HT_BUCKET_READ (1024 + HEAP_MAX_NSTK * 8 + 512)
+#define HT_BUCKET_READ HEAP_BUCKET_READ
 
 _Static_assert(HT_OBJ_SETS * HT_OBJ_WAYS == HT_MAX_OBJECTS, "object table size");
 

@@ -26,6 +26,15 @@ static uint64_t le64(const uint8_t *p)
 	return v;
 }
 
+/* The C cast of an out-of-range double is undefined (a target's forged
+ * counts get there); Go on amd64 yields CVTTSD2SI's 0x8000000000000000. */
+static int64_t scaled_to_int64(double v)
+{
+	if (!(v > -9223372036854775808.0 && v < 9223372036854775808.0))
+		return INT64_MIN;
+	return (int64_t)v;
+}
+
 void heap_scale_sample(int64_t count, int64_t size, int64_t rate, int64_t *out_count,
 		       int64_t *out_size)
 {
@@ -45,8 +54,8 @@ void heap_scale_sample(int64_t count, int64_t size, int64_t rate, int64_t *out_c
 	avg = (double)size / (double)count;
 	scale = 1 / (1 - exp(-avg / (double)rate));
 	/* int64(float64(x) * scale) in Go truncates toward zero, as the C cast does */
-	*out_count = (int64_t)((double)count * scale);
-	*out_size = (int64_t)((double)size * scale);
+	*out_count = scaled_to_int64((double)count * scale);
+	*out_size = scaled_to_int64((double)size * scale);
 }
 
 int heap_layout_from_offsets(const struct go_offsets *off, struct heap_bucket_layout *l)
@@ -70,6 +79,8 @@ int heap_layout_from_offsets(const struct go_offsets *off, struct heap_bucket_la
 	l->size = off->bucket_size;
 	l->nstk = off->bucket_nstk;
 	l->memrecord_size = off->memrecord_size;
+	if (l->header_size > HEAP_MAX_HEADER || l->memrecord_size > HEAP_MAX_MEMRECORD)
+		return -E2BIG;
 	if (l->allnext + 8 > l->header_size || l->typ + 8 > l->header_size ||
 	    l->size + 8 > l->header_size || l->nstk + 8 > l->header_size)
 		return -EINVAL;
@@ -166,6 +177,8 @@ static int read_bucket(pid_t pid, const struct heap_bucket_layout *l, uint64_t a
 	}
 	if (ret != -ENODATA)
 		return ret;
+	if (need > HEAP_BUCKET_READ)
+		return -E2BIG;
 	ret = proc_read(pid, addr, buf, need);
 	if (ret < 0)
 		return ret;
@@ -186,6 +199,7 @@ int heap_profile_read(const struct go_target *t, struct heap_profile *p, char *e
 	int64_t rate;
 	uint8_t *buf = NULL;
 	struct walked *w = NULL;
+	struct addr_set seen = { 0 };
 	size_t nw = 0, cw = 0, npcs = 0;
 	int pending = -1, ret;
 	bool fold_all = true;
@@ -199,6 +213,11 @@ int heap_profile_read(const struct go_target *t, struct heap_profile *p, char *e
 		return set_err(err, errlen, -ENOENT, "PID %d: runtime.%s not found in the binary",
 			       t->pid, !mbuckets ? "mbuckets" : "MemProfileRate");
 	ret = heap_layout_from_offsets(gobin_offsets(t->bin), &l);
+	if (ret == -E2BIG)
+		return set_err(err, errlen, ret,
+			       "PID %d: runtime.bucket/memRecord sizes from DWARF (%d, %d bytes) are "
+			       "over %d: layout refused", t->pid, gobin_offsets(t->bin)->bucket_header_size,
+			       gobin_offsets(t->bin)->memrecord_size, HEAP_MAX_HEADER);
 	if (ret < 0)
 		return set_err(err, errlen, -ENOENT, "PID %d: runtime.bucket layout unknown", t->pid);
 	ret = proc_read(t->pid, rate_addr, &rate, sizeof(rate));
@@ -229,14 +248,20 @@ int heap_profile_read(const struct go_target *t, struct heap_profile *p, char *e
 		}
 	}
 
-	buf = malloc(HEAP_FIRST_READ + HEAP_MAX_NSTK * 8 + 512);
-	if (!buf)
+	buf = malloc(HEAP_BUCKET_READ);
+	if (!buf || addr_set_init(&seen, HEAP_MAX_BUCKETS)) {
+		free(buf);
 		return set_err(err, errlen, -ENOMEM, "out of memory");
+	}
 	while (addr) {
 		struct heap_bucket_raw raw;
 
-		if (p->buckets >= HEAP_MAX_BUCKETS) {
+		if (p->buckets >= HEAP_MAX_BUCKETS || npcs >= HEAP_MAX_PCS) {
 			p->truncated = true;
+			break;
+		}
+		if (addr_set_add(&seen, addr) == 1) {
+			p->cycle = true; /* a real list never comes back */
 			break;
 		}
 		p->buckets++;
@@ -322,14 +347,19 @@ int heap_profile_read(const struct go_target *t, struct heap_profile *p, char *e
 		free(w[i].stk);
 	}
 	p->nrecords = nw;
+	if (p->truncated || p->cycle)
+		log_warn("PID %d: heap profile walk stopped after %zu buckets (%s)", (int)t->pid,
+			 p->buckets, p->cycle ? "the bucket list loops" : "over its bounds");
 	free(w);
 	free(buf);
+	addr_set_free(&seen);
 	return 0;
 fail:
 	for (size_t i = 0; i < nw; i++)
 		free(w[i].stk);
 	free(w);
 	free(buf);
+	addr_set_free(&seen);
 	heap_profile_free(p);
 	return ret;
 }

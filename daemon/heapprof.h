@@ -34,6 +34,13 @@
 
 #define HEAP_MAX_BUCKETS 65536 /* buckets walked per read */
 #define HEAP_MAX_NSTK 1024     /* Go's debug.profstackdepth cap; more is corruption */
+/* DWARF sizes a target's binary gives runtime.bucket's header and
+ * runtime.memRecord; larger layouts are refused (real ones: 48 and 128). */
+#define HEAP_MAX_PCS (8u << 20) /* stack PCs kept per read (64 MiB) */
+#define HEAP_MAX_HEADER 256
+#define HEAP_MAX_MEMRECORD 256
+/* One bucket read: the first read, the largest stack, and the record. */
+#define HEAP_BUCKET_READ (1024 + HEAP_MAX_NSTK * 8 + HEAP_MAX_HEADER + HEAP_MAX_MEMRECORD)
 #define HEAP_MEM_PROFILE 1     /* runtime.bucketType memProfile */
 
 /* One runtime.memRecordCycle. */
@@ -77,7 +84,8 @@ struct heap_profile {
 	uint64_t *pcs;
 	size_t buckets;         /* list entries walked */
 	size_t skipped;         /* unreadable or implausible buckets */
-	bool truncated;         /* HEAP_MAX_BUCKETS reached */
+	bool truncated;         /* HEAP_MAX_BUCKETS or HEAP_MAX_PCS reached */
+	bool cycle;             /* the bucket list looped back on itself */
 	bool pending_flush;     /* read between mark termination's NextCycle and Flush;
 				 * future[cycle%3] folded in as MemProfile does */
 	bool no_gc_yet;         /* all cycles folded in (no GC published anything) */

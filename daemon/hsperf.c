@@ -304,9 +304,9 @@ int hsperf_read(const char *path, struct hsperf_stats *out, char *err, size_t er
 	size_t got = 0;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = proc_open_untrusted(path, (64ull << 20), NULL);
 	if (fd < 0)
-		return set_err(err, errlen, -errno, "open %s: %s", path, strerror(errno));
+		return set_err(err, errlen, fd, "open %s: %s", path, proc_open_error(fd));
 	buf = malloc(HSPERF_MAX_BYTES);
 	if (!buf) {
 		close(fd);

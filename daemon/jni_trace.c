@@ -182,7 +182,7 @@ static int64_t decode_count_field(const char *path)
 
 	if (symbolize_elf_symbol(path, "_ZNK10OopStorage16allocation_countEv", &addr, &size, &off))
 		return -1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
 	if (fd < 0)
 		return -1;
 	if (pread(fd, code, sizeof(code), (off_t)off) != (ssize_t)sizeof(code)) {

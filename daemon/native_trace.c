@@ -180,11 +180,11 @@ int native_sites_aggregate(const struct native_alloc *allocs, size_t n, struct n
 
 static int read_file_at(const char *path, uint64_t off, uint8_t *buf, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
 	ssize_t n;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	n = pread(fd, buf, len, (off_t)off);
 	close(fd);
 	return n > 0 ? (int)n : -EIO;

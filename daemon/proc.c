@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -42,6 +44,123 @@ ssize_t proc_read_file(const char *path, char *buf, size_t len)
 	buf[total] = '\0';
 	close(fd);
 	return total;
+}
+
+/* "/proc/123/root/x" -> length of "/proc/123/root" (0 when not such a path). */
+static size_t proc_root_prefix(const char *path)
+{
+	const char *p = path + 6;
+
+	if (strncmp(path, "/proc/", 6) || !isdigit((unsigned char)*p))
+		return 0;
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (strncmp(p, "/root/", 6))
+		return 0;
+	return (size_t)(p + 5 - path);
+}
+
+static int open_in_root(const char *path, size_t rootlen, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)flags,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	char root[64];
+	int dfd, fd, e;
+
+	if (rootlen >= sizeof(root))
+		return -ENAMETOOLONG;
+	memcpy(root, path, rootlen);
+	root[rootlen] = '\0';
+	dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	fd = (int)syscall(SYS_openat2, dfd, path + rootlen + 1, &how, sizeof(how));
+	e = errno;
+	close(dfd);
+	if (fd >= 0)
+		return fd;
+	if (e != ENOSYS)
+		return -e;
+	/* before Linux 5.6: the last component is still never followed */
+	fd = open(path, flags);
+	return fd < 0 ? -errno : fd;
+}
+
+int proc_open_untrusted(const char *path, uint64_t max_size, uint64_t *size)
+{
+	const int base = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+	size_t rootlen = proc_root_prefix(path);
+	struct stat st;
+	int fd;
+
+	if (rootlen) {
+		fd = open_in_root(path, rootlen, base | O_NOFOLLOW);
+	} else {
+		/* other /proc/ paths are kernel magic links; others the operator's */
+		fd = open(path, base);
+		if (fd < 0)
+			fd = -errno;
+	}
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	if ((uint64_t)st.st_size > max_size) {
+		close(fd);
+		return -EFBIG;
+	}
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	if (size)
+		*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+const char *proc_open_error(int err)
+{
+	switch (err) {
+	case -ELOOP:
+		return "a symbolic link (refused)";
+	case -EISDIR:
+		return "a directory, not a regular file";
+	case -EINVAL:
+		return "not a regular file (FIFO, socket or device refused)";
+	case -EFBIG:
+		return "file too large";
+	case -EXDEV:
+		return "path escapes the process's root (refused)";
+	default:
+		return strerror(-err);
+	}
+}
+
+int proc_start_time(pid_t pid, uint64_t *ticks)
+{
+	char path[64], buf[1024], *p;
+	int field = 2;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (proc_read_file(path, buf, sizeof(buf)) < 0)
+		return -ESRCH;
+	p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+	if (!p)
+		return -ESRCH;
+	while (*p && field < 22)
+		if (*p++ == ' ')
+			field++;
+	if (field != 22 || !isdigit((unsigned char)*p))
+		return -ESRCH;
+	*ticks = strtoull(p, NULL, 10);
+	return 0;
 }
 
 bool proc_exists(pid_t pid)
@@ -238,52 +357,133 @@ int proc_read(pid_t pid, uint64_t addr, void *buf, size_t len)
 	return 0;
 }
 
+/* Readable ranges of a process (its maps, 'r' permission, adjacent ones
+ * merged), sorted: lets proc_read_many refuse a pointer into nothing
+ * without a syscall. */
+struct rrange {
+	uint64_t lo, hi;
+};
+
+static size_t readable_ranges(pid_t pid, struct rrange **out)
+{
+	char path[64], line[512];
+	struct rrange *v = NULL;
+	size_t n = 0, cap = 0;
+	FILE *f;
+
+	*out = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long lo, hi;
+		char perms[8];
+
+		if (!strchr(line, '\n') && !feof(f)) { /* a long path: skip the rest */
+			int c;
+
+			while ((c = fgetc(f)) != EOF && c != '\n')
+				;
+		}
+		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
+			continue;
+		if (n && v[n - 1].hi == lo) {
+			v[n - 1].hi = hi;
+			continue;
+		}
+		if (n == cap) {
+			struct rrange *nv = realloc(v, (cap ? cap * 2 : 256) * sizeof(*v));
+
+			if (!nv)
+				break;
+			v = nv;
+			cap = cap ? cap * 2 : 256;
+		}
+		v[n++] = (struct rrange){ lo, hi };
+	}
+	fclose(f);
+	*out = v;
+	return n;
+}
+
+static bool range_readable(const struct rrange *v, size_t n, uint64_t addr, size_t len)
+{
+	size_t lo = 0, hi = n;
+
+	if (addr + len < addr)
+		return false;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[mid].hi <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && v[lo].lo <= addr && addr + len <= v[lo].hi;
+}
+
 long proc_read_many(pid_t pid, const uint64_t *addrs, size_t n, size_t elem, void *out,
 		    bool *ok)
 {
 	struct iovec local[IOV_MAX], remote[IOV_MAX];
+	size_t idx[IOV_MAX];
+	struct rrange *ranges = NULL;
+	size_t nranges = 0;
+	bool have_ranges = false;
 	uint8_t *dst = out;
 	long good = 0;
 	size_t i = 0;
 
+	if (ok && n)
+		memset(ok, 0, n * sizeof(*ok));
+	if (elem == 0)
+		return 0;
 	while (i < n) {
-		size_t batch = n - i < IOV_MAX ? n - i : IOV_MAX, k;
-		ssize_t got;
+		size_t batch = 0, k = 0;
 
-		for (k = 0; k < batch; k++) {
-			local[k].iov_base = dst + (i + k) * elem;
-			local[k].iov_len = elem;
-			remote[k].iov_base = (void *)(uintptr_t)addrs[i + k];
-			remote[k].iov_len = elem;
-		}
-		got = process_vm_readv(pid, local, batch, remote, batch, 0);
-		if (got < 0 && errno == ESRCH)
-			return -ESRCH;
-		if (got < 0)
-			got = 0;
-		/* process_vm_readv stops at the first range it cannot read in
-		 * full; account the whole ones and retry the rest one by one. */
-		k = (size_t)got / elem;
-		for (size_t j = 0; j < k; j++)
-			if (ok)
-				ok[i + j] = true;
-		good += k;
-		if (k < batch) {
-			memset(dst + (i + k) * elem, 0, elem);
-			if (proc_read(pid, addrs[i + k], dst + (i + k) * elem, elem) == 0) {
-				if (ok)
-					ok[i + k] = true;
-				good++;
-			} else {
-				memset(dst + (i + k) * elem, 0, elem);
-				if (ok)
-					ok[i + k] = false;
+		/* a batch of the ranges that may be readable; once a read has
+		 * failed, pointers into no readable mapping are refused here */
+		for (; i < n && batch < IOV_MAX; i++) {
+			if (have_ranges && !range_readable(ranges, nranges, addrs[i], elem)) {
+				memset(dst + i * elem, 0, elem);
+				continue;
 			}
-			i += k + 1;
-			continue;
+			local[batch] = (struct iovec){ dst + i * elem, elem };
+			remote[batch] = (struct iovec){ (void *)(uintptr_t)addrs[i], elem };
+			idx[batch++] = i;
 		}
-		i += batch;
+		/* process_vm_readv stops at the first range it cannot read in
+		 * full: that one is unreadable (retrying it alone gives the
+		 * same), so mark it and go on with the rest of the batch in
+		 * place: one syscall per failure, each iovec filled once. */
+		while (k < batch) {
+			ssize_t got = process_vm_readv(pid, local + k, batch - k, remote + k,
+						       batch - k, 0);
+			size_t whole;
+
+			if (got < 0 && errno == ESRCH) {
+				free(ranges);
+				return -ESRCH;
+			}
+			whole = got < 0 ? 0 : (size_t)got / elem;
+			for (size_t j = 0; j < whole; j++)
+				if (ok)
+					ok[idx[k + j]] = true;
+			good += (long)whole;
+			k += whole;
+			if (k < batch) {
+				memset(local[k].iov_base, 0, elem);
+				k++;
+				if (!have_ranges) {
+					nranges = readable_ranges(pid, &ranges);
+					have_ranges = true;
+				}
+			}
+		}
 	}
+	free(ranges);
 	return good;
 }
 

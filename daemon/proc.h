@@ -55,5 +55,27 @@ int proc_cgroup_path(pid_t pid, char *path, size_t len);
 ssize_t proc_read_file(const char *path, char *buf, size_t len);
 
 bool proc_exists(pid_t pid);
+/* The process's start time (/proc/PID/stat field 22, clock ticks since
+ * boot): with the pid, names one process across PID reuse. 0 or -ESRCH. */
+int proc_start_time(pid_t pid, uint64_t *ticks);
+
+/* Opens, for reading, a file whose path a target influences (its hsperfdata,
+ * its mapped libjvm/libc, its executable), so that nothing the target placed
+ * there can block or redirect the daemon:
+ *  - O_NONBLOCK: opening a FIFO never waits for a writer;
+ *  - a path under /proc/PID/root/ is resolved inside that root (openat2
+ *    RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): an absolute symlink in the
+ *    target's tree cannot name the host's files; its last component must not
+ *    be a symlink (O_NOFOLLOW);
+ *  - any other /proc/ path (/proc/PID/exe, /proc/PID/map_files/, /proc/self/fd/)
+ *    is a kernel magic link naming the mapped file itself: followed, as is
+ *    any other path (given by the operator: a CLI argument, a test fixture);
+ *  - then fstat: a regular file of at most max_size bytes.
+ * Returns an fd (O_CLOEXEC, O_NONBLOCK cleared) and its size in *size (may be
+ * NULL), or -errno: -ELOOP (a symlink), -EISDIR, -EINVAL (not a regular
+ * file), -EFBIG (over max_size). proc_open_error() words these. */
+#define PROC_MAX_ELF_FILE (4ull << 30) /* executables and libraries */
+int proc_open_untrusted(const char *path, uint64_t max_size, uint64_t *size);
+const char *proc_open_error(int err);
 
 #endif

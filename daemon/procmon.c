@@ -25,6 +25,7 @@ struct procmon {
 	uint64_t watched_full;
 	bool exit_group_dead;
 	bool oom_task;
+	const char *oom_probe;
 };
 
 dev_t procmon_kernel_dev(uint32_t kdev)
@@ -221,8 +222,10 @@ static int tp_proto(const struct btf *btf, const char *tp, bool *first_is_ptr)
 static int pick_programs(struct procmon *pm, const struct procmon_opts *opts)
 {
 	struct procmon_bpf *s = pm->skel;
+	enum procmon_oom_probe probe;
 	struct btf *btf;
 	bool ptr = false;
+	const char *env;
 	int n;
 
 	btf = btf__load_vmlinux_btf();
@@ -239,15 +242,28 @@ static int pick_programs(struct procmon *pm, const struct procmon_opts *opts)
 				  s->progs.pm_exit_group_dead, false);
 
 	n = opts->no_oom ? -ENOENT : tp_proto(btf, "mark_victim", &ptr);
+	probe = opts->oom_probe;
+	if (probe == PM_OOM_AUTO && (env = getenv("MEMDRIFT_OOM_PROBE"))) {
+		probe = !strcmp(env, "tracepoint") ? PM_OOM_TP_TASK :
+			!strcmp(env, "tracepoint-pid") ? PM_OOM_TP_PID : PM_OOM_AUTO;
+		if (probe == PM_OOM_AUTO)
+			log_warn("procmon: MEMDRIFT_OOM_PROBE=%s unknown: chosen by the kernel", env);
+	}
+	if (probe == PM_OOM_AUTO)
+		probe = n >= 0 && ptr ? PM_OOM_TP_TASK : PM_OOM_TP_PID;
+	/* usable here? (a forced variant may not be) */
+	n = opts->no_oom || n < 0 || (probe == PM_OOM_TP_TASK && !ptr) ? -ENOENT : 0;
+	bpf_program__set_autoload(s->progs.pm_mark_victim, !opts->no_oom && n >= 0 &&
+				  probe == PM_OOM_TP_TASK);
+	bpf_program__set_autoload(s->progs.pm_mark_victim_pid, !opts->no_oom && n >= 0 &&
+				  probe == PM_OOM_TP_PID);
 	if (n < 0) {
 		if (!opts->no_oom)
-			log_warn("procmon: no mark_victim tracepoint: OOM kills not reported");
-		bpf_program__set_autoload(s->progs.pm_mark_victim, false);
-		bpf_program__set_autoload(s->progs.pm_mark_victim_pid, false);
+			log_warn("procmon: no usable mark_victim tracepoint: OOM kills not reported");
+		pm->oom_probe = "none";
 	} else {
-		pm->oom_task = ptr;
-		bpf_program__set_autoload(ptr ? s->progs.pm_mark_victim_pid : s->progs.pm_mark_victim,
-					  false);
+		pm->oom_task = probe != PM_OOM_TP_PID;
+		pm->oom_probe = probe == PM_OOM_TP_TASK ? "tracepoint" : "tracepoint-pid";
 	}
 
 	if (!opts->no_rss && tp_proto(btf, "rss_stat", NULL) < 0) {
@@ -258,6 +274,34 @@ static int pick_programs(struct procmon *pm, const struct procmon_opts *opts)
 	}
 	btf__free(btf);
 	return 0;
+}
+
+int procmon_resolve_tgid(struct procmon_event *ev)
+{
+	char path[64], buf[2048], *p;
+
+	if (ev->pid <= 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)ev->pid);
+	if (proc_read_file(path, buf, sizeof(buf)) < 0) {
+		/* already reaped: the OOM killer picks a thread-group leader
+		 * (another thread only when the leader has exited) */
+		ev->tgid = ev->pid;
+		return -ESRCH;
+	}
+	p = strstr(buf, "\nTgid:");
+	if (!p)
+		return -ESRCH;
+	ev->tgid = (pid_t)strtol(p + 6, NULL, 10);
+	if (!strncmp(buf, "Name:\t", 6) && !ev->comm[0]) {
+		size_t n = strcspn(buf + 6, "\n");
+
+		if (n >= sizeof(ev->comm))
+			n = sizeof(ev->comm) - 1;
+		memcpy(ev->comm, buf + 6, n);
+		ev->comm[n] = '\0';
+	}
+	return ev->tgid > 0 ? 0 : -ESRCH;
 }
 
 static int handle_record(void *ctx, void *data, size_t len)
@@ -271,6 +315,8 @@ static int handle_record(void *ctx, void *data, size_t len)
 		pm->decode_errors++;
 		return 0;
 	}
+	if (ev.type == PROCMON_OOM && ev.tgid == 0)
+		(void)procmon_resolve_tgid(&ev);
 	if (!cbs)
 		return 0;
 	switch (ev.type) {
@@ -483,6 +529,7 @@ void procmon__stats(const struct procmon *pm, struct procmon_stats *out)
 	out->decode_errors = pm->decode_errors;
 	out->exit_group_dead = pm->exit_group_dead;
 	out->oom_task = pm->oom_task;
+	out->oom_probe = pm->oom_probe ? pm->oom_probe : "none";
 }
 
 int procmon__map_counts(const struct procmon *pm, pid_t tgid, struct procmon_map_counts *out)

@@ -36,6 +36,14 @@ struct procmon_opts {
 	bool rss_watch_all; /* RSS for every process, not only watched tgids */
 	bool no_rss;        /* do not attach rss_stat at all */
 	bool no_oom;        /* do not attach mark_victim */
+	/* Which OOM program: PM_OOM_AUTO picks by the kernel's mark_victim
+	 * prototype (task, uid: 6.8+; else the pid-only one); the others force
+	 * one (a test forces the pre-6.8 one on a newer kernel). The
+	 * environment's MEMDRIFT_OOM_PROBE=tracepoint|tracepoint-pid overrides
+	 * AUTO. */
+	enum procmon_oom_probe {
+		PM_OOM_AUTO, PM_OOM_TP_TASK, PM_OOM_TP_PID,
+	} oom_probe;
 };
 
 enum procmon_event_type {
@@ -93,10 +101,17 @@ struct procmon_stats {
 	uint64_t watched_full;    /* procmon__watch refused: map full */
 	uint64_t decode_errors;   /* malformed records (a bug if ever non-zero) */
 	bool exit_group_dead;     /* kernel has sched_process_exit(task, group_dead) */
-	bool oom_task;            /* kernel has mark_victim(task, uid) */
+	bool oom_task;            /* OOM records carry the task (not the pid-only variant) */
+	const char *oom_probe;    /* "tracepoint", "tracepoint-pid", "none" */
 };
 
 /* NULL opts = defaults. NULL on error (logged; errno set). */
+/* An OOM record of the pid-only variant names the chosen thread: its TGID
+ * (and comm) from /proc/TID/status while the victim is dying. 0, or -ESRCH
+ * when it is already reaped (then tgid = pid: the OOM killer chooses
+ * thread-group leaders). */
+int procmon_resolve_tgid(struct procmon_event *ev);
+
 struct procmon *procmon__new(const struct procmon_opts *opts);
 int procmon__attach(struct procmon *pm);
 /* Ring buffer epoll fd: readable when records are waiting. */

@@ -11,7 +11,13 @@
  * without limit. */
 #define SNAPSHOT_MAX_GOROUTINES (16u << 20)
 #define SNAPSHOT_MAX_MS 100000
-#define G_READ_MAX 1024
+#define G_READ_MAX GO_G_READ_MAX
+/* Per snapshot: goroutines recorded (64 B each), the gs read per batch, and
+ * the wall time of the walk; past them the walk stops and snap->truncated
+ * counts the goroutines not examined. */
+#define SNAPSHOT_MAX_LIVE (1u << 20)
+#define SNAPSHOT_CHUNK 65536u
+#define SNAPSHOT_BUDGET_NS 2000000000ull
 
 #define STATUS_WAITING 4
 #define STATUS_IDLE 0
@@ -69,7 +75,8 @@ static int read_goroutines(const struct go_target *t, struct go_snapshot *snap, 
 	uint8_t *gbuf = NULL;
 	bool *ok = NULL;
 	struct startpc_memo memo[64] = { 0 };
-	size_t gsize, n, i;
+	size_t gsize, n, m, i, chunk, base, cap = 0;
+	uint64_t deadline;
 	long got;
 	int ret;
 
@@ -101,29 +108,56 @@ static int read_goroutines(const struct go_target *t, struct go_snapshot *snap, 
 	if (n == 0)
 		return 0;
 
+	/* every field read below must lie in the bytes read per g */
 	gsize = max_field(o);
 	if (gsize > G_READ_MAX)
-		gsize = G_READ_MAX;
-	gptrs = calloc(n, sizeof(*gptrs));
-	gbuf = calloc(n, gsize);
-	ok = calloc(n, sizeof(*ok));
-	snap->gs = calloc(n, sizeof(*snap->gs));
-	if (!gptrs || !gbuf || !ok || !snap->gs) {
+		return set_err(err, errlen, -ENOTSUP,
+			       "runtime.g field at offset %zu is past the %d bytes read per goroutine "
+			       "(%s): layout refused", gsize - 8, G_READ_MAX,
+			       gobin_version(t->bin)->str);
+	chunk = n < SNAPSHOT_CHUNK ? n : SNAPSHOT_CHUNK;
+	gptrs = calloc(chunk, sizeof(*gptrs));
+	gbuf = calloc(chunk, gsize);
+	ok = calloc(chunk, sizeof(*ok));
+	if (!gptrs || !gbuf || !ok) {
 		ret = set_err(err, errlen, -ENOMEM, "out of memory for %zu goroutines", n);
 		goto out;
 	}
-	ret = proc_read(t->pid, allgptr, gptrs, n * sizeof(*gptrs));
+	deadline = monotonic_ns() + SNAPSHOT_BUDGET_NS;
+	base = 0;
+	/* the list in chunks of SNAPSHOT_CHUNK gs, so memory stays bounded */
+next_chunk:
+	m = n - base < chunk ? n - base : chunk;
+	if (snap->ngs + m > SNAPSHOT_MAX_LIVE || (base && monotonic_ns() > deadline)) {
+		snap->truncated = n - base;
+		goto done;
+	}
+	if (snap->ngs + m > cap) {
+		size_t ncap = snap->ngs + m > 2 * cap ? snap->ngs + m : 2 * cap;
+		struct snap_goroutine *ngs;
+
+		if (ncap > SNAPSHOT_MAX_LIVE)
+			ncap = SNAPSHOT_MAX_LIVE;
+		ngs = realloc(snap->gs, ncap * sizeof(*snap->gs));
+		if (!ngs) {
+			ret = set_err(err, errlen, -ENOMEM, "out of memory for %zu goroutines", n);
+			goto out;
+		}
+		snap->gs = ngs;
+		cap = ncap;
+	}
+	ret = proc_read(t->pid, allgptr + base * sizeof(*gptrs), gptrs, m * sizeof(*gptrs));
 	if (ret < 0) {
 		set_err(err, errlen, ret, "reading the goroutine list: %s", strerror(-ret));
 		goto out;
 	}
-	got = proc_read_many(t->pid, gptrs, n, gsize, gbuf, ok);
+	got = proc_read_many(t->pid, gptrs, m, gsize, gbuf, ok);
 	if (got < 0) {
 		ret = set_err(err, errlen, (int)got, "process %d exited", t->pid);
 		goto out;
 	}
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < m; i++) {
 		const uint8_t *g = gbuf + i * gsize;
 		struct snap_goroutine *sg = &snap->gs[snap->ngs];
 		uint32_t status;
@@ -171,6 +205,10 @@ static int read_goroutines(const struct go_target *t, struct go_snapshot *snap, 
 			snap->max_goid = sg->goid;
 		snap->ngs++;
 	}
+	base += m;
+	if (base < n)
+		goto next_chunk;
+done:
 	ret = 0;
 out:
 	free(gptrs);
@@ -251,6 +289,10 @@ int go_snapshot_take(const struct go_target *t, struct go_snapshot *snap, char *
 			return set_err(err, errlen, -ESRCH, "process %d exited", t->pid);
 		return ret;
 	}
+	if (snap->truncated)
+		log_warn("PID %d: goroutine walk stopped at its bounds (%u recorded, %u ms): "
+			 "%zu goroutines not examined", (int)t->pid, SNAPSHOT_MAX_LIVE,
+			 (unsigned)(SNAPSHOT_BUDGET_NS / 1000000), snap->truncated);
 	go_snapshot_heap(t, &snap->heap);
 	read_cgo_calls(t, snap);
 	if (!proc_exists(t->pid)) {

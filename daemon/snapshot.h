@@ -43,6 +43,7 @@ struct go_snapshot {
 	struct snap_heap heap;
 	uint64_t cgo_calls;        /* runtime.ncgocall + every m's ncgocall */
 	bool cgo_calls_known;
+	size_t truncated;          /* goroutines not examined (walk over its bounds) */
 };
 
 /* Takes a snapshot. 0 or negative errno with a reason in err. */

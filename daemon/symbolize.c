@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "gobin.h"
+#include "proc.h"
 #include "target.h"
 
 #define SYM_MAX_LOADS 16
@@ -64,9 +65,11 @@ static Elf *elf_open_path(const char *path, int *fd)
 
 	if (elf_version(EV_CURRENT) == EV_NONE)
 		return NULL;
-	*fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (*fd < 0)
+	*fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
+	if (*fd < 0) {
+		*fd = -1;
 		return NULL;
+	}
 	elf = elf_begin(*fd, ELF_C_READ_MMAP, NULL);
 	if (!elf || elf_kind(elf) != ELF_K_ELF) {
 		if (elf)
@@ -126,7 +129,7 @@ static int table_add(struct sym_table *t, uint64_t addr, uint64_t size, const ch
 {
 	size_t len = strlen(name) + 1;
 
-	if (t->n == SYMBOLIZE_MAX_SYMBOLS)
+	if (t->n == SYMBOLIZE_MAX_SYMBOLS || t->names_len + len > SYMBOLIZE_MAX_NAMES)
 		return -E2BIG;
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 1024;

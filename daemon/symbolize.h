@@ -18,6 +18,7 @@ struct symbolizer;
 #define SYMBOLIZE_MAX_MAPS 16384
 #define SYMBOLIZE_MAX_OBJECTS 1024
 #define SYMBOLIZE_MAX_SYMBOLS (4u << 20) /* per object */
+#define SYMBOLIZE_MAX_NAMES (64u << 20) /* bytes of names per object: a hostile .symtab */
 
 /* One resolved address. Strings are owned by the symbolizer (or the Go
  * target's analysis) and live until symbolizer_free. */

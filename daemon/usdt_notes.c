@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proc.h"
 
 #define NT_STAPSDT 3
 
@@ -182,9 +183,9 @@ int usdt_notes_read(const char *path, struct usdt_notes *out, char *err, size_t 
 
 	memset(out, 0, sizeof(*out));
 	elf_version(EV_CURRENT);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
 	if (fd < 0)
-		return set_err(err, errlen, -errno, "open %s: %s", path, strerror(errno));
+		return set_err(err, errlen, fd, "open %s: %s", path, proc_open_error(fd));
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	if (!elf) {
 		close(fd);

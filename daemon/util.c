@@ -130,6 +130,75 @@ const char *path_base(const char *path)
 	return s ? s + 1 : path;
 }
 
+int addr_set_init(struct addr_set *s, size_t max)
+{
+	size_t slots = 16;
+
+	while (slots < 2 * max)
+		slots *= 2;
+	s->slots = calloc(slots, sizeof(*s->slots));
+	if (!s->slots)
+		return -ENOMEM;
+	s->mask = slots - 1;
+	s->n = 0;
+	s->max = max;
+	return 0;
+}
+
+int addr_set_add(struct addr_set *s, uint64_t addr)
+{
+	size_t i;
+
+	if (!addr)
+		return -EINVAL;
+	/* Fibonacci hashing: buckets are 8-byte aligned, spread the high bits */
+	i = (size_t)((addr * 0x9e3779b97f4a7c15ull) >> 20) & s->mask;
+	while (s->slots[i]) {
+		if (s->slots[i] == addr)
+			return 1;
+		i = (i + 1) & s->mask;
+	}
+	if (s->n >= s->max)
+		return -ENOSPC;
+	s->slots[i] = addr;
+	s->n++;
+	return 0;
+}
+
+void addr_set_free(struct addr_set *s)
+{
+	free(s->slots);
+	s->slots = NULL;
+	s->n = 0;
+}
+
+size_t utf8_seq_len(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t n;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
 int open_new_file(const char *path, mode_t mode)
 {
 	for (int tries = 0; tries < 2; tries++) {

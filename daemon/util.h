@@ -18,6 +18,21 @@ const char *fmt_bytes(char *buf, size_t len, uint64_t bytes);
 const char *fmt_duration(char *buf, size_t len, uint64_t ns);
 uint64_t now_monotonic_ns(void);
 uint64_t now_realtime_ns(void);
+/* A set of non-zero addresses (open addressing), for walking lists a target
+ * controls: a repeated address is a cycle. Holds at most max entries. */
+struct addr_set {
+	uint64_t *slots;
+	size_t mask, n, max;
+};
+int addr_set_init(struct addr_set *s, size_t max);
+/* 1: already present (a cycle), 0: added, -ENOSPC: full, -EINVAL: addr 0. */
+int addr_set_add(struct addr_set *s, uint64_t addr);
+void addr_set_free(struct addr_set *s);
+
+/* Length (1-4) of the valid UTF-8 sequence at s (NUL-terminated), 0 when
+ * the bytes there are not one (overlong, surrogate, truncated, > U+10FFFF). */
+size_t utf8_seq_len(const char *s);
+
 /* Last path component. */
 const char *path_base(const char *path);
 /* Creates path for writing, never through a symlink and never into an

@@ -19,9 +19,11 @@ import calendar
 import gzip
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -59,7 +61,7 @@ def parse_ts(ts):
 class Daemon:
     """memdrift daemon with alerts on stdout (a file) and metrics on a free port."""
 
-    def __init__(self, t, *sets, duration="170s"):
+    def __init__(self, t, *sets, duration="170s", env=None):
         lib.need_memdrift()
         self.port = free_port()
         self.state = os.path.join(t.tmp, "state")
@@ -73,7 +75,8 @@ class Daemon:
         self.argv = argv
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         env=dict(os.environ, **(env or {})))
         lib._live.append(self.proc)
         self.started = time.time()
         self.wait(lambda: self.metrics_text() is not None, 20, "metrics endpoint")
@@ -287,6 +290,156 @@ def test_daemon_scenarios(t):
     t.note(", ".join(notes))
 
 
+# ------------------------------------------------- lost exits, PID reuse
+
+FORK_STORM = r"""
+import os, sys
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+@lib.timeout(240)
+def test_daemon_lost_exit_pid_reuse(t):
+    """The daemon stopped while a fork storm fills procmon's ring buffer; a
+    watched Go target dies (its exit record dropped) and its pid goes to
+    another program (ns_last_pid). Resumed, the daemon must forget the dead
+    target: the pid's start time changed (the stale entry used to stay).
+    Up to 3 attempts, since an exit record may still find room."""
+    lib.need_root_bpf()
+    ver = lib.versions()[-1]
+    d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, "detect.interval=1s",
+               duration="200s")
+    st = Starter(t)
+    for attempt in range(3):
+        target = st.go(ver, "leaky", "plain")
+        d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(target.pid)) is not None, 15,
+               "target watched")
+        pid = target.pid
+        watched = d.metric("memdrift_watched_processes")
+        before = d.metric("memdrift_daemon_events_total", event="exit_reconciled") or 0
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        reused = None
+        try:
+            subprocess.run([sys.executable, "-c", FORK_STORM, "12000"], check=True, timeout=60)
+            target.proc.kill()
+            target.proc.wait()
+            for _ in range(200):
+                with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                    f.write(str(pid - 1))
+                p = subprocess.Popen(["sleep", "100"], start_new_session=True)
+                lib._live.append(p)
+                if p.pid == pid:
+                    reused = p
+                    break
+                p.kill()
+                p.wait()
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        if reused is None:
+            t.note("attempt %d: pid %d taken by another process first" % (attempt, pid))
+            continue
+        t.cleanup(reused.kill)
+        d.wait(lambda: d.metric("memdrift_watched_processes") == watched - 1 and
+               d.metric("memdrift_rss_bytes", pid=str(pid)) is None, 10,
+               "the dead target forgotten")
+        n = d.metric("memdrift_daemon_events_total", event="exit_reconciled") or 0
+        drops = d.metric("memdrift_lost_events_total", reason="ringbuf_full")
+        if n > before:
+            t.note("attempt %d: ring drops %d; pid %d reused by sleep; exit reconciled"
+                   % (attempt, drops, pid))
+            return
+        t.note("attempt %d: the exit record was not lost (ring drops %d)" % (attempt, drops))
+        reused.kill()
+    lib.fail("no attempt lost the exit record and reused the pid, or the daemon never "
+             "reconciled it (exit_reconciled stayed 0)")
+
+
+# ------------------------------------------------------- hostile targets
+
+FAKE_JVM = r"""
+import ctypes, mmap, os, sys, time
+# a comm that is not UTF-8 (PR_SET_NAME)
+ctypes.CDLL(None).prctl(15, b"jvm\xff\xfe\xc0", 0, 0, 0)
+lib = sys.argv[1]
+f = open(lib, "rb")
+m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)   # maps .../libjvm.so at offset 0
+d = "/tmp/hsperfdata_%s" % sys.argv[2]
+os.makedirs(d, exist_ok=True)
+fifo = os.path.join(d, str(os.getpid()))
+os.mkfifo(fifo)
+print(fifo, flush=True)
+try:
+    time.sleep(120)
+finally:
+    os.unlink(fifo)
+"""
+
+
+def healthz(d):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % d.port, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@lib.timeout(90)
+def test_daemon_hostile_fake_jvm_fifo_utf8(t):
+    """A fake JVM (a process mapping a file named libjvm.so) with a FIFO as
+    its hsperfdata file, and a Go target whose comm is not UTF-8: the daemon
+    keeps answering /healthz, watches the Go target, and /metrics passes
+    `promtool check metrics` (the FIFO used to block the event loop in
+    open(); the comm bytes made the exposition invalid)."""
+    lib.need_root_bpf()
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        lib.skip_or_fail("promtool not installed (Debian package promtool)")
+    libdir = os.path.join(t.tmp, "jdk", "lib", "server")
+    os.makedirs(libdir)
+    shutil.copyfile("/bin/true", os.path.join(libdir, "libjvm.so"))
+    fake = subprocess.Popen([sys.executable, "-c", FAKE_JVM, os.path.join(libdir, "libjvm.so"),
+                             __import__("pwd").getpwuid(os.getuid()).pw_name],
+                            stdout=subprocess.PIPE, start_new_session=True)
+    lib._live.append(fake)
+    t.cleanup(fake.terminate)
+    fifo = fake.stdout.readline().decode().strip()
+    if not fifo:
+        lib.fail("fake JVM did not start")
+    t.cleanup(lambda: os.path.exists(fifo) and os.unlink(fifo))  # SIGTERM skips its finally
+    ver = lib.versions()[-1]
+    st = Starter(t)
+    target = st.go(ver, "leaky", "plain")
+    d = Daemon(t, "select.include_exe=%s/*,%s" % (lib.TARGETS, os.path.realpath(sys.executable)),
+               duration="60s")
+    d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(target.pid)) is not None, 15,
+           "Go target watched next to the FIFO JVM")
+    d.wait(lambda: d.metric("memdrift_rss_bytes", pid=str(fake.pid)) is not None, 15,
+           "the fake JVM watched")
+    for _ in range(5):
+        if not healthz(d):
+            lib.fail("/healthz did not answer within 2 s")
+        time.sleep(1)
+    text = d.metrics_text()
+    path = os.path.join(t.tmp, "metrics.txt")
+    with open(path, "w") as f:
+        f.write(text)
+    r = subprocess.run([promtool, "check", "metrics"], stdin=open(path, "rb"),
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        lib.fail("promtool check metrics: %s" % (r.stdout + r.stderr).decode()[-600:])
+    mine = [l for l in text.splitlines() if 'pid="%d"' % fake.pid in l]
+    if not mine or "jvm\ufffd\ufffd\ufffd" not in mine[0]:
+        lib.fail("the non-UTF-8 comm is not shown replaced: %r" % mine[:2])
+    with open(d.err_path, errors="replace") as f:
+        err = f.read()
+    t.note("healthz answered 5/5; promtool ok; daemon said: %s" %
+           "; ".join(l for l in err.splitlines() if "hsperf" in l or "FIFO" in l)[:200])
+
+
 # ------------------------------------------------------------------- OOM
 
 @lib.timeout(120)
@@ -294,11 +447,23 @@ def test_daemon_oom_postmortem(t):
     """A watched Go process OOM-killed in a 160 MiB cgroup: oom_kill alert
     (critical) and postmortem.json with its series and goroutine sites, plus
     goroutine/heap pprof files when the victim was still readable."""
+    oom_postmortem(t)
+
+
+@lib.timeout(150)
+def test_daemon_oom_postmortem_pre68(t):
+    """The same with the OOM program pre-6.8 kernels (Debian 12's 6.1) get,
+    forced: a record with the TID only, matched through /proc (was tgid 0,
+    never matched: no alert, no post-mortem)."""
+    oom_postmortem(t, {"MEMDRIFT_OOM_PROBE": "tracepoint-pid"})
+
+
+def oom_postmortem(t, env=None):
     lib.need_root_bpf()
     ver = lib.versions()[-1]
     path = lib.target(ver, "leaky", "plain")
     procs, kind = lib.memory_cgroup(t, 160 * MIB, "memdrift-daemon-oom")
-    d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, duration="100s")
+    d = Daemon(t, "select.include_exe=%s/*" % lib.TARGETS, duration="100s", env=env)
 
     def join_cgroup():
         with open(procs, "w") as f:

@@ -29,14 +29,15 @@ def build_dump():
 class Dump:
     """A running procmon_dump: JSON events collected by a reader thread."""
 
-    def __init__(self, t, *args):
+    def __init__(self, t, *args, env=None):
         lib.need_root_bpf()
         path = build_dump()
         self.errlog = os.path.join(t.tmp, "procmon_dump.err")
         with open(self.errlog, "wb") as err:
             self.proc = subprocess.Popen([path] + list(args), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=err,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         env=dict(os.environ, **(env or {})))
         lib._live.append(self.proc)
         t.cleanup(self.stop)
         self.events = []
@@ -364,9 +365,12 @@ while True:
 """
 
 
-@lib.timeout(90)
-def test_oom_kill_in_cgroup(t):
-    d = Dump(t, "--no-rss")
+def oom_kill(t, probe=None):
+    """A python hog OOM-killed in a 64 MiB cgroup: the mark_victim record
+    names its TGID (with probe, that OOM program variant is forced)."""
+    d = Dump(t, "--no-rss", env={"MEMDRIFT_OOM_PROBE": probe} if probe else None)
+    if probe and d.ready.get("oom_probe") != probe:
+        lib.fail("MEMDRIFT_OOM_PROBE=%s: procmon chose %r" % (probe, d.ready.get("oom_probe")))
     procs, kind = lib.memory_cgroup(t, 64 * MIB, "memdrift-oom")
     p = py(t, HOG)
     with open(procs, "w") as f:
@@ -381,5 +385,19 @@ def test_oom_kill_in_cgroup(t):
         assert oom["rss_valid"] and oom["total_vm"] > 0, oom
         assert 32 * MIB <= oom["rss_anon"] <= 72 * MIB, oom
     d.wait(lambda e: e["type"] == "exit" and e["tgid"] == p.pid, 10, "exit of the victim")
-    t.note("cgroup %s: victim %d anon %.1f MiB total_vm %.1f MiB" %
-           (kind, p.pid, oom.get("rss_anon", 0) / MIB, oom["total_vm"] / MIB))
+    t.note("cgroup %s, OOM probe %s: victim %d anon %.1f MiB total_vm %.1f MiB" %
+           (kind, d.ready.get("oom_probe"), p.pid, oom.get("rss_anon", 0) / MIB,
+            oom["total_vm"] / MIB))
+
+
+@lib.timeout(90)
+def test_oom_kill_in_cgroup(t):
+    oom_kill(t)
+
+
+@lib.timeout(90)
+def test_oom_kill_pre68_pid_tracepoint(t):
+    """The program Debian 12's 6.1 kernel gets (mark_victim(int pid) there),
+    forced on this kernel: tgid 0 from BPF, resolved from /proc while the
+    victim dies (was sent with tgid 0 and never matched)."""
+    oom_kill(t, "tracepoint-pid")

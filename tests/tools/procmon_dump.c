@@ -201,8 +201,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	procmon__stats(pm, &st);
-	printf("{\"type\":\"ready\",\"pid\":%d,\"exit_group_dead\":%s,\"oom_task\":%s}\n", getpid(),
-	       st.exit_group_dead ? "true" : "false", st.oom_task ? "true" : "false");
+	printf("{\"type\":\"ready\",\"pid\":%d,\"exit_group_dead\":%s,\"oom_task\":%s,"
+	       "\"oom_probe\":\"%s\"}\n", getpid(), st.exit_group_dead ? "true" : "false",
+	       st.oom_task ? "true" : "false", st.oom_probe);
 	fflush(stdout);
 	if (scan)
 		procmon__scan(pm, &cbs);
