@@ -66,11 +66,10 @@ int heap_layout_from_offsets(const struct go_offsets *off, struct heap_bucket_la
 	 * have only the record's size: four words then. */
 	int cycle = off ? off->memrecord_cycle_size : -1;
 
-	if (off && cycle < 0 && off->memrecord_size >= 4 * 32)
+	if (off && cycle <= 0 && off->memrecord_size >= 4 * 32)
 		cycle = 32;
 	if (!off || off->bucket_header_size <= 0 || off->bucket_allnext < 0 || off->bucket_nstk < 0 ||
-	    off->bucket_size < 0 || (cycle != 16 && cycle != 32) ||
-	    off->memrecord_size < 4 * cycle || off->memrecord_size > 4096)
+	    off->bucket_size < 0 || (cycle != 16 && cycle != 32) || off->memrecord_size < 4 * cycle)
 		return -EINVAL;
 	l->cycle_size = cycle;
 	l->header_size = off->bucket_header_size;

@@ -165,6 +165,7 @@ next_chunk:
 
 		if (!ok[i] || !gptrs[i])
 			continue;
+		memset(sg, 0, sizeof(*sg));
 		memcpy(&status, g + o->g_atomicstatus, sizeof(status));
 		status &= ~(uint32_t)o->status_scan_bit;
 		if (status == (uint32_t)o->status_dead || status == STATUS_IDLE ||
