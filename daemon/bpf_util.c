@@ -56,6 +56,16 @@ int bpf_util_check(char *err, size_t errlen)
 	return 0;
 }
 
+const struct bpf_object_open_opts *bpf_util_open_opts(void)
+{
+	static const struct bpf_object_open_opts opts = {
+		.sz = sizeof(opts),
+		.btf_custom_path = "/sys/kernel/btf/vmlinux",
+	};
+
+	return &opts;
+}
+
 int bpf_util_attach_uprobe(struct bpf_program *prog, pid_t pid, const char *path,
 			   uint64_t offset, uint64_t cookie, struct bpf_link **link)
 {

@@ -9,6 +9,7 @@
 
 struct bpf_program;
 struct bpf_link;
+struct bpf_object_open_opts;
 
 /* Once per process: libbpf messages into our log, RLIMIT_MEMLOCK lifted for
  * kernels that still charge BPF memory to it. Idempotent. */
@@ -17,6 +18,15 @@ void bpf_util_init(void);
 /* 0 when this host can run memdrift's BPF (BTF present, privileges), else
  * a negative errno with a one-line reason in err. */
 int bpf_util_check(char *err, size_t errlen);
+
+/* Open options for every skeleton (X__open_opts): CO-RE relocations against
+ * the running kernel's /sys/kernel/btf/vmlinux only. Without them, libbpf 1.1
+ * also searches kernel-module BTFs when a type is absent from vmlinux (the
+ * ___old flavours of procmon's rss_stat), and iterating BTF objects needs
+ * CAP_SYS_ADMIN: with only CAP_BPF + CAP_PERFMON (the unit, the DaemonSet) the
+ * load failed "failed to perform CO-RE relocations: -1". Our programs use
+ * core kernel types only. */
+const struct bpf_object_open_opts *bpf_util_open_opts(void);
 
 /* Attaches prog as a uprobe at file offset of the ELF at path, firing only
  * in process pid (-1: every process), with cookie readable through

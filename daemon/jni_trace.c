@@ -12,6 +12,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "bpf_util.h"
 #include "jni.skel.h"
 #include "log.h"
 #include "proc.h"
@@ -300,7 +301,7 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 	}
 	setup_jvm_counts(t);
 
-	t->skel = jni_bpf__open();
+	t->skel = jni_bpf__open_opts(bpf_util_open_opts());
 	if (!t->skel) {
 		ret = set_err(err, errlen, -errno ? -errno : -ENOMEM, "open jni BPF object");
 		free(t);

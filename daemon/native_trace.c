@@ -496,7 +496,7 @@ int native_trace__attach(struct native_trace *t, pid_t pid, const struct go_targ
 	bpf_util_init();
 	t->pid = pid;
 	t->go = go;
-	t->skel = native_bpf__open();
+	t->skel = native_bpf__open_opts(bpf_util_open_opts());
 	if (!t->skel)
 		return set_err(err, errlen, errno ? -errno : -ENOMEM, "open native BPF object");
 	t->skel->rodata->targ_tgid = (__u32)pid;

@@ -297,7 +297,7 @@ struct procmon *procmon__new(const struct procmon_opts *opts)
 		errno = ENOMEM;
 		return NULL;
 	}
-	pm->skel = procmon_bpf__open();
+	pm->skel = procmon_bpf__open_opts(bpf_util_open_opts());
 	if (!pm->skel) {
 		err = log_err(-errno, "procmon: open BPF object: %s", strerror(errno));
 		goto fail;

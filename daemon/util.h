@@ -18,6 +18,10 @@ const char *fmt_bytes(char *buf, size_t len, uint64_t bytes);
 const char *fmt_duration(char *buf, size_t len, uint64_t ns);
 uint64_t now_monotonic_ns(void);
 uint64_t now_realtime_ns(void);
+/* mkdir -p: creates path and its missing parents with mode (existing ones
+ * are kept as they are). 0, or negative errno (-ENOTDIR when path or a
+ * parent exists and is not a directory). */
+int make_dirs(const char *path, mode_t mode);
 /* Last path component. */
 const char *path_base(const char *path);
 

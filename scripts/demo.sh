@@ -8,11 +8,24 @@ MEMDRIFT=.output/memdrift
 DURATION=${DEMO_DURATION:-90s}
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "demo: memdrift loads BPF programs; run 'sudo make demo'" >&2
+	echo "demo: memdrift loads BPF programs; run it as root ('sudo make demo' from another user)" >&2
 	exit 1
 fi
-ver=$(tail -n 1 .output/targets/versions.txt)
-target=.output/targets/$ver/leaky-cgo
+# The one program the demo runs, built with the newest installed Go (cached:
+# rebuilt only when its sources are newer).
+gobin=$(ls -d /usr/lib/go-1.*/bin/go 2>/dev/null | sort -V | tail -n 1)
+[ -n "$gobin" ] || gobin=$(command -v go)
+goroot=$(dirname "$(dirname "$(readlink -f "$gobin")")")
+ver=$(GOROOT="$goroot" "$gobin" env GOVERSION)
+target=.output/demo/$ver/leaky-cgo
+if [ ! -x "$target" ] || [ -n "$(find tests/targets/leaky -newer "$target" -type f -print -quit)" ]; then
+	echo "== building $target"
+	mkdir -p "$(dirname "$target")" .output/gocache
+	(cd tests/targets/leaky && GOROOT="$goroot" GOTOOLCHAIN=local GOPROXY=off GOFLAGS="-mod=mod -buildvcs=false" \
+		GOCACHE="$PWD/../../../.output/gocache" GOPATH="$PWD/../../../.output/gocache/gopath" GOENV=off \
+		GOTELEMETRY=off CGO_ENABLED=1 "$gobin" build -o "../../../$target.tmp" .)
+	mv -f "$target.tmp" "$target"
+fi
 work=$(mktemp -d /tmp/memdrift-demo.XXXXXX)
 cleanup() {
 	[ -n "${tpid:-}" ] && kill "$tpid" 2>/dev/null || true
