@@ -234,9 +234,13 @@ def build_image(t):
     print("  " + p.stdout.strip().splitlines()[-1])
 
 
-def newest_target(name, flavor):
-    vs = lib.versions()
-    return lib.target(vs[-1], name, flavor), vs[-1]
+def newest_target(name, flavor, newest="go1.24"):
+    """The newest toolchain's build up to newest (stripped binaries need the
+    offset table, which covers 1.17-1.24)."""
+    key = lambda v: [int(x) for x in v[2:].split(".")]
+    vs = [v for v in lib.versions() if key(v) <= key(newest)] or lib.versions()
+    v = max(vs, key=key)
+    return lib.target(v, name, flavor), v
 
 
 def build_target_image(t, binary):
@@ -310,13 +314,16 @@ def series(metrics, name):
 
 
 def go_tool():
+    """The newest go whose toolchain ships a built pprof (newer ones build
+    it on first `go tool pprof`, which takes minutes here)."""
     gos = sorted((p for p in os.listdir("/usr/lib") if p.startswith("go-1.")),
                  key=lambda s: [int(x) for x in s[3:].split(".")])
     for g in reversed(gos):
         path = os.path.join("/usr/lib", g, "bin", "go")
-        if os.access(path, os.X_OK):
+        if os.access(path, os.X_OK) and \
+                os.path.exists(os.path.join("/usr/lib", g, "pkg", "tool", "linux_amd64", "pprof")):
             return path
-    return shutil.which("go")
+    lib.skip_or_fail("no Go toolchain with a built pprof tool")
 
 
 def pprof_raw(t, path):
