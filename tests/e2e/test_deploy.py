@@ -226,8 +226,8 @@ def need_podman():
         lib.skip_or_fail("podman and runc not installed (make deps)")
 
 
-def build_image(t):
-    p = subprocess.run(["bash", os.path.join(lib.ROOT, "scripts", "build-image"), IMAGE],
+def build_image(t, tag=IMAGE):
+    p = subprocess.run(["bash", os.path.join(lib.ROOT, "scripts", "build-image"), tag],
                        capture_output=True, text=True, timeout=1500)
     if p.returncode != 0:
         lib.fail("scripts/build-image: %s" % (p.stderr or p.stdout)[-1500:])
@@ -457,3 +457,182 @@ def test_daemonset_container(t):
     print("  alert after %.0fs: %s" % (time.monotonic() - t_start, alert["summary"]))
     print("  memdrift_alert_firing{kind=goroutine_leak,container_id=%s...} 1" % cid[:12])
     t.note("discovered, labelled, 2 profiles, alert %.0fs" % (time.monotonic() - t_start))
+
+
+# ---------------------------------------------------------------- systemd
+
+SYSTEMD_IMAGE = "localhost/memdrift-test-systemd:latest"
+RUNTIME_LIBS = ("libbpf1 libelf1 libdw1 libcapstone4 zlib1g libprotobuf-c1 libmicrohttpd12 "
+                "libjson-c5 libsystemd0")
+
+
+def base_image():
+    """The debootstrap base scripts/build-image imported."""
+    return "localhost/memdrift-base:bookworm"
+
+
+def build_systemd_image(t, target_binary):
+    """A host stand-in: systemd, memdrift's runtime libraries, what
+    `make install DESTDIR=...` installs, and a Go target. Cached by the hash of
+    its inputs."""
+    stage = os.path.join(t.tmp, "ctx", "root")
+    p = subprocess.run(["make", "--no-print-directory", "-s", "install", "DESTDIR=" + stage],
+                       cwd=lib.ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, "make install: %s" % (p.stderr or p.stdout)[-800:]
+    installed = sorted(os.path.relpath(os.path.join(d, f), stage)
+                       for d, _, fs in os.walk(stage) for f in fs)
+    shutil.copy(target_binary, os.path.join(t.tmp, "ctx", "leaky"))
+    recipe = ("FROM %s\n"
+              "RUN apt-get update && apt-get install -y --no-install-recommends systemd procps %s"
+              " && rm -rf /var/lib/apt/lists/*\n"
+              "COPY root/ /\nCOPY leaky /usr/local/bin/leaky\n"
+              'CMD ["/lib/systemd/systemd"]\n' % (base_image(), RUNTIME_LIBS))
+    with open(os.path.join(t.tmp, "ctx", "Containerfile"), "w") as f:
+        f.write(recipe)
+    h = hashlib.sha256(recipe.encode())
+    for rel in installed + ["../leaky"]:
+        with open(os.path.join(stage, rel), "rb") as f:
+            h.update(rel.encode() + f.read())
+    digest = h.hexdigest()[:16]
+    got = subprocess.run(PODMAN + ["image", "inspect", "--format",
+                                   '{{index .Labels "memdrift.inputs"}}', SYSTEMD_IMAGE],
+                         capture_output=True, text=True)
+    if not (got.returncode == 0 and got.stdout.strip() == digest):
+        p = subprocess.run(PODMAN + ["build", "--pull=never", "--network", "host", "--label",
+                                     "memdrift.inputs=" + digest, "-t", SYSTEMD_IMAGE,
+                                     os.path.join(t.tmp, "ctx")],
+                           capture_output=True, text=True, timeout=900)
+        assert p.returncode == 0, "podman build (systemd image): %s" % p.stderr[-1500:]
+    return installed
+
+
+def cexec(name, *argv, timeout=60, check=True):
+    p = subprocess.run(PODMAN + ["exec", name] + list(argv), capture_output=True, text=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        lib.fail("in the systemd container: `%s` -> %d: %s%s"
+                 % (" ".join(argv), p.returncode, p.stdout[-1500:], p.stderr[-800:]))
+    return p
+
+
+@lib.timeout(1500)
+def test_systemd_unit(t):
+    """The shipped unit, unmodified, under a real systemd (a systemd-booted
+    container standing in for the host), memdrift installed by make install."""
+    need_podman()
+    binary, ver = newest_target("leaky", "stripped")
+    t0 = time.monotonic()
+    build_image(t, "--base")  # the debootstrap base, imported
+    installed = build_systemd_image(t, binary)
+    print("  make install DESTDIR=...: " + ", ".join(installed))
+    t.note("images ready in %.0fs" % (time.monotonic() - t0))
+    unit_path = "/usr/local/lib/systemd/system/memdrift.service"
+    assert unit_path.lstrip("/") in installed, installed
+    with open(os.path.join(t.tmp, "ctx", "root", unit_path.lstrip("/")), "rb") as f, \
+            open(UNIT, "rb") as g:
+        assert f.read() == g.read(), "make install changed the unit (default PREFIX)"
+
+    name = "memdrift-test-systemd-%d" % os.getpid()
+    podman_rm(name)
+    t.cleanup(lambda: podman_rm(name))
+    # privileged: the container is a host (systemd needs to set up the
+    # unit's sandbox); the unit drops to its own capabilities
+    p = subprocess.run(PODMAN + ["run", "-d", "--name", name, "--systemd=always", "--privileged",
+                                 "--network=none"] + ulimit_flags() + [SYSTEMD_IMAGE],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, "podman run --systemd=always: %s" % p.stderr[-800:]
+    cpid = int(inspect(name, "{{.State.Pid}}"))
+    deadline = time.monotonic() + 60
+    while True:
+        st = cexec(name, "systemctl", "is-system-running", check=False).stdout.strip()
+        if st in ("running", "degraded"):
+            break
+        if time.monotonic() > deadline:
+            lib.fail("systemd in the container not up after 60s: %r" % st)
+        time.sleep(0.5)
+    print("  systemd booted (%s)" % st)
+
+    r = cexec(name, "systemd-analyze", "verify", unit_path, check=False)
+    assert r.returncode == 0 and not r.stderr.strip(), \
+        "systemd-analyze verify: rc %d: %s" % (r.returncode, r.stderr)
+    print("  systemd-analyze verify %s: clean" % unit_path)
+
+    # the target first: the daemon (in the container's pid namespace) finds
+    # it by its /proc scan
+    cexec(name, "systemd-run", "--unit=leaky", "/usr/local/bin/leaky",
+          "-goroutine-leak-rate", "20", "-heap-leak-rate", "2097152")
+    tpid = int(cexec(name, "systemctl", "show", "-p", "MainPID", "--value", "leaky").stdout)
+    cexec(name, "sh", "-c", "printf '\\n[detect]\\nwindow = 40s\\ninterval = 1s\\n"
+          "[goroutine]\\nblocked_min_age = 5s\\n' >> /etc/memdrift/memdrift.conf")
+    t_start = time.monotonic()
+    cexec(name, "systemctl", "start", "memdrift", timeout=90)  # returns at READY=1
+    show = dict(l.split("=", 1) for l in cexec(
+        name, "systemctl", "show", "-p", "Type,ActiveState,SubState,StatusText,MainPID",
+        "memdrift").stdout.splitlines() if "=" in l)
+    assert show.get("Type") == "notify" and show.get("ActiveState") == "active" and \
+        show.get("SubState") == "running", show
+    assert show.get("StatusText", "").startswith("watching"), show
+    print("  systemctl start memdrift: Type=notify, active/running, status %r"
+          % show["StatusText"])
+    status = cexec(name, "cat", "/proc/%s/status" % show["MainPID"]).stdout
+    capeff = int(re.search(r"CapEff:\s*([0-9a-f]+)", status).group(1), 16)
+    want = sum(1 << n for n in (2, 19, 24, 38, 39))  # DAC_READ_SEARCH SYS_PTRACE SYS_RESOURCE PERFMON BPF
+    assert capeff & ~want == 0, "daemon has capabilities beyond the unit's: %x" % capeff
+    print("  daemon CapEff %x (within the unit's five)" % capeff)
+
+    url = "http://127.0.0.1:9464"
+    code, body = fetch_in_netns(cpid, url + "/healthz")
+    assert code == 200, "/healthz -> %d %r" % (code, body[:200])
+    deadline = time.monotonic() + 30
+    while True:
+        code, body = fetch_in_netns(cpid, url + "/metrics")
+        if code == 200 and any(s[0].get("pid") == str(tpid) for s in
+                               series(body.decode(), "memdrift_go_goroutines")):
+            break
+        if time.monotonic() > deadline:
+            lib.fail("pid %d not in /metrics after 30s (%d)" % (tpid, code))
+        time.sleep(0.5)
+    print("  /healthz 200; /metrics has pid %d" % tpid)
+    for kind, want_fn in (("goroutine", "main.handleRequest"), ("heap", "main.remember")):
+        code, body = fetch_in_netns(cpid, "%s/debug/pprof/%s?pid=%d" % (url, kind, tpid))
+        assert code == 200, "/debug/pprof/%s -> %d %r (ProtectSystem=strict)" % (
+            kind, code, body[:300])
+        path = os.path.join(t.tmp, "unit-" + kind + ".pb.gz")
+        with open(path, "wb") as f:
+            f.write(body)
+        assert want_fn in pprof_raw(t, path), "%s profile lacks %s" % (kind, want_fn)
+        print("  /debug/pprof/%s?pid=%d -> 200 in the unit's sandbox; go tool pprof reads it"
+              % (kind, tpid))
+
+    # reload re-reads the file: alerts.file appears only after it
+    cexec(name, "sh", "-c", "printf '[alerts]\\nfile = /var/lib/memdrift/alerts.json\\n'"
+          " >> /etc/memdrift/memdrift.conf")
+    cexec(name, "systemctl", "reload", "memdrift", timeout=60)
+    deadline = time.monotonic() + 20
+    while "configuration reloaded" not in cexec(name, "journalctl", "-u", "memdrift",
+                                                "-o", "cat").stdout:
+        if time.monotonic() > deadline:
+            lib.fail("no 'configuration reloaded' in the journal after systemctl reload")
+        time.sleep(0.5)
+    print("  systemctl reload memdrift: journal says 'configuration reloaded'")
+
+    deadline = t_start + 90
+    alert = None
+    while alert is None:
+        for line in cexec(name, "journalctl", "-u", "memdrift", "-o", "cat").stdout.splitlines():
+            if line.startswith("{"):
+                a = json.loads(line)
+                if a.get("kind") == "goroutine_leak" and a.get("pid") == tpid:
+                    alert = a
+        if alert is None:
+            if time.monotonic() > deadline:
+                lib.fail("no goroutine_leak alert in the journal after 90s")
+            time.sleep(1)
+    print("  journal: %s %s: %s" % (alert["kind"], alert["state"], alert["summary"]))
+    got = cexec(name, "cat", "/var/lib/memdrift/alerts.json").stdout
+    assert '"goroutine_leak"' in got, "alerts.file (set by the reload) lacks the alert: %r" % got
+    print("  alerts.file from the reloaded config holds it")
+    r = cexec(name, "systemctl", "is-active", "memdrift", check=False)
+    assert r.stdout.strip() == "active", r.stdout
+    t.note("READY, reload, 4 endpoints, alert in the journal %.0fs"
+           % (time.monotonic() - t_start))
