@@ -129,7 +129,7 @@ test: deps
 # newest installed Go (tests/targets/build.sh builds every target for every
 # toolchain).
 demo: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory -j2 all
 	$(Q)bash scripts/demo.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd unit,

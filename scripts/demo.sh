@@ -46,7 +46,7 @@ echo "== memdrift snapshot $tpid   (one look from outside: no probes, nothing wr
 $MEMDRIFT snapshot --heap "$tpid" | head -n 24
 
 echo
-echo "== memdrift daemon, demo windows (detect.window=40s, interval 1s), for $DURATION"
+echo "== memdrift daemon, demo windows (detect.window=40s, interval 1s), until the four leaks are reported (at most $DURATION)"
 echo "   alerts as JSON lines go to $work/alerts.json; one line each below"
 $MEMDRIFT daemon --duration "$DURATION" \
 	--set detect.window=40s --set detect.interval=1s --set goroutine.blocked_min_age=5s \
@@ -58,6 +58,8 @@ python3 - "$work/alerts.json" "$dpid" <<'PY'
 import json, os, sys, time
 path, dpid = sys.argv[1], int(sys.argv[2])
 seen = 0
+want = {"goroutine_leak", "go_heap_growth", "native_leak", "rss_growth"}
+fired = set()
 def alive(p):
     try:
         os.kill(p, 0); return True
@@ -70,12 +72,18 @@ while True:
             lines = f.read().splitlines()
         for line in lines[seen:]:
             a = json.loads(line)
+            if a["state"] == "firing":
+                fired.add(a["kind"])
             site = a.get("site") or {}
             where = f" [{site['function']} {os.path.basename(site['file'])}:{site['line']}]" if site else ""
             print(f"{a['ts']}  {a['state'].upper():8} {a['severity']:8} {a['kind']:15} pid {a['pid']} {a['comm']}{where}\n    {a['summary']}", flush=True)
         seen = len(lines)
     if not running:
         break
+    # every leak the service has is reported: no need to wait for the end
+    if want <= fired:
+        os.kill(dpid, 15)
+        want = set(["done"])
     time.sleep(0.5)
 PY
 wait "$dpid" || true
