@@ -43,7 +43,7 @@ FUZZ_LIB_SRCS := $(filter-out daemon/main.c,$(DAEMON_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
-.PHONY: all deps test demo clean unit fuzz tools targets e2e bench install image
+.PHONY: all deps test demo demo-target clean unit fuzz tools targets e2e bench install image
 all: $(OUTPUT)/memdrift
 
 deps:
@@ -129,8 +129,11 @@ test: deps
 # newest installed Go (tests/targets/build.sh builds every target for every
 # toolchain).
 demo: deps
-	$(Q)$(MAKE) --no-print-directory -j2 all
+	$(Q)$(MAKE) --no-print-directory -j2 all demo-target
 	$(Q)bash scripts/demo.sh
+
+demo-target:
+	$(Q)bash scripts/demo.sh --build
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd unit,
 # the example config (kept when one exists) and memdrift(8), generated from

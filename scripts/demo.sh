@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 MEMDRIFT=.output/memdrift
 DURATION=${DEMO_DURATION:-90s}
 
-if [ "$(id -u)" -ne 0 ]; then
+if [ "$(id -u)" -ne 0 ] && [ "${1:-}" != --build ]; then
 	echo "demo: memdrift loads BPF programs; run it as root ('sudo make demo' from another user)" >&2
 	exit 1
 fi
@@ -26,6 +26,7 @@ if [ ! -x "$target" ] || [ -n "$(find tests/targets/leaky -newer "$target" -type
 		GOTELEMETRY=off CGO_ENABLED=1 "$gobin" build -o "../../../$target.tmp" .)
 	mv -f "$target.tmp" "$target"
 fi
+[ "${1:-}" = --build ] && exit 0
 work=$(mktemp -d /tmp/memdrift-demo.XXXXXX)
 cleanup() {
 	[ -n "${tpid:-}" ] && kill "$tpid" 2>/dev/null || true
