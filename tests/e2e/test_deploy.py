@@ -636,3 +636,44 @@ def test_systemd_unit(t):
     assert r.stdout.strip() == "active", r.stdout
     t.note("READY, reload, 4 endpoints, alert in the journal %.0fs"
            % (time.monotonic() - t_start))
+
+
+def test_check_config_and_manual(t):
+    """--check-config refuses a bad file with one line; the manual page is
+    generated from the command table and renders without warnings."""
+    bad = os.path.join(t.tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("metrics.listen = 127.0.0.1:9464\nstate_dir = /var/lib/memdrift\n")
+    r = t.memdrift("daemon", "--config", bad, "--check-config")
+    lib.one_error_line(r, "--check-config of a bad key")
+    assert r.rc == 2 and "bad.conf:2: state_dir" in r.err, r.describe()
+    r = t.memdrift("help", "--man")
+    assert r.rc == 0 and r.out.startswith(".TH MEMDRIFT 8"), r.describe()
+    for line in t.memdrift("help").out.splitlines():
+        m = re.match(r"  (\w+) ", line)
+        if m:
+            assert ".SS %s\n" % m.group(1) in r.out, "command %s missing from the manual" % m.group(1)
+    page = os.path.join(t.tmp, "memdrift.8")
+    with open(page, "w") as f:
+        f.write(r.out)
+    if shutil.which("man"):
+        p = subprocess.run(["man", "--warnings", "-l", page], capture_output=True, text=True,
+                           env=dict(os.environ, MANPAGER="cat", MANWIDTH="80"), timeout=60)
+        assert p.returncode == 0 and not p.stderr.strip(), "man -l: %s" % p.stderr[-500:]
+        assert "--check-config" in p.stdout.replace("\u2010", "-"), p.stdout[:500]
+    print("  --check-config refuses state_dir with one line; memdrift(8) renders cleanly")
+
+
+def test_pprof_dir_created(t):
+    """snapshot --pprof DIR creates DIR (and parents) 0700 when missing."""
+    lib.need_root()
+    binary, _ = newest_target("leaky", "plain")
+    tg = t.start_target(binary)
+    out = os.path.join(t.tmp, "new", "profiles")
+    r = t.memdrift("snapshot", tg.pid, "--pprof", out)
+    assert r.rc == 0, r.describe()
+    assert os.stat(out).st_mode & 0o777 == 0o700, oct(os.stat(out).st_mode)
+    assert sorted(os.listdir(out)) == ["goroutine.pb.gz", "heap.pb.gz"], os.listdir(out)
+    r = t.memdrift("snapshot", tg.pid, "--pprof", os.path.join(t.tmp, "new", "profiles",
+                                                               "goroutine.pb.gz", "x"))
+    lib.one_error_line(r, "--pprof under a file")

@@ -4,8 +4,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "../../daemon/proc.h"
@@ -65,6 +69,37 @@ static void test_container_id(void **state)
 	assert_string_equal(c.pod_uid, "");
 }
 
+static void test_make_dirs(void **state)
+{
+	char base[] = "/tmp/memdrift-test-dirs-XXXXXX", path[256], file[256];
+	struct stat st;
+	FILE *f;
+
+	assert_non_null(mkdtemp(base));
+	snprintf(path, sizeof(path), "%s/a/b/c", base);
+	assert_int_equal(make_dirs(path, 0700), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(make_dirs(path, 0700), 0); /* exists: fine */
+	snprintf(file, sizeof(file), "%s/file", base);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(make_dirs(file, 0700), -ENOTDIR);
+	snprintf(path, sizeof(path), "%s/file/sub", base);
+	assert_int_equal(make_dirs(path, 0700), -ENOTDIR);
+	assert_int_equal(make_dirs("", 0700), -EINVAL);
+	unlink(file);
+	for (const char *sub = "/a/b/c"; ; ) {
+		snprintf(path, sizeof(path), "%s%s", base, sub);
+		assert_int_equal(rmdir(path), 0);
+		if (!strcmp(sub, ""))
+			break;
+		sub = !strcmp(sub, "/a/b/c") ? "/a/b" : !strcmp(sub, "/a/b") ? "/a" : "";
+	}
+}
+
 static void test_parse_pid(void **state)
 {
 	pid_t pid;
@@ -114,6 +149,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_maps_find_start),
 		cmocka_unit_test(test_container_id),
+		cmocka_unit_test(test_make_dirs),
 		cmocka_unit_test(test_parse_pid),
 		cmocka_unit_test(test_parse_duration_size),
 		cmocka_unit_test(test_fmt),
