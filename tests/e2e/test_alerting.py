@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -65,14 +64,6 @@ def test_alertmanager_config(t):
     print("  amtool check-config: SUCCESS; routes %s" % routes)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def get_json(url):
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.load(r)
@@ -96,7 +87,7 @@ def test_grafana_dashboard_queries(t):
     prometheus = need("prometheus")
     binary = lib.target(lib.versions()[0] if "go1.24" not in lib.versions() else "go1.24",
                         "leaky", "plain")
-    mport, pport = free_port(), free_port()
+    mport, pport = lib.free_port(), lib.free_port()
     tg = t.start_target(binary, "-goroutine-leak-rate", "20", "-heap-leak-rate", "2097152")
     d, dlog = t.spawn([lib.MEMDRIFT, "daemon", "--set", "metrics.listen=127.0.0.1:%d" % mport,
                        "--set", "detect.window=40s", "--set", "detect.interval=1s",

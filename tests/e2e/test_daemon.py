@@ -20,7 +20,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -42,14 +41,6 @@ WINDOW_SETS = ["detect.window=40s", "detect.interval=1s", "goroutine.blocked_min
 ALERT_KEYS = ("ts", "pid", "comm", "kind", "severity", "state", "site", "summary", "evidence")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def parse_ts(ts):
     """'2024-05-01T12:34:56.789Z' -> epoch seconds."""
     base, frac = ts.rstrip("Z").split(".")
@@ -61,7 +52,7 @@ class Daemon:
 
     def __init__(self, t, *sets, duration="170s"):
         lib.need_memdrift()
-        self.port = free_port()
+        self.port = lib.free_port()
         self.state = os.path.join(t.tmp, "state")
         self.out_path = os.path.join(t.tmp, "daemon.alerts")
         self.err_path = os.path.join(t.tmp, "daemon.stderr")
