@@ -515,6 +515,37 @@ def cexec(name, *argv, timeout=60, check=True):
     return p
 
 
+def unit_watchdog_seconds():
+    with open(UNIT) as f:
+        m = re.search(r"^WatchdogSec=(\d+)s?$", f.read(), re.M)
+    return int(m.group(1)) if m else None
+
+
+def watchdog_restart(name):
+    """With WatchdogSec= in the unit: a hung daemon (SIGSTOP) is restarted."""
+    ws = unit_watchdog_seconds()
+    if ws is None:
+        print("  watchdog: the unit has no WatchdogSec= (not tested)")
+        return
+    old = cexec(name, "systemctl", "show", "-p", "MainPID", "--value", "memdrift").stdout.strip()
+    cexec(name, "kill", "-STOP", old)
+    t0 = time.monotonic()
+    deadline = t0 + 2 * ws + 30
+    while True:
+        show = dict(l.split("=", 1) for l in cexec(
+            name, "systemctl", "show", "-p", "MainPID,ActiveState,NRestarts",
+            "memdrift").stdout.splitlines() if "=" in l)
+        if show["MainPID"] not in ("0", old) and show["ActiveState"] == "active":
+            break
+        if time.monotonic() > deadline:
+            lib.fail("hung daemon (SIGSTOP) not restarted within %ds: %s" % (deadline - t0, show))
+        time.sleep(1)
+    log = cexec(name, "journalctl", "-u", "memdrift", "-o", "cat").stdout
+    assert "atchdog timeout" in log, "no watchdog timeout in the journal"
+    print("  watchdog: SIGSTOPped daemon %s killed and restarted as %s after %.0fs (WatchdogSec=%d)"
+          % (old, show["MainPID"], time.monotonic() - t0, ws))
+
+
 @lib.timeout(1500)
 def test_systemd_unit(t):
     """The shipped unit, unmodified, under a real systemd (a systemd-booted
@@ -634,6 +665,7 @@ def test_systemd_unit(t):
     print("  alerts.file from the reloaded config holds it")
     r = cexec(name, "systemctl", "is-active", "memdrift", check=False)
     assert r.stdout.strip() == "active", r.stdout
+    watchdog_restart(name)
     t.note("READY, reload, 4 endpoints, alert in the journal %.0fs"
            % (time.monotonic() - t_start))
 
