@@ -143,7 +143,7 @@ install: $(OUTPUT)/memdrift
 	$(Q)install -D -m 0755 $(OUTPUT)/memdrift $(DESTDIR)$(PREFIX)/bin/memdrift
 	$(Q)install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)/etc/memdrift $(DESTDIR)$(PREFIX)/share/doc/memdrift
-	$(Q)sed 's|/usr/local/bin/memdrift|$(PREFIX)/bin/memdrift|' scripts/systemd/memdrift.service \
+	$(Q)sed 's|/usr/local/|$(PREFIX)/|g' scripts/systemd/memdrift.service \
 		> $(DESTDIR)$(PREFIX)/lib/systemd/system/memdrift.service
 	$(Q)chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/memdrift.service
 	$(Q)[ -e $(DESTDIR)/etc/memdrift/memdrift.conf ] || \

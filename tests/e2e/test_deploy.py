@@ -483,7 +483,7 @@ def build_systemd_image(t, target_binary):
                        for d, _, fs in os.walk(stage) for f in fs)
     shutil.copy(target_binary, os.path.join(t.tmp, "ctx", "leaky"))
     recipe = ("FROM %s\n"
-              "RUN apt-get update && apt-get install -y --no-install-recommends systemd procps %s"
+              "RUN apt-get update && apt-get install -y --no-install-recommends systemd procps man-db %s"
               " && rm -rf /var/lib/apt/lists/*\n"
               "COPY root/ /\nCOPY leaky /usr/local/bin/leaky\n"
               'CMD ["/lib/systemd/systemd"]\n' % (base_image(), RUNTIME_LIBS))
