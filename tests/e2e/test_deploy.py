@@ -142,6 +142,19 @@ def test_shipped_configs(t):
 
 # ---------------------------------------------------------------- podman flags
 
+CAP_BITS = {"DAC_READ_SEARCH": 2, "SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24,
+            "PERFMON": 38, "BPF": 39}
+
+
+def caps_mask(names):
+    return sum(1 << CAP_BITS[n.replace("CAP_", "")] for n in names)
+
+
+def proc_capeff(pid, reader=None):
+    text = reader("/proc/%s/status" % pid) if reader else open("/proc/%s/status" % pid).read()
+    return int(re.search(r"CapEff:\s*([0-9a-f]+)", text).group(1), 16)
+
+
 def k8s_quantity_bytes(q):
     units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 1000, "M": 10**6, "G": 10**9}
     m = re.fullmatch(r"(\d+)([KMG]i?)?", str(q))
@@ -384,6 +397,11 @@ def test_daemonset_container(t):
                      % (health_path, code, daemon_log()[-1500:]))
         time.sleep(0.5)
     print("  liveness probe GET :%d%s -> 200 %r" % (port, health_path, body.strip()))
+    capeff = proc_capeff(dpid)
+    want = caps_mask(c["securityContext"]["capabilities"].get("add", []))
+    assert capeff & ~want == 0, "daemon CapEff %x beyond the manifest's %x" % (capeff, want)
+    print("  daemon CapEff %x (manifest adds %x; what this host's bounding set grants)"
+          % (capeff, want))
 
     # the leaking program, in its own pid, mount and network namespaces
     p = subprocess.run(PODMAN + ["run", "-d", "--name", tname, "--network=none"] + ulimit_flags() +
@@ -605,9 +623,9 @@ def test_systemd_unit(t):
     assert show.get("StatusText", "").startswith("watching"), show
     print("  systemctl start memdrift: Type=notify, active/running, status %r"
           % show["StatusText"])
-    status = cexec(name, "cat", "/proc/%s/status" % show["MainPID"]).stdout
-    capeff = int(re.search(r"CapEff:\s*([0-9a-f]+)", status).group(1), 16)
-    want = sum(1 << n for n in (2, 19, 24, 38, 39))  # DAC_READ_SEARCH SYS_PTRACE SYS_RESOURCE PERFMON BPF
+    capeff = proc_capeff(show["MainPID"], lambda p: cexec(name, "cat", p).stdout)
+    with open(UNIT) as f:
+        want = caps_mask(re.search(r"^AmbientCapabilities=(.*)$", f.read(), re.M).group(1).split())
     assert capeff & ~want == 0, "daemon has capabilities beyond the unit's: %x" % capeff
     print("  daemon CapEff %x (within the unit's five)" % capeff)
 
