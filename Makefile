@@ -43,7 +43,8 @@ FUZZ_LIB_SRCS := $(filter-out daemon/main.c,$(DAEMON_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
-.PHONY: all deps test demo demo-target clean unit fuzz tools targets e2e bench install image
+.PHONY: all deps test demo clean unit fuzz tools targets e2e bench
+.PHONY: demo-target install image
 all: $(OUTPUT)/memdrift
 
 deps:
