@@ -44,6 +44,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
 .PHONY: all deps test demo clean unit fuzz fuzz-long tools targets realprogs e2e bench
+.PHONY: demo-target install image
 all: $(OUTPUT)/memdrift
 
 deps:
@@ -140,9 +141,36 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory all unit fuzz tools targets realprogs
 	$(Q)bash tests/run-all.sh
 
+# The demo runs one program: scripts/demo.sh builds only that one, with the
+# newest installed Go (tests/targets/build.sh builds every target for every
+# toolchain).
 demo: deps
-	$(Q)$(MAKE) --no-print-directory all targets
+	$(Q)$(MAKE) --no-print-directory -j2 all demo-target
 	$(Q)bash scripts/demo.sh
+
+demo-target:
+	$(Q)bash scripts/demo.sh --build
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd unit,
+# the example config (kept when one exists) and memdrift(8), generated from
+# the command table that --help prints.
+PREFIX ?= /usr/local
+install: $(OUTPUT)/memdrift
+	$(Q)install -D -m 0755 $(OUTPUT)/memdrift $(DESTDIR)$(PREFIX)/bin/memdrift
+	$(Q)install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)/etc/memdrift $(DESTDIR)$(PREFIX)/share/doc/memdrift
+	$(Q)sed 's|/usr/local/|$(PREFIX)/|g' scripts/systemd/memdrift.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/memdrift.service
+	$(Q)chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/memdrift.service
+	$(Q)[ -e $(DESTDIR)/etc/memdrift/memdrift.conf ] || \
+		install -m 0644 daemon/memdrift.conf.example $(DESTDIR)/etc/memdrift/memdrift.conf
+	$(Q)$(OUTPUT)/memdrift help --man > $(DESTDIR)$(PREFIX)/share/man/man8/memdrift.8
+	$(Q)install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/memdrift/README.md
+	$(Q)echo "installed under $(DESTDIR)$(PREFIX) (unit: $(PREFIX)/lib/systemd/system/memdrift.service)"
+
+# The container image (podman, offline; cached under .output/image).
+image:
+	$(Q)bash scripts/build-image
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all tools targets

@@ -760,12 +760,8 @@ int cmd_attach(int argc, char **argv)
 		return log_err(2, "attach: expected one PID (see 'memdrift attach --help')");
 	if (parse_pid(argv[optind], &a.pid) < 0)
 		return log_err(2, "attach: '%s' is not a PID", argv[optind]);
-	if (a.pprof_dir) {
-		struct stat st;
-
-		if (stat(a.pprof_dir, &st) < 0 || !S_ISDIR(st.st_mode))
-			return log_err(2, "attach: --pprof %s: not a directory", a.pprof_dir);
-	}
+	if (a.pprof_dir && (ret = make_dirs(a.pprof_dir, 0700)) < 0)
+		return log_err(2, "attach: --pprof %s: %s", a.pprof_dir, strerror(-ret));
 	/* a JVM: JNI references instead of goroutines */
 	if (proc_exists(a.pid) &&
 	    proc_find_mapped_lib(a.pid, "/libjvm.so", libjvm, sizeof(libjvm), &libjvm_start) == 0) {

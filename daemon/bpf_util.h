@@ -40,6 +40,15 @@ int bpf_util_caps_missing(char *names, size_t len);
 int bpf_util_drop_caps(bool keep_sys_admin);
 bool bpf_util_has_cap_sys_admin(void);
 
+/* Open options for every skeleton (X__open_opts): CO-RE relocations against
+ * the running kernel's /sys/kernel/btf/vmlinux only. Without them, libbpf 1.1
+ * also searches kernel-module BTFs when a type is absent from vmlinux (the
+ * ___old flavours of procmon's rss_stat), and iterating BTF objects needs
+ * CAP_SYS_ADMIN: with only CAP_BPF + CAP_PERFMON (the unit, the DaemonSet) the
+ * load failed "failed to perform CO-RE relocations: -1". Our programs use
+ * core kernel types only. */
+const struct bpf_object_open_opts *bpf_util_open_opts(void);
+
 /* Attaches prog as a uprobe at file offset of the ELF at path, firing only
  * in process pid (-1: every process), with cookie readable through
  * bpf_get_attach_cookie(). The link is fd-owned: closing it (or the death of

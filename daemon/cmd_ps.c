@@ -41,7 +41,7 @@ struct ps_row {
 	char comm[32];
 	const char *kind;
 	const struct exe_class *cls;
-	char container[72];
+	struct proc_container container;
 };
 
 static const struct exe_class *classify(struct exe_class *cache, size_t *ncache,
@@ -170,7 +170,7 @@ int cmd_ps(int argc, char **argv)
 		}
 		if (!all && !strcmp(row.kind, "native"))
 			continue;
-		proc_container_id(pid, row.container, sizeof(row.container));
+		proc_container(pid, &row.container);
 		shown++;
 		if (json) {
 			json_object *o = json_object_new_object();
@@ -184,8 +184,10 @@ int cmd_ps(int argc, char **argv)
 					       go ? json_object_new_string(row.cls->ver.str) : NULL);
 			json_object_object_add(o, "offsets_source",
 					       go ? json_object_new_string(row.cls->offsets) : NULL);
-			json_object_object_add(o, "container_id",
-					       row.container[0] ? json_object_new_string(row.container) : NULL);
+			json_object_object_add(o, "container_id", row.container.id[0] ?
+					       json_object_new_string(row.container.id) : NULL);
+			json_object_object_add(o, "pod_uid", row.container.pod_uid[0] ?
+					       json_object_new_string(row.container.pod_uid) : NULL);
 			if (row.cls->note[0])
 				json_object_object_add(o, "note", json_object_new_string(row.cls->note));
 			json_object_array_add(arr, o);
@@ -193,7 +195,7 @@ int cmd_ps(int argc, char **argv)
 			printf("%8d  %-16s %-8s %-10s %-8s %.12s\n", pid, row.comm, row.kind,
 			       row.cls->kind != GOBIN_NOT_GO ? row.cls->ver.str : "-",
 			       row.cls->kind != GOBIN_NOT_GO ? row.cls->offsets : "-",
-			       row.container[0] ? row.container : "-");
+			       row.container.id[0] ? row.container.id : "-");
 		}
 	}
 	closedir(dir);

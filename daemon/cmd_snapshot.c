@@ -177,20 +177,14 @@ static int goroutine_symbolize(void *ctx, uint64_t addr, size_t index, struct pp
 	return 0;
 }
 
-int snapshot_write_pprof(const struct go_target *t, const struct go_snapshot *snap,
-			 const struct heap_profile *hp, const char *dir, char *err, size_t errlen)
+int snapshot_goroutine_pprof(const struct go_target *t, const struct go_snapshot *snap,
+			     struct pprof_builder **out, char *err, size_t errlen)
 {
 	static const struct pprof_value_type types[] = { { "goroutine", "count" } };
 	struct pprof_builder *b;
-	char path[4096];
 	int ret;
 
-	if (hp) {
-		snprintf(path, sizeof(path), "%s/heap.pb.gz", dir);
-		ret = heap_profile_write_pprof(t, hp, path, err, errlen);
-		if (ret < 0)
-			return ret;
-	}
+	*out = NULL;
 	ret = pprof_builder_new(types, 1, &b);
 	if (ret < 0)
 		return set_err(err, errlen, ret, "pprof: %s", strerror(-ret));
@@ -206,6 +200,26 @@ int snapshot_write_pprof(const struct go_target *t, const struct go_snapshot *sn
 		pprof_add_sample_addrs(b, stack, g->gopc ? 2 : 1, &one, NULL, 0, goroutine_symbolize,
 				       (void *)t);
 	}
+	*out = b;
+	return 0;
+}
+
+int snapshot_write_pprof(const struct go_target *t, const struct go_snapshot *snap,
+			 const struct heap_profile *hp, const char *dir, char *err, size_t errlen)
+{
+	struct pprof_builder *b;
+	char path[4096];
+	int ret;
+
+	if (hp) {
+		snprintf(path, sizeof(path), "%s/heap.pb.gz", dir);
+		ret = heap_profile_write_pprof(t, hp, path, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	ret = snapshot_goroutine_pprof(t, snap, &b, err, errlen);
+	if (ret < 0)
+		return ret;
 	snprintf(path, sizeof(path), "%s/goroutine.pb.gz", dir);
 	ret = pprof_write_file(b, path);
 	pprof_builder_free(b);
@@ -263,6 +277,8 @@ int cmd_snapshot(int argc, char **argv)
 		return log_err(2, "snapshot: expected one PID (see 'memdrift snapshot --help')");
 	if (parse_pid(argv[optind], &pid) < 0)
 		return log_err(2, "snapshot: '%s' is not a PID", argv[optind]);
+	if (pprof_dir && (ret = make_dirs(pprof_dir, 0700)) < 0)
+		return log_err(2, "snapshot: --pprof %s: %s", pprof_dir, strerror(-ret));
 
 	ret = go_target_open(pid, &t, err, sizeof(err));
 	if (ret < 0)

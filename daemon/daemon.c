@@ -13,7 +13,7 @@
 #include "daemon_internal.h"
 
 static const char daemon_usage[] =
-	"usage: memdrift daemon [--config FILE] [--set KEY=VALUE]... [--print-config]\n\n"
+	"usage: memdrift daemon [--config FILE] [--set KEY=VALUE]... [--print-config | --check-config]\n\n"
 	"Watches every Go and JVM process on the host (selectors in the config\n"
 	"choose), samples goroutines and heap from outside, counts JNI global refs\n"
 	"by native stack, follows RSS and OOM kills with kernel tracepoints, and\n"
@@ -27,6 +27,8 @@ static const char daemon_usage[] =
 	"  --config FILE     configuration file (see daemon/memdrift.conf.example)\n"
 	"  --set KEY=VALUE   override one key (repeatable), e.g. --set detect.window=1m\n"
 	"  --print-config    print the effective configuration and exit\n"
+	"  --check-config    validate the configuration (file and --set) and exit:\n"
+	"                    0 and one line when valid, 2 and the error otherwise\n"
 	"  --duration D      stop after D (for tests and demos)\n";
 
 /* ---------------------------------------------------------------- alerts */
@@ -228,6 +230,7 @@ struct watched *daemon_watched_new(struct daemon *d, pid_t pid, const struct pro
 	w->cls = cls;
 	snprintf(w->comm, sizeof(w->comm), "%s", exe->comm);
 	snprintf(w->exe, sizeof(w->exe), "%s", exe->exe);
+	proc_container(pid, &w->container);
 	w->first_seen_ns = now_monotonic_ns();
 	(void)proc_start_time(pid, &w->start_ticks);
 	return w;
@@ -1503,6 +1506,7 @@ int cmd_daemon(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "set", required_argument, NULL, 's' },
 		{ "print-config", no_argument, NULL, 'P' },
+		{ "check-config", no_argument, NULL, 'C' },
 		{ "duration", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -1511,7 +1515,7 @@ int cmd_daemon(int argc, char **argv)
 	struct memdrift_config cfg;
 	char err[CONFIG_ERR_MAX];
 	struct daemon *d;
-	bool print = false;
+	bool print = false, check = false;
 	uint64_t duration = 0;
 	int c, ret;
 
@@ -1520,7 +1524,7 @@ int cmd_daemon(int argc, char **argv)
 		return log_err(1, "out of memory");
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "c:s:Pd:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:s:PCd:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			d->config_path = optarg;
@@ -1534,6 +1538,9 @@ int cmd_daemon(int argc, char **argv)
 			break;
 		case 'P':
 			print = true;
+			break;
+		case 'C':
+			check = true;
 			break;
 		case 'd':
 			if (parse_duration_ns(optarg, &duration) < 0 || !duration) {
@@ -1559,8 +1566,11 @@ int cmd_daemon(int argc, char **argv)
 		free(d);
 		return log_err(2, "%s", err);
 	}
-	if (print) {
-		config_write(stdout, &cfg);
+	if (print || check) {
+		if (print)
+			config_write(stdout, &cfg);
+		else
+			printf("%s: configuration valid\n", d->config_path ? d->config_path : "(defaults)");
 		free(d);
 		return 0;
 	}

@@ -29,24 +29,38 @@ static void prom_family(struct strbuf *sb, const char *name, const char *type, c
 	strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* container_id and pod_uid only for a process in a container */
+static void prom_container_labels(struct strbuf *sb, const struct watched *w)
+{
+	if (w && w->container.id[0])
+		strbuf_printf(sb, ",container_id=\"%s\"", w->container.id);
+	if (w && w->container.pod_uid[0])
+		strbuf_printf(sb, ",pod_uid=\"%s\"", w->container.pod_uid);
+}
+
 static void prom_proc_labels(struct strbuf *sb, const struct watched *w)
 {
 	strbuf_printf(sb, "pid=\"%d\",comm=\"", w->pid);
 	prom_escape(sb, w->comm);
 	strbuf_append(sb, "\"", 1);
+	prom_container_labels(sb, w);
 }
 
 struct prom_alert_ctx {
+	struct daemon *d;
 	struct strbuf *sb;
 };
 
 static void prom_alert(const struct alert_record *rec, void *ctx)
 {
-	struct strbuf *sb = ((struct prom_alert_ctx *)ctx)->sb;
+	struct prom_alert_ctx *a = ctx;
+	struct strbuf *sb = a->sb;
 
 	strbuf_printf(sb, "memdrift_alert_firing{pid=\"%d\",comm=\"", rec->pid);
 	prom_escape(sb, rec->comm);
-	strbuf_printf(sb, "\",kind=\"%s\",severity=\"%s\",function=\"", drift_kind_name(rec->kind),
+	strbuf_append(sb, "\"", 1);
+	prom_container_labels(sb, find_watched(a->d, rec->pid));
+	strbuf_printf(sb, ",kind=\"%s\",severity=\"%s\",function=\"", drift_kind_name(rec->kind),
 		      drift_severity_name(rec->severity));
 	prom_escape(sb, rec->has_site ? rec->site.function : "");
 	strbuf_append(sb, "\"} 1\n", 5);
@@ -190,7 +204,7 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 	};
 	const struct alert_counters *ac = alert_table_counters(d->alerts);
 	struct procmon_stats ps = { 0 };
-	struct prom_alert_ctx actx = { sb };
+	struct prom_alert_ctx actx = { d, sb };
 	uint32_t budget = d->cfg.label_cardinality;
 
 	prom_family(sb, "memdrift_watched_processes", "gauge", "Go and JVM processes being watched.");
@@ -386,41 +400,12 @@ static int serve_profile(struct daemon *d, const char *kind, const char *pid_arg
 			ret = heap_profile_build_pprof(&w->target, &hp, &b, err, sizeof(err));
 		heap_profile_free(&hp);
 	} else {
-		char dir[] = "/tmp/memdrift-pprof-XXXXXX", path[64];
-		FILE *f;
-
-		/* goroutine profile: rendered through the same writer as the CLI */
+		/* goroutine profile: the same builder as the CLI's file, in memory */
 		ret = go_snapshot_take(&w->target, &snap, err, sizeof(err));
 		if (ret == 0) {
-			if (!mkdtemp(dir)) {
-				ret = -errno;
-				snprintf(err, sizeof(err), "mkdtemp: %s", strerror(errno));
-			} else {
-				ret = snapshot_write_pprof(&w->target, &snap, NULL, dir, err, sizeof(err));
-				snprintf(path, sizeof(path), "%s/goroutine.pb.gz", dir);
-				f = ret == 0 ? fopen(path, "re") : NULL;
-				if (f) {
-					struct strbuf sb;
-					char buf[65536];
-					size_t n;
-
-					strbuf_init(&sb, 64u << 20);
-					while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-						strbuf_append(&sb, buf, n);
-					fclose(f);
-					resp->body = strbuf_steal(&sb, &resp->len);
-					resp->content_type = "application/octet-stream";
-				}
-				unlink(path);
-				rmdir(dir);
-			}
+			ret = snapshot_goroutine_pprof(&w->target, &snap, &b, err, sizeof(err));
 			go_snapshot_free(&snap);
 		}
-		if (ret < 0) {
-			resp->status = 500;
-			resp->body = strdup(err);
-		}
-		return 0;
 	}
 	if (ret < 0) {
 		resp->status = ret == -ENODATA ? 404 : 500;

@@ -132,6 +132,7 @@ struct watched {
 	bool cgo;                      /* Go that links C through cgo */
 	char comm[32];
 	char exe[PATH_MAX];
+	struct proc_container container; /* "" outside containers */
 	struct jvm_state *jvm;         /* CLASS_JVM */
 	struct go_target target;       /* CLASS_GO */
 	struct process_series series;

@@ -487,33 +487,50 @@ long proc_read_many(pid_t pid, const uint64_t *addrs, size_t n, size_t elem, voi
 	return good;
 }
 
-int proc_parse_container_id(const char *text, char *id, size_t len)
+/* A run of exactly n characters of set at p (not inside a longer run). */
+static bool run_of(const char *text, const char *p, size_t n, const char *set)
 {
-	const char *p;
+	size_t k = 0;
 
-	if (len)
-		id[0] = '\0';
-	/* a run of 64 hex digits in any cgroup path: docker-<id>.scope,
-	 * cri-containerd-<id>.scope, /docker/<id>, /kubepods/.../<id> */
-	for (p = text; *p; p++) {
-		size_t n = 0;
-
-		while (isxdigit((unsigned char)p[n]) && !isupper((unsigned char)p[n]))
-			n++;
-		if (n == 64 && (p == text || !isxdigit((unsigned char)p[-1]))) {
-			if (len > 64) {
-				memcpy(id, p, 64);
-				id[64] = '\0';
-			}
-			return 0;
-		}
-		if (n)
-			p += n - 1;
-	}
-	return -ENOENT;
+	if (p > text && strchr(set, p[-1]))
+		return false;
+	while (p[k] && strchr(set, p[k]))
+		k++;
+	return k == n;
 }
 
-int proc_container_id(pid_t pid, char *id, size_t len)
+int proc_parse_container(const char *text, struct proc_container *c)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *p;
+
+	c->id[0] = c->pod_uid[0] = '\0';
+	for (p = text; *p && !c->id[0]; p++)
+		if (strchr(hex, *p) && run_of(text, p, 64, hex)) {
+			memcpy(c->id, p, 64);
+			c->id[64] = '\0';
+		}
+	/* pod<uid>: 8-4-4-4-12 hex digits, dashes or (systemd slices) underscores */
+	for (p = strstr(text, "pod"); p && !c->pod_uid[0]; p = strstr(p + 1, "pod")) {
+		const char *u = p + 3;
+		size_t i;
+
+		for (i = 0; i < 36; i++) {
+			bool sep = i == 8 || i == 13 || i == 18 || i == 23;
+
+			if (sep ? (u[i] != '-' && u[i] != '_') : !u[i] || !strchr(hex, u[i]))
+				break;
+			c->pod_uid[i] = sep ? '-' : u[i];
+		}
+		if (i == 36 && !strchr(hex, u[36]))
+			c->pod_uid[36] = '\0';
+		else
+			c->pod_uid[0] = '\0';
+	}
+	return c->id[0] ? 0 : -ENOENT;
+}
+
+int proc_container(pid_t pid, struct proc_container *c)
 {
 	char path[64], buf[8192];
 	ssize_t n;
@@ -521,11 +538,10 @@ int proc_container_id(pid_t pid, char *id, size_t len)
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
 	n = proc_read_file(path, buf, sizeof(buf));
 	if (n < 0) {
-		if (len)
-			id[0] = '\0';
-		return n;
+		c->id[0] = c->pod_uid[0] = '\0';
+		return (int)n;
 	}
-	return proc_parse_container_id(buf, id, len);
+	return proc_parse_container(buf, c);
 }
 
 int proc_cgroup_path(pid_t pid, char *out, size_t len)

@@ -44,9 +44,20 @@ int proc_read(pid_t pid, uint64_t addr, void *buf, size_t len);
 long proc_read_many(pid_t pid, const uint64_t *addrs, size_t n, size_t elem, void *out,
 		    bool *ok);
 
-/* Container id (64 hex chars) from /proc/PID/cgroup, "" when none. */
-int proc_container_id(pid_t pid, char *id, size_t len);
-int proc_parse_container_id(const char *cgroup_text, char *id, size_t len);
+/* What /proc/PID/cgroup says about the container a process runs in: the
+ * container id (64 hex digits: docker-<id>.scope, cri-containerd-<id>.scope,
+ * libpod-<id>, /docker/<id>, /kubepods/.../<id>) and, under Kubernetes, the
+ * pod UID (kubepods...pod<uid>, '_' in systemd slice names read as '-').
+ * Container names are not in cgroup paths. Fields "" when absent. */
+struct proc_container {
+	char id[65];
+	char pod_uid[37];
+};
+
+/* 0, or -ENOENT when the process is in no container (fields ""), or the
+ * error reading the file. */
+int proc_container(pid_t pid, struct proc_container *c);
+int proc_parse_container(const char *cgroup_text, struct proc_container *c);
 
 /* cgroup path (v2 unified line) of the process. */
 int proc_cgroup_path(pid_t pid, char *path, size_t len);

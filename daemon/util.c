@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -213,4 +214,28 @@ int open_new_file(const char *path, mode_t mode)
 			return -errno;
 	}
 	return -EEXIST;
+}
+
+int make_dirs(const char *path, mode_t mode)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+	struct stat st;
+
+	if (!len || len >= sizeof(buf))
+		return len ? -ENAMETOOLONG : -EINVAL;
+	memcpy(buf, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		if (stat(buf, &st) < 0)
+			return -errno;
+		if (!S_ISDIR(st.st_mode))
+			return -ENOTDIR;
+		buf[i] = i < len ? '/' : '\0';
+	}
+	return 0;
 }

@@ -33,6 +33,10 @@ void addr_set_free(struct addr_set *s);
  * the bytes there are not one (overlong, surrogate, truncated, > U+10FFFF). */
 size_t utf8_seq_len(const char *s);
 
+/* mkdir -p: creates path and its missing parents with mode (existing ones
+ * are kept as they are). 0, or negative errno (-ENOTDIR when path or a
+ * parent exists and is not a directory). */
+int make_dirs(const char *path, mode_t mode);
 /* Last path component. */
 const char *path_base(const char *path);
 /* Creates path for writing, never through a symlink and never into an

@@ -14,7 +14,9 @@ PKGS=(
   golang-go golang-1.21-go golang-1.22-go golang-1.23-go golang-1.24-go
   golang-1.26-go golang-1.27-go
   openjdk-17-jdk-headless golang-github-mattn-go-sqlite3-dev libsqlite3-dev
-  gcc libc6-dev procps python3 openssl curl prometheus
+  gcc libc6-dev procps python3 openssl curl
+  podman runc debootstrap python3-yaml
+  prometheus prometheus-alertmanager
 )
 
 missing=()
@@ -59,4 +61,12 @@ pin_suite sid "golang-1.26-go golang-1.26-src golang-1.27-go golang-1.27-src"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# prometheus and alertmanager are for promtool/amtool and the tests' own
+# loopback instances: no service is started by their installation.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 0755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -402,6 +402,16 @@ class Ctx:
         return r
 
 
+def free_port():
+    """A TCP port free on loopback now."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def user_group(user):
     import grp
     import pwd

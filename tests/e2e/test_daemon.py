@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -44,14 +43,6 @@ WINDOW_SETS = ["detect.window=40s", "detect.interval=1s", "goroutine.blocked_min
 ALERT_KEYS = ("ts", "pid", "comm", "kind", "severity", "state", "site", "summary", "evidence")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def parse_ts(ts):
     """'2024-05-01T12:34:56.789Z' -> epoch seconds."""
     base, frac = ts.rstrip("Z").split(".")
@@ -63,7 +54,7 @@ class Daemon:
 
     def __init__(self, t, *sets, duration="170s", env=None):
         lib.need_memdrift()
-        self.port = free_port()
+        self.port = lib.free_port()
         self.state = os.path.join(t.tmp, "state")
         self.out_path = os.path.join(t.tmp, "daemon.alerts")
         self.err_path = os.path.join(t.tmp, "daemon.stderr")

@@ -4,8 +4,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "../../daemon/proc.h"
@@ -35,20 +39,65 @@ static void test_container_id(void **state)
 	static const char docker[] =
 		"0::/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope\n";
 	static const char k8s[] =
-		"12:memory:/kubepods/burstable/pod1/fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210\n";
-	char id[72];
+		"12:memory:/kubepods/burstable/pod0a1b2c3d-0000-4111-8222-123456789abc/"
+		"fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210\n";
+	static const char k8s_systemd[] =
+		"0::/kubepods.slice/kubepods-besteffort.slice/"
+		"kubepods-besteffort-pod0a1b2c3d_0000_4111_8222_123456789abc.slice/"
+		"cri-containerd-fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210.scope\n";
+	static const char podman[] =
+		"4:memory:/libpod_parent/libpod-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n";
+	struct proc_container c;
 
-	assert_int_equal(proc_parse_container_id(docker, id, sizeof(id)), 0);
-	assert_string_equal(id, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-	assert_int_equal(proc_parse_container_id(k8s, id, sizeof(id)), 0);
-	assert_string_equal(id, "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
-	assert_int_equal(proc_parse_container_id("0::/user.slice/session-1.scope\n", id, sizeof(id)),
-			 -ENOENT);
-	assert_string_equal(id, "");
-	/* 65 hex digits is not an id */
-	assert_int_equal(proc_parse_container_id(
-		"0::/x/00123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", id,
-		sizeof(id)), -ENOENT);
+	assert_int_equal(proc_parse_container(docker, &c), 0);
+	assert_string_equal(c.id, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	assert_string_equal(c.pod_uid, "");
+	assert_int_equal(proc_parse_container(k8s, &c), 0);
+	assert_string_equal(c.id, "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+	assert_string_equal(c.pod_uid, "0a1b2c3d-0000-4111-8222-123456789abc");
+	assert_int_equal(proc_parse_container(k8s_systemd, &c), 0);
+	assert_string_equal(c.id, "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+	assert_string_equal(c.pod_uid, "0a1b2c3d-0000-4111-8222-123456789abc");
+	assert_int_equal(proc_parse_container(podman, &c), 0);
+	assert_string_equal(c.id, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	assert_int_equal(proc_parse_container("0::/user.slice/session-1.scope\n", &c), -ENOENT);
+	assert_string_equal(c.id, "");
+	/* 65 hex digits is not an id; a short pod<...> is not a uid */
+	assert_int_equal(proc_parse_container(
+		"0::/x/pod1/00123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", &c),
+		-ENOENT);
+	assert_string_equal(c.pod_uid, "");
+}
+
+static void test_make_dirs(void **state)
+{
+	char base[] = "/tmp/memdrift-test-dirs-XXXXXX", path[256], file[256];
+	struct stat st;
+	FILE *f;
+
+	assert_non_null(mkdtemp(base));
+	snprintf(path, sizeof(path), "%s/a/b/c", base);
+	assert_int_equal(make_dirs(path, 0700), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(make_dirs(path, 0700), 0); /* exists: fine */
+	snprintf(file, sizeof(file), "%s/file", base);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(make_dirs(file, 0700), -ENOTDIR);
+	snprintf(path, sizeof(path), "%s/file/sub", base);
+	assert_int_equal(make_dirs(path, 0700), -ENOTDIR);
+	assert_int_equal(make_dirs("", 0700), -EINVAL);
+	unlink(file);
+	for (const char *sub = "/a/b/c"; ; ) {
+		snprintf(path, sizeof(path), "%s%s", base, sub);
+		assert_int_equal(rmdir(path), 0);
+		if (!strcmp(sub, ""))
+			break;
+		sub = !strcmp(sub, "/a/b/c") ? "/a/b" : !strcmp(sub, "/a/b") ? "/a" : "";
+	}
 }
 
 static void test_parse_pid(void **state)
@@ -100,6 +149,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_maps_find_start),
 		cmocka_unit_test(test_container_id),
+		cmocka_unit_test(test_make_dirs),
 		cmocka_unit_test(test_parse_pid),
 		cmocka_unit_test(test_parse_duration_size),
 		cmocka_unit_test(test_fmt),
