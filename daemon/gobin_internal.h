@@ -133,4 +133,10 @@ void gobin_globals_recover(struct gobin *bin);
 /* Pattern recovery only (no .symtab), for tests comparing both. 0 or -ENOENT. */
 int gobin_global_from_code(const struct gobin *bin, const char *name, uint64_t *addr);
 
+/* gobin_layout.c: the runtime.g/m offsets, gcController.heapLive, the
+ * status constants and the wait-reason names read from the instructions of
+ * runtime functions (x86-64). Fields not found are GO_OFF_NONE; 0, or
+ * -ENOTSUP/-ENOMEM. */
+int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out);
+
 #endif

@@ -1,0 +1,854 @@
+/* Runtime struct offsets read from the binary's own instructions, for a
+ * stripped binary of a Go version the offset table does not know.
+ *
+ * Each runtime function below is decoded once (Capstone) and run through a
+ * small linear value tracker: registers and the frame's spill slots hold
+ * symbolic values (the function's register arguments, g (R14), a load
+ * [value+disp], value+constant, a call's results, a constant or a global's
+ * address), and every access to memory that is not the frame is logged
+ * with its base value, displacement and size. A field is then a statement of
+ * the Go source spotted in that log, e.g. in runtime.newproc1
+ * `newg.gopc = callerpc` is the one 8-byte store of the entry RCX. Branches
+ * are ignored (the scan is linear), so every pattern states facts that hold
+ * on every path of the statement it looks for, and each field is checked
+ * against the DWARF of every installed toolchain's binaries by
+ * tests/unit/test_gobin_layout.c. Functions read, with the Go source they
+ * compile (runtime/proc.go unless named):
+ *
+ *   gopark       mp := acquirem(); gp := mp.curg; readgstatus(gp);
+ *                gp.waitreason = reason           g.m, m.curg, g.atomicstatus, g.waitreason
+ *   execute      casgstatus(gp, ...); gp.waitsince = 0;
+ *                gp.stackguard0 = gp.stack.lo + stackGuard          g.waitsince, g.stack.lo
+ *   newproc1     newg.parentGoid = callergp.goid; newg.gopc = callerpc;
+ *                newg.startpc = fn.fn; newg.goid = pp.goidcache;
+ *                sp := newg.stack.hi - totalSize  g.goid, g.parentGoid, g.gopc, g.startpc, g.stack.hi
+ *   malg         newg := new(g)                   sizeof(g) from the type descriptor
+ *   mcommoninit  mp.alllink = allm                m.alllink
+ *   cgocall      mp.ncgocall++ (cgocall.go)       m.ncgocall
+ *   (*gcControllerState).update   gcController.heapLive.Add(dHeapLive)  (mgcpacer.go)
+ *   waitReason.String  bounds check and index of waitReasonStrings (runtime2.go)
+ */
+#include <capstone/capstone.h>
+#include <elf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gobin.h"
+#include "gobin_internal.h"
+#include "log.h"
+#include "probe_place.h"
+
+#define MAX_FUNC_BYTES (64u << 10)
+#define MAX_INSNS 4096
+#define MAX_VALS 8192
+#define MAX_EVS 4096
+#define MAX_SLOTS 256
+#define NREGS 16
+#define MAX_G_SIZE 4096
+#define MAX_FIELD_OFFSET 2048 /* g and m fields sit well below this */
+
+/* ---- symbolic values ---- */
+
+enum vkind {
+	V_FRESH,  /* nothing known; never equal to another value */
+	V_ENTRY,  /* register k at function entry */
+	V_G,      /* the current g (R14) */
+	V_LOAD,   /* 8/4/2/1 bytes at [base + k] */
+	V_ADD,    /* base + k */
+	V_RET,    /* result register k of the call to a */
+	V_IMM,    /* constant k */
+	V_ADDR,   /* link-time address a (lea/mov of [rip+X]) */
+};
+
+struct val {
+	uint8_t kind;
+	int32_t base;
+	int64_t k;
+	uint64_t a;
+};
+
+enum evkind { EV_LOAD, EV_STORE, EV_RMW, EV_READ, EV_CALL };
+
+/* One access to non-frame memory (or a call). */
+struct ev {
+	uint8_t kind, size;
+	int32_t base;   /* value the address is computed from */
+	int64_t disp;
+	int32_t v;      /* EV_LOAD: the loaded value; EV_STORE: the stored one
+			 * (V_IMM for a constant, -1 unknown); EV_CALL: RAX */
+	uint64_t call;  /* EV_CALL: direct target, 0 indirect */
+	int32_t a1, a2; /* EV_CALL: RBX, RCX (arguments 2 and 3) */
+};
+
+struct slot {
+	int64_t key; /* offset from the stack pointer at entry */
+	int32_t v;
+};
+
+struct flow {
+	const struct gobin *bin;
+	struct val vals[MAX_VALS];
+	size_t nvals;
+	struct ev evs[MAX_EVS];
+	size_t nevs;
+	int32_t reg[NREGS];
+	struct slot slots[MAX_SLOTS];
+	size_t nslots;
+	int64_t sp, frame_sp;
+	bool frame_set;
+	/* waitReason.String: the first `cmp al, imm` and `lea r, [rip+X]` */
+	int64_t cmp_al_imm;
+	uint64_t first_lea_rip;
+	int64_t cmp_status_imm; /* first `cmp r32, imm` with imm > 0xff (_Gscanrunning) */
+	/* the write barrier entry points: they preserve every register but R11 */
+	uint64_t wb[24];
+	size_t nwb;
+};
+
+static int32_t intern(struct flow *f, uint8_t kind, int32_t base, int64_t k, uint64_t a)
+{
+	if (kind != V_FRESH)
+		for (size_t i = 0; i < f->nvals; i++) {
+			const struct val *v = &f->vals[i];
+
+			if (v->kind == kind && v->base == base && v->k == k && v->a == a)
+				return (int32_t)i;
+		}
+	if (f->nvals == MAX_VALS)
+		return -1;
+	f->vals[f->nvals] = (struct val){ kind, base, k, a };
+	return (int32_t)f->nvals++;
+}
+
+/* The value if it was ever made, else -1 (queries must not create values). */
+static int32_t lookup(const struct flow *f, uint8_t kind, int32_t base, int64_t k, uint64_t a)
+{
+	for (size_t i = 0; i < f->nvals; i++) {
+		const struct val *v = &f->vals[i];
+
+		if (v->kind == kind && v->base == base && v->k == k && v->a == a)
+			return (int32_t)i;
+	}
+	return -1;
+}
+
+static int32_t fresh(struct flow *f) { return intern(f, V_FRESH, -1, 0, 0); }
+
+static int32_t add_const(struct flow *f, int32_t v, int64_t k)
+{
+	if (v < 0)
+		return fresh(f);
+	if (k == 0)
+		return v;
+	if (f->vals[v].kind == V_ADD) {
+		k += f->vals[v].k;
+		v = f->vals[v].base;
+		if (k == 0)
+			return v;
+	}
+	return intern(f, V_ADD, v, k, 0);
+}
+
+/* rax rcx rdx rbx rsp rbp rsi rdi r8..r15, every width */
+static int reg_index(x86_reg r)
+{
+	static const x86_reg map[NREGS][5] = {
+		{ X86_REG_RAX, X86_REG_EAX, X86_REG_AX, X86_REG_AL, X86_REG_AH },
+		{ X86_REG_RCX, X86_REG_ECX, X86_REG_CX, X86_REG_CL, X86_REG_CH },
+		{ X86_REG_RDX, X86_REG_EDX, X86_REG_DX, X86_REG_DL, X86_REG_DH },
+		{ X86_REG_RBX, X86_REG_EBX, X86_REG_BX, X86_REG_BL, X86_REG_BH },
+		{ X86_REG_RSP, X86_REG_ESP, X86_REG_SP, X86_REG_SPL, X86_REG_INVALID },
+		{ X86_REG_RBP, X86_REG_EBP, X86_REG_BP, X86_REG_BPL, X86_REG_INVALID },
+		{ X86_REG_RSI, X86_REG_ESI, X86_REG_SI, X86_REG_SIL, X86_REG_INVALID },
+		{ X86_REG_RDI, X86_REG_EDI, X86_REG_DI, X86_REG_DIL, X86_REG_INVALID },
+		{ X86_REG_R8, X86_REG_R8D, X86_REG_R8W, X86_REG_R8B, X86_REG_INVALID },
+		{ X86_REG_R9, X86_REG_R9D, X86_REG_R9W, X86_REG_R9B, X86_REG_INVALID },
+		{ X86_REG_R10, X86_REG_R10D, X86_REG_R10W, X86_REG_R10B, X86_REG_INVALID },
+		{ X86_REG_R11, X86_REG_R11D, X86_REG_R11W, X86_REG_R11B, X86_REG_INVALID },
+		{ X86_REG_R12, X86_REG_R12D, X86_REG_R12W, X86_REG_R12B, X86_REG_INVALID },
+		{ X86_REG_R13, X86_REG_R13D, X86_REG_R13W, X86_REG_R13B, X86_REG_INVALID },
+		{ X86_REG_R14, X86_REG_R14D, X86_REG_R14W, X86_REG_R14B, X86_REG_INVALID },
+		{ X86_REG_R15, X86_REG_R15D, X86_REG_R15W, X86_REG_R15B, X86_REG_INVALID },
+	};
+
+	if (r == X86_REG_INVALID)
+		return -1;
+	for (int i = 0; i < NREGS; i++)
+		for (int j = 0; j < 5; j++)
+			if (map[i][j] == r)
+				return i;
+	return -1;
+}
+
+enum { R_RAX = 0, R_RCX = 1, R_RDX = 2, R_RBX = 3, R_RSP = 4, R_RBP = 5, R_RSI = 6,
+       R_RDI = 7, R_R14 = 14 };
+
+static void log_ev(struct flow *f, uint8_t kind, uint8_t size, int32_t base, int64_t disp,
+		   int32_t v, uint64_t call)
+{
+	/* an access through an unknown pointer (R11 after a write barrier:
+	 * the barrier's buffer) can match no pattern */
+	if (kind != EV_CALL && (base < 0 || f->vals[base].kind == V_FRESH))
+		return;
+	if (f->nevs < MAX_EVS)
+		f->evs[f->nevs++] = (struct ev){ kind, size, base, disp, v, call,
+						 f->reg[R_RBX], f->reg[R_RCX] };
+}
+
+static struct slot *slot_find(struct flow *f, int64_t key)
+{
+	for (size_t i = 0; i < f->nslots; i++)
+		if (f->slots[i].key == key)
+			return &f->slots[i];
+	return NULL;
+}
+
+static void slot_set(struct flow *f, int64_t key, unsigned size, int32_t v)
+{
+	struct slot *s;
+
+	/* a write kills every slot it overlaps */
+	for (size_t i = 0; i < f->nslots;) {
+		if (f->slots[i].key < key + (int64_t)size && key < f->slots[i].key + 8 &&
+		    f->slots[i].key != key)
+			f->slots[i] = f->slots[--f->nslots];
+		else
+			i++;
+	}
+	s = slot_find(f, key);
+	if (!s && f->nslots < MAX_SLOTS) {
+		s = &f->slots[f->nslots++];
+		s->key = key;
+	}
+	if (s)
+		s->v = v;
+}
+
+/* Where a memory operand points: frame slot (*is_slot, *key), or base
+ * value + *disp. -1 when untracked (TLS, indexed, frame pointer). */
+static int32_t mem_operand(struct flow *f, const cs_x86_op *op, uint64_t next_pc, bool *is_slot,
+			   int64_t *key, int64_t *disp)
+{
+	int b = reg_index(op->mem.base);
+
+	*is_slot = false;
+	*disp = op->mem.disp;
+	if (op->mem.segment != X86_REG_INVALID || op->mem.index != X86_REG_INVALID)
+		return -1;
+	if (op->mem.base == X86_REG_RIP) {
+		*disp = 0;
+		return intern(f, V_ADDR, -1, 0, next_pc + (uint64_t)op->mem.disp);
+	}
+	if (b == R_RSP) {
+		*is_slot = true;
+		*key = f->sp + op->mem.disp;
+		return -1;
+	}
+	if (b < 0 || b == R_RBP)
+		return -1;
+	return f->reg[b];
+}
+
+static void clobber_written(struct flow *f, csh cs, const cs_insn *ci)
+{
+	cs_regs rd, wr;
+	uint8_t nrd = 0, nwr = 0;
+
+	if (cs_regs_access(cs, ci, rd, &nrd, wr, &nwr) != CS_ERR_OK)
+		return;
+	for (int i = 0; i < nwr; i++) {
+		int r = reg_index(wr[i]);
+
+		if (r >= 0 && r != R_RSP)
+			f->reg[r] = fresh(f);
+	}
+}
+
+static void step(struct flow *f, csh cs, const cs_insn *ci)
+{
+	const cs_x86 *x = &ci->detail->x86;
+	const cs_x86_op *o0 = x->op_count > 0 ? &x->operands[0] : NULL;
+	const cs_x86_op *o1 = x->op_count > 1 ? &x->operands[1] : NULL;
+	uint64_t next = ci->address + ci->size;
+	int d0 = o0 && o0->type == X86_OP_REG ? reg_index(o0->reg) : -1;
+	int32_t newv = -2; /* -2: no tracked result for d0 */
+	bool is_slot;
+	int64_t key, disp;
+	int32_t base;
+
+	switch (ci->id) {
+	case X86_INS_MOV: case X86_INS_MOVZX: case X86_INS_MOVSX: case X86_INS_MOVSXD:
+	case X86_INS_MOVABS:
+		if (!o0 || !o1)
+			break;
+		if (o0->type == X86_OP_REG) {
+			if (o1->type == X86_OP_REG) {
+				int s = reg_index(o1->reg);
+
+				newv = s >= 0 ? f->reg[s] : fresh(f);
+			} else if (o1->type == X86_OP_IMM) {
+				newv = intern(f, V_IMM, -1, o1->imm, 0);
+			} else if (o1->type == X86_OP_MEM) {
+				if (o1->mem.segment == X86_REG_FS && d0 == R_R14) {
+					newv = intern(f, V_G, -1, 0, 0); /* getg() from TLS */
+					break;
+				}
+				base = mem_operand(f, o1, next, &is_slot, &key, &disp);
+				if (is_slot) {
+					struct slot *s = slot_find(f, key);
+
+					newv = s ? s->v : fresh(f);
+				} else if (base >= 0) {
+					newv = intern(f, V_LOAD, base, disp, 0);
+					log_ev(f, EV_LOAD, o1->size, base, disp, newv, 0);
+				} else {
+					newv = fresh(f);
+				}
+			}
+		} else if (o0->type == X86_OP_MEM && o1) {
+			int32_t v = -1;
+
+			if (o1->type == X86_OP_REG) {
+				int s = reg_index(o1->reg);
+
+				v = s >= 0 ? f->reg[s] : -1;
+			} else if (o1->type == X86_OP_IMM) {
+				v = intern(f, V_IMM, -1, o1->imm, 0);
+			}
+			base = mem_operand(f, o0, next, &is_slot, &key, &disp);
+			if (is_slot)
+				slot_set(f, key, o0->size, v >= 0 ? v : fresh(f));
+			else if (base >= 0)
+				log_ev(f, EV_STORE, o0->size, base, disp, v, 0);
+		}
+		break;
+	case X86_INS_LEA:
+		if (d0 < 0 || !o1 || o1->type != X86_OP_MEM)
+			break;
+		if (o1->mem.base == X86_REG_RIP && o1->mem.index == X86_REG_INVALID) {
+			newv = intern(f, V_ADDR, -1, 0, next + (uint64_t)o1->mem.disp);
+			if (!f->first_lea_rip)
+				f->first_lea_rip = next + (uint64_t)o1->mem.disp;
+		} else {
+			base = mem_operand(f, o1, next, &is_slot, &key, &disp);
+			newv = base >= 0 ? add_const(f, base, disp) : fresh(f);
+		}
+		break;
+	case X86_INS_ADD: case X86_INS_SUB:
+		if (d0 == R_RSP && o1 && o1->type == X86_OP_IMM) {
+			f->sp += ci->id == X86_INS_SUB ? -o1->imm : o1->imm;
+			if (ci->id == X86_INS_SUB && !f->frame_set) {
+				f->frame_set = true;
+				f->frame_sp = f->sp;
+			}
+			return;
+		}
+		if (d0 >= 0 && o1 && o1->type == X86_OP_IMM)
+			newv = add_const(f, f->reg[d0], ci->id == X86_INS_SUB ? -o1->imm : o1->imm);
+		break;
+	case X86_INS_INC: case X86_INS_DEC:
+		if (d0 >= 0)
+			newv = add_const(f, f->reg[d0], ci->id == X86_INS_INC ? 1 : -1);
+		break;
+	case X86_INS_XOR:
+		if (d0 >= 0 && o1 && o1->type == X86_OP_REG && reg_index(o1->reg) == d0)
+			newv = intern(f, V_IMM, -1, 0, 0);
+		break;
+	case X86_INS_CMP:
+		if (d0 == R_RAX && o0->size == 1 && o1 && o1->type == X86_OP_IMM &&
+		    f->cmp_al_imm < 0)
+			f->cmp_al_imm = o1->imm;
+		if (o0 && o0->type == X86_OP_REG && o0->size == 4 && o1 && o1->type == X86_OP_IMM &&
+		    o1->imm > 0xff && f->cmp_status_imm < 0)
+			f->cmp_status_imm = o1->imm;
+		break;
+	case X86_INS_PUSH:
+		f->sp -= 8;
+		return;
+	case X86_INS_POP:
+		f->sp += 8;
+		if (d0 >= 0 && d0 != R_RSP)
+			f->reg[d0] = fresh(f);
+		return;
+	case X86_INS_RET:
+	case X86_INS_JMP:
+		/* the code after belongs to the frame again */
+		if (f->frame_set)
+			f->sp = f->frame_sp;
+		return;
+	case X86_INS_CALL: {
+		uint64_t target = o0 && o0->type == X86_OP_IMM ? (uint64_t)o0->imm : 0;
+
+		log_ev(f, EV_CALL, 0, -1, 0, f->reg[R_RAX], target);
+		for (size_t i = 0; target && i < f->nwb; i++)
+			if (f->wb[i] == target) {
+				f->reg[11] = fresh(f);
+				return;
+			}
+		/* ABIInternal: every register but RSP, RBP and R14 (g) is the callee's */
+		for (int r = 0; r < NREGS; r++)
+			if (r != R_RSP && r != R_RBP && r != R_R14)
+				f->reg[r] = fresh(f);
+		f->reg[R_RAX] = intern(f, V_RET, -1, 0, target);
+		f->reg[R_RBX] = intern(f, V_RET, -1, 1, target);
+		return;
+	}
+	default:
+		break;
+	}
+
+	/* memory operands of everything else: reads, read-modify-writes, stores */
+	if (ci->id != X86_INS_MOV && ci->id != X86_INS_MOVZX && ci->id != X86_INS_MOVSX &&
+	    ci->id != X86_INS_MOVSXD && ci->id != X86_INS_LEA && ci->id != X86_INS_NOP) {
+		for (int i = 0; i < x->op_count; i++) {
+			const cs_x86_op *op = &x->operands[i];
+
+			if (op->type != X86_OP_MEM)
+				continue;
+			base = mem_operand(f, op, next, &is_slot, &key, &disp);
+			if (is_slot) {
+				if (op->access & CS_AC_WRITE)
+					slot_set(f, key, op->size, fresh(f));
+				continue;
+			}
+			if (base < 0)
+				continue;
+			if (ci->id == X86_INS_CMP || ci->id == X86_INS_TEST || !(op->access & CS_AC_WRITE))
+				log_ev(f, EV_READ, op->size, base, disp, -1, 0);
+			else if (ci->id == X86_INS_XCHG && o1 && o1->type == X86_OP_REG)
+				log_ev(f, EV_STORE, op->size, base, disp, f->reg[reg_index(o1->reg)], 0);
+			else if (i == 0 && (ci->id == X86_INS_MOVUPS || ci->id == X86_INS_MOVAPS ||
+					    ci->id == X86_INS_MOVQ || ci->id == X86_INS_MOVD))
+				log_ev(f, EV_STORE, op->size, base, disp, -1, 0);
+			else
+				log_ev(f, EV_RMW, op->size, base, disp, -1, 0);
+		}
+	}
+	clobber_written(f, cs, ci);
+	if (d0 >= 0 && newv != -2)
+		f->reg[d0] = newv >= 0 ? newv : fresh(f);
+}
+
+/* Decodes and tracks fname; -ENOENT when the function is absent. */
+static int run(struct flow *f, csh cs, cs_insn *ci, const char *fname)
+{
+	struct gobin_func fn;
+	const uint8_t *code;
+	size_t avail, size, n = 0;
+	uint64_t addr;
+
+	f->nvals = f->nevs = f->nslots = 0;
+	f->sp = f->frame_sp = 0;
+	f->frame_set = false;
+	f->cmp_al_imm = -1;
+	f->cmp_status_imm = -1;
+	f->first_lea_rip = 0;
+	if (gobin_func_by_name(f->bin, fname, &fn) != 0 || fn.end <= fn.entry)
+		return -ENOENT;
+	code = gobin_vaddr_ptr(f->bin, fn.entry, &avail);
+	if (!code)
+		return -ENOENT;
+	size = fn.end - fn.entry;
+	if (size > MAX_FUNC_BYTES)
+		size = MAX_FUNC_BYTES;
+	if (size > avail)
+		size = avail;
+	for (int r = 0; r < NREGS; r++)
+		f->reg[r] = intern(f, V_ENTRY, -1, r, 0);
+	f->reg[R_R14] = intern(f, V_G, -1, 0, 0);
+	addr = fn.entry;
+	while (n++ < MAX_INSNS && cs_disasm_iter(cs, &code, &size, &addr, ci)) {
+		if (ci->id == X86_INS_INT3)
+			break; /* padding to the next function */
+		step(f, cs, ci);
+	}
+	return 0;
+}
+
+static int32_t entry(const struct flow *f, int r) { return lookup(f, V_ENTRY, -1, r, 0); }
+static int32_t gval(const struct flow *f) { return lookup(f, V_G, -1, 0, 0); }
+
+static bool is_load_of(const struct flow *f, int32_t v, int32_t base)
+{
+	return v >= 0 && f->vals[v].kind == V_LOAD && f->vals[v].base == base;
+}
+
+/* First event matching kind, size (0 any), base (-1 any) and value (-2 any) from *from. */
+static const struct ev *find_ev(const struct flow *f, size_t *from, uint8_t kind, uint8_t size,
+				int32_t base, int32_t v)
+{
+	for (size_t i = *from; i < f->nevs; i++) {
+		const struct ev *e = &f->evs[i];
+
+		if (e->kind != kind || (size && e->size != size) || (base != -1 && e->base != base) ||
+		    (v != -2 && e->v != v))
+			continue;
+		*from = i + 1;
+		return e;
+	}
+	return NULL;
+}
+
+static bool plausible(int64_t off) { return off >= 0 && off < MAX_FIELD_OFFSET; }
+
+/* ---- the patterns ---- */
+
+struct recovery {
+	struct go_offsets *out;
+	const char *why[64]; /* per go_offsets_fields index: what disagreed */
+	int stackguard;      /* g.stackguard0, from the prologues */
+};
+
+static int *field_ptr(struct go_offsets *o, const char *name)
+{
+	for (size_t i = 0; i < go_offsets_nfields; i++)
+		if (!strcmp(go_offsets_fields[i].name, name))
+			return (int *)((char *)o + go_offsets_fields[i].offset);
+	return NULL;
+}
+
+/* Records a recovered value; a second pattern that disagrees withdraws it. */
+static void found(struct recovery *r, const char *field, int64_t value, const char *where)
+{
+	int *p = field_ptr(r->out, field);
+
+	if (!p || (strncmp(field, "status_", 7) && !plausible(value)) || value < 0 ||
+	    value > 0xffff)
+		return;
+	if (*p == GO_OFF_NONE) {
+		*p = (int)value;
+	} else if (*p != value && *p != -2) {
+		log_debug("layout: %s is %d in one function and %lld in %s", field, *p,
+			  (long long)value, where);
+		*p = -2; /* conflict: reset to GO_OFF_NONE at the end */
+	}
+}
+
+static void find_write_barriers(struct flow *f)
+{
+	static const char *const suffix[] = { "", "1", "2", "3", "4", "5", "6", "7", "8",
+					       "CX", "DX", "BX", "BP", "SI", "R8", "R9" };
+	struct gobin_func fn;
+	char name[64];
+
+	f->nwb = 0;
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		snprintf(name, sizeof(name), "runtime.gcWriteBarrier%s", suffix[i]);
+		if (gobin_func_by_name(f->bin, name, &fn) == 0 && f->nwb < 24)
+			f->wb[f->nwb++] = fn.entry;
+	}
+}
+
+static void from_gopark(struct flow *f, struct recovery *r)
+{
+	int32_t g = gval(f), m, curg;
+	const struct ev *e;
+	size_t i = 0;
+
+	/* the stack check `cmp rsp, [r14+stackguard0]` comes first */
+	e = find_ev(f, &i, EV_READ, 8, g, -2);
+	if (e && i == 1 && plausible(e->disp))
+		r->stackguard = (int)e->disp;
+	i = 0;
+	e = find_ev(f, &i, EV_LOAD, 8, g, -2); /* mp := acquirem() */
+	if (!e)
+		return;
+	found(r, "g_m", e->disp, "gopark");
+	m = e->v;
+	e = find_ev(f, &i, EV_LOAD, 8, m, -2); /* gp := mp.curg */
+	if (!e)
+		return;
+	found(r, "m_curg", e->disp, "gopark");
+	curg = e->v;
+	for (size_t j = i; j < f->nevs; j++) { /* readgstatus(gp) */
+		const struct ev *s = &f->evs[j];
+
+		if ((s->kind == EV_LOAD || s->kind == EV_READ) && s->size == 4 && s->base == curg) {
+			found(r, "g_atomicstatus", s->disp, "gopark");
+			break;
+		}
+	}
+	e = find_ev(f, &i, EV_STORE, 1, curg, entry(f, R_RCX)); /* gp.waitreason = reason */
+	if (e)
+		found(r, "g_waitreason", e->disp, "gopark");
+	/* status != _Grunning && status != _Gscanrunning: _Gscan is its high bit */
+	if (f->cmp_status_imm > 0) {
+		int64_t bit = 1;
+
+		while (bit * 2 <= f->cmp_status_imm)
+			bit *= 2;
+		if (f->cmp_status_imm - bit < 16)
+			found(r, "status_scan_bit", bit, "gopark");
+	}
+}
+
+static void from_execute(struct flow *f, struct recovery *r, uint64_t casgstatus)
+{
+	int32_t gp = entry(f, R_RAX), g = gval(f);
+	const struct ev *e;
+	size_t i = 0;
+
+	/* mp.curg = gp; gp.m = mp */
+	while ((e = find_ev(f, &i, EV_STORE, 8, -1, gp)))
+		if (is_load_of(f, e->base, g)) {
+			found(r, "m_curg", e->disp, "execute");
+			found(r, "g_m", f->vals[e->base].k, "execute");
+			break;
+		}
+	i = 0;
+	while ((e = find_ev(f, &i, EV_CALL, 0, -1, -2)))
+		if (casgstatus && e->call == casgstatus)
+			break;
+	if (!e)
+		return;
+	e = find_ev(f, &i, EV_STORE, 8, gp, lookup(f, V_IMM, -1, 0, 0)); /* gp.waitsince = 0 */
+	if (e)
+		found(r, "g_waitsince", e->disp, "execute");
+	if (r->stackguard < 0)
+		return;
+	i = 0;
+	while ((e = find_ev(f, &i, EV_STORE, 8, gp, -2))) {
+		const struct val *v = e->v >= 0 ? &f->vals[e->v] : NULL;
+
+		/* gp.stackguard0 = gp.stack.lo + stackGuard */
+		if (e->disp == r->stackguard && v && v->kind == V_ADD && v->k > 0 &&
+		    is_load_of(f, v->base, gp)) {
+			found(r, "g_stack_lo", f->vals[v->base].k, "execute");
+			break;
+		}
+	}
+}
+
+static void from_newproc1(struct flow *f, struct recovery *r, uint64_t sched, uint64_t casgstatus)
+{
+	int32_t fn = entry(f, R_RAX), callergp = entry(f, R_RBX), newg = -1;
+	int32_t fnfn = lookup(f, V_LOAD, fn, 0, 0);
+	const struct ev *e;
+	size_t i = 0;
+
+	while ((e = find_ev(f, &i, EV_STORE, 8, -1, entry(f, R_RCX)))) { /* newg.gopc = callerpc */
+		if (newg >= 0 && e->base != newg)
+			return; /* two candidates: do not guess */
+		newg = e->base;
+		found(r, "g_gopc", e->disp, "newproc1");
+	}
+	if (newg < 0)
+		return;
+	i = 0;
+	if (fnfn >= 0 && (e = find_ev(f, &i, EV_STORE, 8, newg, fnfn))) /* newg.startpc = fn.fn */
+		found(r, "g_startpc", e->disp, "newproc1");
+	/* newg.parentGoid = callergp.goid (1.21+) */
+	for (i = 0; (e = find_ev(f, &i, EV_STORE, 8, newg, -2));)
+		if (is_load_of(f, e->v, callergp)) {
+			found(r, "g_parent_goid", e->disp, "newproc1");
+			found(r, "g_goid", f->vals[e->v].k, "newproc1");
+			break;
+		}
+	/* pp.goidcache = sched.goidgen.Add(_GoidCacheBatch); ...; newg.goid = pp.goidcache */
+	if (sched) {
+		int32_t goidgen = lookup(f, V_ADDR, -1, 0, sched);
+
+		i = 0;
+		if (goidgen >= 0 && find_ev(f, &i, EV_RMW, 8, goidgen, -2) &&
+		    (e = find_ev(f, &i, EV_STORE, 8, -1, -2))) {
+			int32_t cache = lookup(f, V_LOAD, e->base, e->disp, 0);
+
+			if (cache >= 0 && (e = find_ev(f, &i, EV_STORE, 8, newg, cache)))
+				found(r, "g_goid", e->disp, "newproc1");
+		}
+	}
+	/* sp := newg.stack.hi - totalSize; newg.sched.sp = sp */
+	for (i = 0; (e = find_ev(f, &i, EV_STORE, 8, newg, -2));) {
+		const struct val *v = e->v >= 0 ? &f->vals[e->v] : NULL;
+
+		if (v && v->kind == V_ADD && v->k < 0 && v->k > -1024 && is_load_of(f, v->base, newg)) {
+			found(r, "g_stack_hi", f->vals[v->base].k, "newproc1");
+			break;
+		}
+	}
+	/* newg = malg(); casgstatus(newg, _Gidle, _Gdead) */
+	for (i = 0; casgstatus && (e = find_ev(f, &i, EV_CALL, 0, -1, -2));) {
+		const struct val *from = e->a1 >= 0 ? &f->vals[e->a1] : NULL;
+		const struct val *to = e->a2 >= 0 ? &f->vals[e->a2] : NULL;
+
+		if (e->call != casgstatus)
+			continue;
+		if (from && to && from->kind == V_IMM && from->k == 0 && to->kind == V_IMM)
+			found(r, "status_dead", to->k, "newproc1");
+		break;
+	}
+	/* if parked { newg.waitreason = waitreason } (1.23+) */
+	i = 0;
+	if ((e = find_ev(f, &i, EV_STORE, 1, newg, entry(f, R_RSI))))
+		found(r, "g_waitreason", e->disp, "newproc1");
+}
+
+static void from_malg(struct flow *f, struct recovery *r, uint64_t newobject)
+{
+	const struct ev *e;
+	size_t i = 0;
+	uint64_t size;
+
+	/* newg := new(g): newobject(&type.runtime.g); abi.Type.Size_ is its first word */
+	while ((e = find_ev(f, &i, EV_CALL, 0, -1, -2))) {
+		if (!newobject || e->call != newobject || e->v < 0 || f->vals[e->v].kind != V_ADDR)
+			continue;
+		if (gobin_read_u64(f->bin, f->vals[e->v].a, &size) && size >= 64 &&
+		    size <= MAX_G_SIZE && size % 8 == 0) {
+			int *p = field_ptr(r->out, "g_size");
+
+			if (p)
+				*p = (int)size;
+		}
+		return;
+	}
+}
+
+static void from_mcommoninit(struct flow *f, struct recovery *r, uint64_t allm)
+{
+	int32_t a = allm ? lookup(f, V_ADDR, -1, 0, allm) : -1, head;
+	const struct ev *e;
+	size_t i = 0;
+
+	if (a < 0 || (head = lookup(f, V_LOAD, a, 0, 0)) < 0)
+		return;
+	if ((e = find_ev(f, &i, EV_STORE, 8, -1, head))) /* mp.alllink = allm */
+		found(r, "m_alllink", e->disp, "mcommoninit");
+}
+
+static void from_cgocall(struct flow *f, struct recovery *r)
+{
+	int *gm = field_ptr(r->out, "g_m");
+	int32_t m = gm && *gm >= 0 ? lookup(f, V_LOAD, gval(f), *gm, 0) : -1;
+	const struct ev *e;
+	size_t i = 0;
+
+	if (m >= 0 && (e = find_ev(f, &i, EV_RMW, 8, m, -2))) /* mp.ncgocall++ */
+		found(r, "m_ncgocall", e->disp, "cgocall");
+}
+
+static void from_gc_update(struct flow *f, struct recovery *r, uint64_t gc)
+{
+	size_t i = 0;
+	const struct ev *e;
+
+	/* gcController.heapLive.Add(dHeapLive): the first atomic add into gcController */
+	while (gc && (e = find_ev(f, &i, EV_RMW, 8, -1, -2))) {
+		const struct val *b = e->base >= 0 ? &f->vals[e->base] : NULL;
+
+		if (b && b->kind == V_ADDR && b->a >= gc && b->a - gc < MAX_FIELD_OFFSET) {
+			found(r, "gc_heap_live", (int64_t)(b->a - gc), "(*gcControllerState).update");
+			return;
+		}
+	}
+}
+
+/* The binary's own runtime.waitReasonStrings: `cmp al, N; jb` bounds the
+ * index, `lea rdx, [rip+waitReasonStrings]` is the array of N strings. */
+static void from_wait_reason_string(struct flow *f, struct go_offsets *out)
+{
+	int64_t n = f->cmp_al_imm;
+	uint64_t arr = 0;
+	int got = 0;
+
+	/* the lea of the array is the one after the out-of-range text's */
+	for (size_t i = 0; i < f->nvals; i++)
+		if (f->vals[i].kind == V_ADDR && f->vals[i].a != f->first_lea_rip)
+			arr = f->vals[i].a;
+	if (n <= 0 || n > GO_MAX_WAIT_REASONS || !arr)
+		return;
+	for (int i = 0; i < n; i++) {
+		uint64_t ptr, len;
+		const uint8_t *p;
+		size_t avail;
+		char *dst = out->wait_reasons[i];
+
+		dst[0] = '\0';
+		if (!gobin_read_u64(f->bin, arr + 16ull * i, &ptr) ||
+		    !gobin_read_u64(f->bin, arr + 16ull * i + 8, &len))
+			return;
+		if (len == 0)
+			continue;
+		p = gobin_vaddr_ptr(f->bin, ptr, &avail);
+		if (!p || len > avail || len >= GO_WAIT_REASON_LEN)
+			return;
+		for (uint64_t c = 0; c < len; c++)
+			if (p[c] < 0x20 || p[c] >= 0x7f)
+				return;
+		memcpy(dst, p, len);
+		dst[len] = '\0';
+		got++;
+	}
+	if (got * 2 < n)
+		return;
+	out->n_wait_reasons = (int)n;
+}
+
+static uint64_t func_entry(const struct gobin *bin, const char *name)
+{
+	struct gobin_func fn;
+
+	return gobin_func_by_name(bin, name, &fn) == 0 ? fn.entry : 0;
+}
+
+static uint64_t global_addr(const struct gobin *bin, const char *name)
+{
+	uint64_t a;
+
+	return gobin_global(bin, name, &a) == 0 ? a : 0;
+}
+
+int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
+{
+	struct recovery r = { .out = out, .stackguard = -1 };
+	struct flow *f;
+	cs_insn *ci;
+	csh cs;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < go_offsets_nfields; i++)
+		*(int *)((char *)out + go_offsets_fields[i].offset) = GO_OFF_NONE;
+	out->go_major = bin->ver.major;
+	out->go_minor = bin->ver.minor;
+	out->source = GO_OFFSETS_TABLE;
+	if (bin->machine != EM_X86_64)
+		return -ENOTSUP;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	if (probe_disasm_open(&cs, &ci)) {
+		free(f);
+		return -ENOMEM;
+	}
+	f->bin = bin;
+	find_write_barriers(f);
+	if (run(f, cs, ci, "runtime.gopark") == 0)
+		from_gopark(f, &r);
+	if (run(f, cs, ci, "runtime.execute") == 0)
+		from_execute(f, &r, func_entry(bin, "runtime.casgstatus"));
+	if (run(f, cs, ci, "runtime.newproc1") == 0)
+		from_newproc1(f, &r, global_addr(bin, "runtime.sched"),
+			      func_entry(bin, "runtime.casgstatus"));
+	if (run(f, cs, ci, "runtime.malg") == 0)
+		from_malg(f, &r, func_entry(bin, "runtime.newobject"));
+	if (run(f, cs, ci, "runtime.mcommoninit") == 0)
+		from_mcommoninit(f, &r, global_addr(bin, "runtime.allm"));
+	if (run(f, cs, ci, "runtime.cgocall") == 0)
+		from_cgocall(f, &r);
+	if (run(f, cs, ci, "runtime.(*gcControllerState).update") == 0)
+		from_gc_update(f, &r, global_addr(bin, "runtime.gcController"));
+	if (run(f, cs, ci, "runtime.waitReason.String") == 0)
+		from_wait_reason_string(f, out);
+	probe_disasm_close(cs, ci);
+	free(f);
+
+	for (size_t i = 0; i < go_offsets_nfields; i++) {
+		int *p = (int *)((char *)out + go_offsets_fields[i].offset);
+
+		if (*p == -2)
+			*p = GO_OFF_NONE;
+	}
+	return 0;
+}
