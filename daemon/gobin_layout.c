@@ -417,7 +417,8 @@ static void step(struct flow *f, csh cs, const cs_insn *ci)
 				continue;
 			if (ci->id == X86_INS_CMP || ci->id == X86_INS_TEST || !(op->access & CS_AC_WRITE))
 				log_ev(f, EV_READ, op->size, base, disp, -1, 0);
-			else if (ci->id == X86_INS_XCHG && o1 && o1->type == X86_OP_REG)
+			else if (ci->id == X86_INS_XCHG && o1 && o1->type == X86_OP_REG &&
+				 reg_index(o1->reg) >= 0)
 				log_ev(f, EV_STORE, op->size, base, disp, f->reg[reg_index(o1->reg)], 0);
 			else if (i == 0 && (ci->id == X86_INS_MOVUPS || ci->id == X86_INS_MOVAPS ||
 					    ci->id == X86_INS_MOVQ || ci->id == X86_INS_MOVD))
@@ -729,19 +730,90 @@ static void from_cgocall(struct flow *f, struct recovery *r)
 		found(r, "m_ncgocall", e->disp, "cgocall");
 }
 
+/* The first atomic add (lock xadd) into [global, global+MAX_FIELD_OFFSET)
+ * of the given size at or after event *from: the field's offset, or -1. */
+static int64_t xadd_into(const struct flow *f, size_t *from, uint64_t global, uint8_t size)
+{
+	const struct ev *e;
+
+	while (global && (e = find_ev(f, from, EV_RMW, size, -1, -2))) {
+		const struct val *b = &f->vals[e->base];
+
+		if (b->kind == V_ADDR && b->a >= global && b->a - global < MAX_FIELD_OFFSET)
+			return (int64_t)(b->a - global);
+	}
+	return -1;
+}
+
 static void from_gc_update(struct flow *f, struct recovery *r, uint64_t gc)
 {
 	size_t i = 0;
+	int64_t d = xadd_into(f, &i, gc, 8);
+
+	/* gcController.heapLive.Add(dHeapLive) comes first */
+	if (d >= 0)
+		found(r, "gc_heap_live", d, "(*gcControllerState).update");
+}
+
+/* resetLive(bytesMarked): c.heapMarked = bytesMarked; c.heapLive = bytesMarked */
+static void from_reset_live(struct flow *f, struct recovery *r)
+{
+	int32_t c = entry(f, R_RAX), marked = entry(f, R_RBX);
 	const struct ev *e;
+	size_t i = 0;
 
-	/* gcController.heapLive.Add(dHeapLive): the first atomic add into gcController */
-	while (gc && (e = find_ev(f, &i, EV_RMW, 8, -1, -2))) {
-		const struct val *b = e->base >= 0 ? &f->vals[e->base] : NULL;
+	if ((e = find_ev(f, &i, EV_STORE, 8, c, marked)))
+		found(r, "gc_heap_marked", e->disp, "(*gcControllerState).resetLive");
+	if (e && (e = find_ev(f, &i, EV_STORE, 8, c, marked)))
+		found(r, "gc_heap_live", e->disp, "(*gcControllerState).resetLive");
+}
 
-		if (b && b->kind == V_ADDR && b->a >= gc && b->a - gc < MAX_FIELD_OFFSET) {
-			found(r, "gc_heap_live", (int64_t)(b->a - gc), "(*gcControllerState).update");
-			return;
-		}
+/* heapGoalInternal: goal = c.gcPercentHeapGoal.Load() is its first read of c */
+static void from_heap_goal(struct flow *f, struct recovery *r)
+{
+	const struct ev *e;
+	size_t i = 0;
+
+	if ((e = find_ev(f, &i, EV_LOAD, 8, entry(f, R_RAX), -2)))
+		found(r, "gc_percent_heap_goal", e->disp, "(*gcControllerState).heapGoalInternal");
+}
+
+/* allocLarge: gcController.totalAlloc.Add(npages*pageSize) before update();
+ * sweep: gcController.totalFree.Add(nfreed*elemsize) */
+static void from_gc_add(struct flow *f, struct recovery *r, uint64_t gc, const char *field,
+			const char *where)
+{
+	size_t i = 0;
+	int64_t d = xadd_into(f, &i, gc, 8);
+
+	if (d >= 0)
+		found(r, field, d, where);
+}
+
+/* gcMarkTermination: `if work.userForced { memstats.numforcedgc++ }` then
+ * `memstats.numgc++`: the last 4-byte increment of memstats */
+static void from_mark_termination(struct flow *f, struct recovery *r, uint64_t ms)
+{
+	int64_t last = -1;
+
+	for (size_t i = 0; ms && i < f->nevs; i++) {
+		const struct ev *e = &f->evs[i];
+		const struct val *b = &f->vals[e->base];
+		const struct val *v = e->v >= 0 ? &f->vals[e->v] : NULL;
+
+		if (e->kind == EV_CALL || e->size != 4 || b->kind != V_ADDR || b->a < ms ||
+		    b->a - ms >= (16u << 10))
+			continue;
+		if (e->kind == EV_RMW ||
+		    (e->kind == EV_STORE && v && v->kind == V_ADD && v->k == 1 &&
+		     is_load_of(f, v->base, e->base)))
+			last = (int64_t)(b->a - ms);
+	}
+	if (last >= 0) {
+		int *p = field_ptr(r->out, "ms_numgc");
+
+		if (p)
+			*p = (int)last;
 	}
 }
 
@@ -839,6 +911,18 @@ int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 		from_cgocall(f, &r);
 	if (run(f, cs, ci, "runtime.(*gcControllerState).update") == 0)
 		from_gc_update(f, &r, global_addr(bin, "runtime.gcController"));
+	if (run(f, cs, ci, "runtime.(*gcControllerState).resetLive") == 0)
+		from_reset_live(f, &r);
+	if (run(f, cs, ci, "runtime.(*gcControllerState).heapGoalInternal") == 0)
+		from_heap_goal(f, &r);
+	if (run(f, cs, ci, "runtime.(*mcache).allocLarge") == 0)
+		from_gc_add(f, &r, global_addr(bin, "runtime.gcController"), "gc_total_alloc",
+			    "(*mcache).allocLarge");
+	if (run(f, cs, ci, "runtime.(*sweepLocked).sweep") == 0)
+		from_gc_add(f, &r, global_addr(bin, "runtime.gcController"), "gc_total_free",
+			    "(*sweepLocked).sweep");
+	if (run(f, cs, ci, "runtime.gcMarkTermination") == 0)
+		from_mark_termination(f, &r, global_addr(bin, "runtime.memstats"));
 	if (run(f, cs, ci, "runtime.waitReason.String") == 0)
 		from_wait_reason_string(f, out);
 	probe_disasm_close(cs, ci);

@@ -27,7 +27,9 @@
 static const char *const covered[] = {
 	"g_size", "g_stack_lo", "g_stack_hi", "g_m", "g_atomicstatus", "g_goid",
 	"g_waitsince", "g_waitreason", "g_parent_goid", "g_gopc", "g_startpc",
-	"m_alllink", "m_ncgocall", "m_curg", "gc_heap_live", "status_dead", "status_scan_bit",
+	"m_alllink", "m_ncgocall", "m_curg", "gc_heap_live", "gc_heap_marked",
+	"gc_percent_heap_goal", "gc_total_alloc", "gc_total_free", "ms_numgc",
+	"status_dead", "status_scan_bit",
 };
 #define NCOVERED (sizeof(covered) / sizeof(covered[0]))
 
