@@ -11,7 +11,8 @@
 #define GO_MAX_WAIT_REASONS 64
 #define GO_WAIT_REASON_LEN 40
 
-enum go_offsets_source { GO_OFFSETS_DWARF, GO_OFFSETS_TABLE };
+/* CODE: no table row, no DWARF: read from the runtime's instructions (gobin_layout.c) */
+enum go_offsets_source { GO_OFFSETS_DWARF, GO_OFFSETS_TABLE, GO_OFFSETS_CODE };
 
 struct go_offsets {
 	enum go_offsets_source source;

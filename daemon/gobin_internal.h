@@ -138,5 +138,11 @@ int gobin_global_from_code(const struct gobin *bin, const char *name, uint64_t *
  * runtime functions (x86-64). Fields not found are GO_OFF_NONE; 0, or
  * -ENOTSUP/-ENOMEM. */
 int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out);
+/* bin->offsets for a binary without usable DWARF: the table row with the
+ * code's values over it (each disagreement logged), or for a version newer
+ * than the table (or MEMDRIFT_TEST_NO_OFFSET_TABLE=1, tests only) the code's
+ * alone, with one line naming each field not recovered and what it
+ * disables. -ENOTSUP (err set) when the goroutine list cannot be read. */
+int gobin_offsets_from_code(struct gobin *bin, char *err, size_t errlen);
 
 #endif

@@ -936,3 +936,139 @@ int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 	}
 	return 0;
 }
+
+/* ---- merging with the table ---- */
+
+/* What the features read, and what each disables when it is unknown. */
+static const struct field_use {
+	const char *field, *label, *disables; /* disables NULL: the goroutine list */
+} field_uses[] = {
+	{ "g_atomicstatus", "g.atomicstatus", NULL },
+	{ "g_goid", "g.goid", NULL },
+	{ "g_gopc", "g.gopc", NULL },
+	{ "g_startpc", "g.startpc", NULL },
+	{ "g_waitreason", "g.waitreason", "wait reasons" },
+	{ "g_waitsince", "g.waitsince", "wait durations" },
+	{ "g_stack_lo", "g.stack.lo", "stack sizes" },
+	{ "g_stack_hi", "g.stack.hi", "stack sizes" },
+	{ "m_alllink", "m.alllink", "cgo call counts" },
+	{ "m_ncgocall", "m.ncgocall", "cgo call counts" },
+	{ "gc_heap_live", "gcControllerState.heapLive", "heap live bytes" },
+	{ "gc_heap_marked", "gcControllerState.heapMarked", "heap marked bytes" },
+	{ "gc_percent_heap_goal", "gcControllerState.gcPercentHeapGoal", "heap goal" },
+	{ "gc_total_alloc", "gcControllerState.totalAlloc", "allocated-bytes total" },
+	{ "gc_total_free", "gcControllerState.totalFree", "freed-bytes total" },
+	{ "ms_numgc", "mstats.numgc", "GC cycle count" },
+	/* never read from code: the table's or DWARF's only */
+	{ "bucket_header_size", "runtime.bucket/memRecord layout",
+	  "heap profile (snapshot --heap, heap tiers)" },
+	{ "mheap_arenas", "runtime.mheap/heapArena/mspan layout", "span-special heap walk" },
+};
+
+static int get_field(const struct go_offsets *o, const char *name)
+{
+	int *p = field_ptr((struct go_offsets *)o, name);
+
+	return p ? *p : GO_OFF_NONE;
+}
+
+static bool table_withheld(void)
+{
+	/* test-only: makes every version look newer than the table */
+	const char *e = getenv("MEMDRIFT_TEST_NO_OFFSET_TABLE");
+
+	return e && !strcmp(e, "1");
+}
+
+/* Code over the table row: recovered values win, each disagreement named. */
+static void merge_row(const struct gobin *bin, const struct go_offsets *code,
+		      struct go_offsets *off)
+{
+	for (size_t i = 0; i < go_offsets_nfields; i++) {
+		int c = go_offsets_field(code, i), t = go_offsets_field(off, i);
+
+		if (c == GO_OFF_NONE)
+			continue;
+		if (t != c)
+			log_warn("%s: %s: table says %s=%d, code says %d; using the code's",
+				 bin->path, bin->ver.str, go_offsets_fields[i].name, t, c);
+		*(int *)((char *)off + go_offsets_fields[i].offset) = c;
+	}
+	if (code->n_wait_reasons <= 0)
+		return;
+	for (int i = 0; i < code->n_wait_reasons || i < off->n_wait_reasons; i++) {
+		const char *t = i < off->n_wait_reasons ? off->wait_reasons[i] : "(none)";
+		const char *c = i < code->n_wait_reasons ? code->wait_reasons[i] : "(none)";
+
+		if (strcmp(t, c)) {
+			log_warn("%s: %s: table says wait reason %d is \"%s\", code says \"%s\"; using the code's",
+				 bin->path, bin->ver.str, i, t, c);
+			break;
+		}
+	}
+	off->n_wait_reasons = code->n_wait_reasons;
+	memcpy(off->wait_reasons, code->wait_reasons, sizeof(off->wait_reasons));
+}
+
+int gobin_offsets_from_code(struct gobin *bin, char *err, size_t errlen)
+{
+	struct go_offsets code, *off = &bin->offsets;
+	char lost[768] = "", *p = lost;
+	const char *required = NULL;
+	int ret;
+
+	ret = gobin_layout_recover(bin, &code);
+	if (ret == -ENOMEM)
+		return set_err(err, errlen, ret, "out of memory");
+	if (!table_withheld() && bin->ver.major > 0 &&
+	    go_offsets_from_table(bin->ver.major, bin->ver.minor, off) == 0) {
+		if (ret == 0)
+			merge_row(bin, &code, off);
+		return 0;
+	}
+	if (ret)
+		return set_err(err, errlen, -ENOTSUP,
+			       "%s: %s has no offset table, no DWARF, and code recovery is x86-64 only",
+			       bin->path, bin->ver.str);
+	/* a version newer than the table: the code's fields alone */
+	*off = code;
+	off->source = GO_OFFSETS_CODE;
+	if (off->status_dead == GO_OFF_NONE)
+		off->status_dead = 6; /* _Gdead since go1.0 */
+	if (off->status_scan_bit == GO_OFF_NONE)
+		off->status_scan_bit = 0x1000;
+	for (size_t i = 0; i < sizeof(field_uses) / sizeof(field_uses[0]); i++) {
+		const struct field_use *u = &field_uses[i];
+
+		if (get_field(off, u->field) != GO_OFF_NONE)
+			continue;
+		if (!u->disables) {
+			required = required ? required : u->label;
+			continue;
+		}
+		p += snprintf(p, (size_t)(lost + sizeof(lost) - p), "%s%s not recovered: %s disabled",
+			      p == lost ? "" : "; ", u->label, u->disables);
+		if (p >= lost + sizeof(lost))
+			p = lost + sizeof(lost) - 1;
+	}
+	if (off->n_wait_reasons <= 0)
+		p += snprintf(p, (size_t)(lost + sizeof(lost) - p), "%sruntime.waitReasonStrings not recovered: wait reason names disabled",
+			      p == lost ? "" : "; ");
+	if (required)
+		return set_err(err, errlen, -ENOTSUP,
+			       "%s: %s has no offset table and no DWARF, and %s could not be recovered from its code: goroutines unreadable",
+			       bin->path, bin->ver.str, required);
+	if (lost[0])
+		log_warn("%s: %s (no offset table, no DWARF; layout read from code): %s",
+			 bin->path, bin->ver.str, lost);
+	return 0;
+}
+
+const char *gobin_offsets_source(const struct gobin *bin)
+{
+	const struct go_offsets *o = gobin_offsets(bin);
+
+	if (!o)
+		return "none";
+	return o->source == GO_OFFSETS_DWARF ? "dwarf" : o->source == GO_OFFSETS_CODE ? "code" : "table";
+}
