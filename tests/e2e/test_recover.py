@@ -1,0 +1,161 @@
+"""Layouts read from the runtime's own code (daemon/gobin_layout.c) for a Go
+version newer than the offset table, stripped (no DWARF).
+
+Two ways to be "newer than the table" with the toolchains installed here:
+MEMDRIFT_TEST_NO_OFFSET_TABLE=1 (a test-only switch: the table is
+withheld), and a copy of the target whose build info says go1.99 (what a
+Go release memdrift has never seen looks like). Either way `snapshot
+--json` of the stripped parker must equal the snapshot with the table
+(sites, counts, wait reasons, heap figures, cgo calls) and the target's own
+goroutine grouping, and stderr holds at most one line: the fields the code
+did not give and what they disable, none of them a field the snapshot shows.
+"""
+
+import os
+import shutil
+
+import lib
+from test_snapshot import check_sites, snapshot
+
+NO_TABLE = {"MEMDRIFT_TEST_NO_OFFSET_TABLE": "1"}
+# What the plain snapshot reads; the code must give all of it.
+SNAPSHOT_FIELDS = ("g.atomicstatus", "g.goid", "g.gopc", "g.startpc", "g.waitreason",
+                   "g.waitsince", "g.stack", "m.alllink", "m.ncgocall", "gcControllerState",
+                   "mstats.numgc", "waitReasonStrings")
+
+
+def start(t, ver, path=None):
+    lib.need_root()
+    lib.need_memdrift()
+    return t.start_target(path or lib.target(ver, "parker", "stripped"))
+
+
+def warning_line(r, what):
+    """At most one stderr line, naming what was not recovered; nothing the
+    snapshot itself shows may be among it."""
+    lines = [l for l in r.err.splitlines() if l.strip()]
+    if not lines:
+        return ""
+    if len(lines) != 1 or "not recovered" not in lines[0]:
+        lib.fail("%s: expected at most one line naming unrecovered fields, got %r"
+                 % (what, r.err[:800]))
+    for f in SNAPSHOT_FIELDS:
+        if f in lines[0]:
+            lib.fail("%s: %s not recovered from code: %s" % (what, f, lines[0]))
+    return lines[0]
+
+
+def blocked(snap):
+    """Longest wait per site (from g.waitsince), by file:line and entry."""
+    return {(s["file"], s["line"], s["start_function"]): s["max_blocked_seconds"]
+            for s in snap["sites"]}
+
+
+def check_states(snap, truth, what):
+    """The wait reasons of every parked group equal the target's own."""
+    got = lib.sites_by_line(snap["sites"])
+    for s in truth["sites"]:
+        if set(s["states"]) & {"syscall", "running", "runnable"}:
+            continue
+        g = got.get(lib.site_key(s["file"], s["line"]))
+        if g is None or g["states"] != s["states"]:
+            lib.fail("%ssite %s:%d states %s, target %s" % (what, s["file"], s["line"],
+                                                          g and g["states"], s["states"]))
+
+
+def same_snapshot(t, tg, env_b, what, attempts=4):
+    """Snapshots with the table (a) and without (b), back to back; retried
+    when a GC ran in between (the heap figures then move legitimately)."""
+    for _ in range(attempts):
+        a = snapshot(t, tg)
+        rb = t.memdrift("snapshot", tg.pid, "--json", env=env_b)
+        b = rb.json()
+        a2 = snapshot(t, tg)
+        if a["heap"]["gc_cycles"] == b["heap"]["gc_cycles"] == a2["heap"]["gc_cycles"]:
+            break
+    line = warning_line(rb, what)
+    assert b["offsets_source"] == "code", \
+        "%s: offsets_source %r, want 'code'" % (what, b["offsets_source"])
+    # "code" as well when this build has no row for the version yet: the
+    # comparison is then with the target's own truth only (check_states).
+    assert a["offsets_source"] in ("table", "code"), \
+        "with the table: offsets_source %r" % a["offsets_source"]
+    assert b["goroutines"] == a["goroutines"], \
+        "%s: goroutines %d, with the table %d" % (what, b["goroutines"], a["goroutines"])
+    sa, sb = lib.sites_by_line(a["sites"]), lib.sites_by_line(b["sites"])
+    assert sa == sb, "%s: sites differ:\n with table %s\n from code  %s" % (what, sa, sb)
+    assert b["cgo_calls"] == a["cgo_calls"], \
+        "%s: cgo_calls %r, with the table %r" % (what, b["cgo_calls"], a["cgo_calls"])
+    for k, sb_ in blocked(b).items():
+        lo, hi = blocked(a).get(k, -1), blocked(a2).get(k, -1)
+        if not lo <= sb_ <= hi:
+            lib.fail("%s: site %s blocked %ss, with the table %ss then %ss"
+                     % (what, k, sb_, lo, hi))
+    ha, hb, ha2 = a["heap"], b["heap"], a2["heap"]
+    for k in sorted(ha):
+        lo, hi = min(ha[k], ha2[k]), max(ha[k], ha2[k])
+        if not lo <= hb[k] <= hi:
+            lib.fail("%s: heap.%s %r, with the table %r then %r" % (what, k, hb[k], ha[k], ha2[k]))
+    t.note("%d goroutines in %d sites, heap live %.1f MiB, same without the table%s%s"
+           % (b["goroutines"], len(sb), hb["live_bytes"] / 2**20,
+              "" if a["offsets_source"] == "table" else " (no row here: vs truth only)",
+              "; stderr: " + line[line.find("): ") + 3:][:90] if line else ""))
+    return b
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("stripped",)))
+def test_table_withheld(t, ver, flavor):
+    tg = start(t, ver)
+    b = same_snapshot(t, tg, NO_TABLE, "table withheld")
+    truth = tg.fresh_truth()
+    check_sites(b, truth, "table withheld: ")
+    check_states(b, truth, "table withheld: ")
+
+
+def patch_version(src, dst, minor=99):
+    """Copy src with its build info's version "go1.NN..." made "go1.<minor>..."
+    (same length; the runtime's own runtime.Version() is not touched)."""
+    data = bytearray(open(src, "rb").read())
+    at = data.find(b"\xff Go buildinf:")
+    while at >= 0 and at % 16:
+        at = data.find(b"\xff Go buildinf:", at + 1)
+    if at < 0 or not data[at + 15] & 2:
+        lib.fail("%s: no inline Go build info header" % src)
+    n = data[at + 32]
+    v = data[at + 33:at + 33 + n].decode()
+    if not v.startswith("go1."):
+        lib.fail("%s: unexpected version %r" % (src, v))
+    rest = v[4:].lstrip("0123456789")
+    nv = ("go1.%d%s" % (minor, rest))[:n].ljust(n, "0")
+    data[at + 33:at + 33 + n] = nv.encode()
+    with open(dst, "wb") as f:
+        f.write(data)
+    shutil.copymode(src, dst)
+    return v, nv
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("stripped",)))
+def test_newer_than_table(t, ver, flavor):
+    """A stripped build that says go1.99: no table row, no DWARF, no switch."""
+    src = lib.target(ver, "parker", "stripped")
+    dst = os.path.join(t.tmp, "parker-go199")
+    old, new = patch_version(src, dst)
+    tg = start(t, ver, dst)
+    r = t.memdrift("snapshot", tg.pid, "--json")
+    snap = r.json()
+    line = warning_line(r, new)
+    assert str(snap["go_version"]).startswith("go1.99"), "go_version %r" % snap["go_version"]
+    assert snap["offsets_source"] == "code", "offsets_source %r" % snap["offsets_source"]
+    assert "go1.99" in line, "the warning does not name the version: %r" % line
+    truth = tg.fresh_truth()
+    check_sites(snap, truth, "%s as %s: " % (old, new))
+    check_states(snap, truth, "%s as %s: " % (old, new))
+    n, want = snap["goroutines"], truth["numgoroutine"]
+    assert abs(n - want) <= 2, "goroutines %r, target's NumGoroutine %d (±2)" % (n, want)
+    assert snap["heap"]["gc_cycles"] == truth["memstats"]["numgc"] or \
+        snap["heap"]["gc_cycles"] + 1 == truth["memstats"]["numgc"], \
+        "gc_cycles %r, target's NumGC %d" % (snap["heap"]["gc_cycles"], truth["memstats"]["numgc"])
+    lib.within(snap["heap"]["total_alloc_bytes"], truth["memstats"]["total_alloc"], 0.10,
+               "heap.total_alloc_bytes vs TotalAlloc")
+    t.note("%s read as %s: %d goroutines, sites equal the target's; %s"
+           % (old, new, n, line[line.find("): ") + 3:][:100]))
