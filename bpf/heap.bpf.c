@@ -22,7 +22,8 @@
  *   ht_mprof_free     runtime.mProf_Free(b, size): the same counts where the
  *                     runtime.special layout is not known (no object ages)
  * Trace tier:
- *   ht_mallocgc       runtime.mallocgc on every call: counts, log2 size
+ *   ht_mallocgc       runtime.mallocgc on every call (and the size-specialized
+ *                     allocators the 1.27 compiler calls directly): counts, log2 size
  *                     histogram, one stack per N bytes per CPU, all in maps.
  * Per-process config lives in ht_tgids; the cookie carries the stack-check
  * flag and the mProf_Malloc argument layout, and for the hot pair
@@ -410,6 +411,10 @@ int ht_mallocgc(struct pt_regs *ctx)
 	__u32 cls;
 
 	if (morestack_branch_taken(ctx, cookie))
+		return 0;
+	/* mallocgc hands these sizes to a size-specialized allocator, whose
+	 * own probe counts them */
+	if (size && size < HT_COOKIE_MIN_SIZE_OF(cookie))
 		return 0;
 	r = bpf_map_lookup_elem(&ht_rates, &tgid);
 	if (!r)

@@ -945,7 +945,7 @@ int cmd_ps_probes(int pid, int json)
 		{"runtime.mallocgc", "every Go allocation (trace)"},
 		{"runtime.cgocall", "cgo calls (trace)"},
 	};
-	struct heap_probe hp[HEAP_PROBE_MAX];
+	struct heap_probe hp[HEAP_PROBES_MAX];
 	struct heap_walk_layout wl;
 	size_t nhp = 0;
 	struct probe_row rows[GT_MAX_PROBES + 16];
@@ -982,7 +982,7 @@ int cmd_ps_probes(int pid, int json)
 	/* the heap profile tier's plan as attach would make it: frees from
 	 * the heap walk where its layout is known, else a free probe */
 	if (heap_trace__plan(&t, true, false, heap_trace_walk_layout(&t, &wl) != 0, hp,
-			     HEAP_PROBE_MAX, &nhp, err, sizeof(err)))
+			     HEAP_PROBES_MAX, &nhp, err, sizeof(err)))
 		log_warn("%s", err);
 	for (size_t i = 0; i < nhp; i++) {
 		struct probe_row *r = &rows[n++];

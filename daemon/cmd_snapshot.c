@@ -66,6 +66,7 @@ json_object *snapshot_to_json(const struct go_target *t, const struct go_snapsho
 	json_object_object_add(o, "go_version", json_object_new_string(gobin_version(t->bin)->str));
 	json_object_object_add(o, "goroutines", json_object_new_int64((int64_t)snap->goroutines));
 	json_object_object_add(o, "goroutines_total", json_object_new_int64((int64_t)snap->ngs));
+	json_object_object_add(o, "goroutines_leaked", json_object_new_int64((int64_t)snap->leaked));
 	for (size_t i = 0; i < nsites; i++) {
 		const struct snap_site *s = &sites[i];
 		json_object *js = json_object_new_object();
@@ -76,6 +77,7 @@ json_object *snapshot_to_json(const struct go_target *t, const struct go_snapsho
 		json_object_object_add(js, "start_function", json_object_new_string(s->start_function));
 		json_object_object_add(js, "count", json_object_new_int64((int64_t)s->count));
 		json_object_object_add(js, "states", site_states_json(t, s));
+		json_object_object_add(js, "leaked", json_object_new_int64((int64_t)s->leaked));
 		json_object_object_add(js, "max_blocked_seconds",
 				       json_object_new_double(s->oldest_waitsince > 0 &&
 							      (uint64_t)s->oldest_waitsince < now ?
@@ -107,7 +109,10 @@ static void print_text(const struct go_target *t, const struct go_snapshot *snap
 
 	printf("PID %d (%s) %s, offsets from %s\n", t->pid, t->exe.comm,
 	       gobin_version(t->bin)->str, offsets_source_name(t));
-	printf("goroutines: %zu (+%zu runtime)\n", snap->goroutines, snap->ngs - snap->goroutines);
+	printf("goroutines: %zu (+%zu runtime)", snap->goroutines, snap->ngs - snap->goroutines);
+	if (snap->leaked)
+		printf(", %zu marked leaked by the runtime's goroutine leak detector", snap->leaked);
+	printf("\n");
 	printf("heap: live %s, marked at last GC %s, goal %s; %lu GC cycles; %s allocated in total\n",
 	       fmt_bytes(b1, sizeof(b1), snap->heap.live_bytes),
 	       fmt_bytes(b2, sizeof(b2), snap->heap.marked_bytes),
@@ -133,6 +138,9 @@ static void print_text(const struct go_target *t, const struct go_snapshot *snap
 					 used ? ", " : "", s->state_count[k],
 					 go_snapshot_state_name(t, k));
 		}
+		if (s->leaked && used < sizeof(states) - 1)
+			used += snprintf(states + used, sizeof(states) - used, " [%zu leaked]",
+					 s->leaked);
 		if (s->oldest_waitsince > 0 && (uint64_t)s->oldest_waitsince < now &&
 		    used < sizeof(states) - 1)
 			snprintf(states + used, sizeof(states) - used, " (blocked up to %s)",

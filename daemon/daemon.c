@@ -594,6 +594,7 @@ static int sample_process(struct daemon *d, struct watched *w, uint64_t now)
 	w->ready = true;
 	w->snapshots++;
 	w->goroutines = snap.goroutines;
+	w->goroutines_leaked = snap.leaked;
 	w->heap = snap.heap;
 	w->cgo_calls = snap.cgo_calls;
 	w->stack_bytes = 0;
@@ -620,6 +621,7 @@ static int sample_process(struct daemon *d, struct watched *w, uint64_t now)
 		w->sites[i].seen = false;
 		w->sites[i].live = 0;
 		w->sites[i].blocked_long = 0;
+		w->sites[i].leaked = 0;
 		w->sites[i].oldest_blocked_ns = 0;
 	}
 	if (go_snapshot_sites(&w->target, &snap, &sites, &nsites) == 0) {
@@ -632,6 +634,7 @@ static int sample_process(struct daemon *d, struct watched *w, uint64_t now)
 				continue;
 			t->seen = true;
 			t->live = (uint32_t)sites[i].count;
+			t->leaked = (uint32_t)sites[i].leaked;
 		}
 	}
 	for (size_t i = 0; i < snap.ngs; i++) {
@@ -797,7 +800,8 @@ static void evaluate_goroutines(struct daemon *d, struct watched *w, uint64_t no
 
 	for (size_t i = 0; i < w->nsites; i++) {
 		struct site_track *t = &w->sites[i];
-		struct goroutine_site_blocking b = { t->blocked_long, t->oldest_blocked_ns };
+		struct goroutine_site_blocking b = { t->blocked_long, t->oldest_blocked_ns,
+						     t->leaked };
 
 		/* too few points is no verdict: a firing alert stays as it is */
 		if (detect_goroutine_site(t->count, now, &b, p, &r) < 0 || !r.enough_data)

@@ -133,6 +133,10 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 	} gauges[] = {
 		{ "memdrift_go_goroutines", "User goroutines (what runtime.NumGoroutine counts).",
 		  offsetof(struct watched, goroutines), false },
+		{ "memdrift_go_goroutines_leaked",
+		  "Goroutines the Go runtime's own leak detector marked leaked (1.26+; set "
+		  "when something requests its goroutineleak profile).",
+		  offsetof(struct watched, goroutines_leaked), false },
 		{ "memdrift_go_goroutine_stack_bytes", "Bytes of goroutine stacks.",
 		  offsetof(struct watched, stack_bytes), true },
 		{ "memdrift_go_heap_live_bytes", "Go heap live bytes (gcController.heapLive).",
@@ -213,6 +217,24 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 			strbuf_printf(sb, "\",line=\"%u\",file=\"", best->site.line);
 			prom_escape(sb, path_base(best->site.file));
 			strbuf_printf(sb, "\"} %u\n", best->live);
+			budget--;
+		}
+	}
+	prom_family(sb, "memdrift_goroutine_site_leaked", "gauge",
+		    "Goroutines per creation site marked leaked by the Go runtime (sites with any).");
+	for (struct watched *w = d->procs; w && budget; w = w->next) {
+		for (size_t i = 0; i < w->nsites && budget; i++) {
+			const struct site_track *t = &w->sites[i];
+
+			if (!t->leaked)
+				continue;
+			strbuf_printf(sb, "memdrift_goroutine_site_leaked{");
+			prom_proc_labels(sb, w);
+			strbuf_append(sb, ",function=\"", 11);
+			prom_escape(sb, t->site.function);
+			strbuf_printf(sb, "\",line=\"%u\",file=\"", t->site.line);
+			prom_escape(sb, path_base(t->site.file));
+			strbuf_printf(sb, "\"} %u\n", t->leaked);
 			budget--;
 		}
 	}

@@ -77,6 +77,7 @@ struct site_track {
 	struct series *count;
 	uint32_t live;            /* this tick */
 	uint32_t blocked_long;    /* this tick */
+	uint32_t leaked;          /* this tick: marked leaked by the runtime */
 	uint64_t oldest_blocked_ns;
 	bool seen;
 };
@@ -140,6 +141,7 @@ struct watched {
 	uint64_t first_seen_ns;
 	/* latest numbers, for metrics and post-mortems */
 	size_t goroutines;
+	size_t goroutines_leaked; /* marked leaked by the runtime (1.26+) */
 	uint64_t stack_bytes;
 	struct snap_heap heap;
 	uint64_t cgo_calls;

@@ -258,6 +258,18 @@ int detect_goroutine_site(const struct series *count, uint64_t now_ns,
 		out->severity = DRIFT_CRITICAL;
 		out->reason = "sustained upward trend, growth blocked long in waits";
 	}
+	if (!blocked->leaked)
+		return 0;
+	/* The runtime proved these blocked forever (their channel or lock is
+	 * unreachable): confirmed evidence, whatever the trend says. */
+	detect_evidence_add(&out->evidence, "runtime_leaked", blocked->leaked);
+	if (out->severity == DRIFT_WARNING) {
+		out->severity = DRIFT_CRITICAL;
+		out->reason = "sustained upward trend, confirmed leaked by the Go runtime";
+	} else if (out->severity == DRIFT_CLEAR) {
+		out->severity = DRIFT_WARNING;
+		out->reason = "goroutines marked leaked by the Go runtime's leak detector";
+	}
 	return 0;
 }
 

@@ -116,6 +116,7 @@ int detect_go_heap(const struct series *heap_marked, uint64_t now_ns,
 struct goroutine_site_blocking {
 	uint32_t blocked_long;      /* in chan/select/sync waits longer than the configured age */
 	uint64_t oldest_blocked_ns; /* longest such wait */
+	uint32_t leaked;            /* marked leaked by the runtime's own detector (1.26+) */
 };
 
 /* Goroutine site: the trend rule on its count (min_slope goroutines/s).

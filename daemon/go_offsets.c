@@ -36,10 +36,10 @@ extern const size_t go_wait_reason_text_len;
 
 /* The int fields that hold offsets and sizes: first..last inclusive. */
 #define OFF_FIRST(o) (&(o)->g_size)
-#define OFF_LAST(o) (&(o)->mspan_specials)
+#define OFF_LAST(o) (&(o)->specialprofile_b)
 /* A field added behind OFF_LAST would escape the range: keep it the last. */
 _Static_assert(offsetof(struct go_offsets, status_dead) ==
-	       offsetof(struct go_offsets, mspan_specials) + sizeof(int), "OFF_LAST is stale");
+	       offsetof(struct go_offsets, specialprofile_b) + sizeof(int), "OFF_LAST is stale");
 
 static void offsets_reset(struct go_offsets *off, int major, int minor)
 {
@@ -52,6 +52,8 @@ static void offsets_reset(struct go_offsets *off, int major, int minor)
 	off->go_minor = minor;
 	off->status_dead = GO_STATUS_DEAD_DEFAULT;
 	off->status_scan_bit = GO_STATUS_SCAN_DEFAULT;
+	off->status_leaked = GO_OFF_NONE;
+	off->kind_special_profile = GO_OFF_NONE;
 }
 
 int go_offsets_from_table(int major, int minor, struct go_offsets *off)
@@ -79,9 +81,11 @@ const struct go_offsets_field go_offsets_fields[] = {
 	FIELD(gc_memory_limit), FIELD(gc_total_alloc), FIELD(gc_total_free),
 	FIELD(ms_numgc), FIELD(ms_last_gc_nanotime),
 	FIELD(bucket_header_size), FIELD(bucket_allnext), FIELD(bucket_nstk), FIELD(bucket_size),
-	FIELD(memrecord_size), FIELD(mheap_arenas), FIELD(mheap_all_arenas), FIELD(heaparena_spans),
-	FIELD(heaparena_page_specials), FIELD(mspan_start_addr), FIELD(mspan_npages),
-	FIELD(mspan_specials), FIELD(status_dead), FIELD(status_scan_bit),
+	FIELD(memrecord_size), FIELD(memrecord_cycle_size), FIELD(mheap_arenas),
+	FIELD(mheap_all_arenas), FIELD(heaparena_spans), FIELD(heaparena_page_specials),
+	FIELD(mspan_start_addr), FIELD(mspan_npages), FIELD(mspan_specials), FIELD(special_kind),
+	FIELD(specialprofile_b), FIELD(status_dead), FIELD(status_scan_bit), FIELD(status_leaked),
+	FIELD(kind_special_profile),
 };
 #undef FIELD
 const size_t go_offsets_nfields = sizeof(go_offsets_fields) / sizeof(go_offsets_fields[0]);
@@ -94,8 +98,8 @@ int go_offsets_field(const struct go_offsets *off, size_t i)
 /* ---- DWARF ---- */
 
 enum go_type {
-	T_G, T_STACK, T_M, T_GC, T_MSTATS, T_BUCKET, T_MEMRECORD, T_MHEAP, T_HEAPARENA, T_MSPAN,
-	T_COUNT
+	T_G, T_STACK, T_M, T_GC, T_MSTATS, T_BUCKET, T_MEMRECORD, T_MEMRECORDCYCLE, T_MHEAP,
+	T_HEAPARENA, T_MSPAN, T_SPECIAL, T_SPECIALPROFILE, T_COUNT
 };
 
 static const char *const go_type_names[T_COUNT] = {
@@ -106,9 +110,12 @@ static const char *const go_type_names[T_COUNT] = {
 	[T_MSTATS] = "runtime.mstats",
 	[T_BUCKET] = "runtime.bucket",
 	[T_MEMRECORD] = "runtime.memRecord",
+	[T_MEMRECORDCYCLE] = "runtime.memRecordCycle",
 	[T_MHEAP] = "runtime.mheap",
 	[T_HEAPARENA] = "runtime.heapArena",
 	[T_MSPAN] = "runtime.mspan",
+	[T_SPECIAL] = "runtime.special",
+	[T_SPECIALPROFILE] = "runtime.specialprofile",
 };
 
 struct member_want {
@@ -122,7 +129,7 @@ struct dwarf_scan {
 	int g_stack, stack_lo, stack_hi;
 	bool type_seen[T_COUNT];
 	bool status_seen;
-	int dead, scan_bit;
+	int dead, scan_bit, leaked, kind_profile;
 	/* wait reasons by value; NULL name = no constant with that value */
 	const char *wait_names[GO_MAX_WAIT_REASONS];
 	int n_wait;
@@ -143,7 +150,7 @@ static void scan_init(struct dwarf_scan *s)
 	memset(s, 0, sizeof(*s));
 	offsets_reset(f, 0, 0);
 	s->g_stack = s->stack_lo = s->stack_hi = GO_OFF_NONE;
-	s->dead = s->scan_bit = -1;
+	s->dead = s->scan_bit = s->leaked = s->kind_profile = -1;
 	want(s, T_G, "stack", &s->g_stack);
 	want(s, T_STACK, "lo", &s->stack_lo);
 	want(s, T_STACK, "hi", &s->stack_hi);
@@ -173,11 +180,14 @@ static void scan_init(struct dwarf_scan *s)
 	want(s, T_BUCKET, "size", &f->bucket_size);
 	want(s, T_MHEAP, "arenas", &f->mheap_arenas);
 	want(s, T_MHEAP, "allArenas", &f->mheap_all_arenas);
+	want(s, T_MHEAP, "heapArenas", &f->mheap_all_arenas); /* its name from 1.25 */
 	want(s, T_HEAPARENA, "spans", &f->heaparena_spans);
 	want(s, T_HEAPARENA, "pageSpecials", &f->heaparena_page_specials);
 	want(s, T_MSPAN, "startAddr", &f->mspan_start_addr);
 	want(s, T_MSPAN, "npages", &f->mspan_npages);
 	want(s, T_MSPAN, "specials", &f->mspan_specials);
+	want(s, T_SPECIAL, "kind", &f->special_kind);
+	want(s, T_SPECIALPROFILE, "b", &f->specialprofile_b);
 }
 
 static void scan_struct(struct dwarf_scan *s, enum go_type type, Dwarf_Die *die)
@@ -193,6 +203,8 @@ static void scan_struct(struct dwarf_scan *s, enum go_type type, Dwarf_Die *die)
 			s->found.bucket_header_size = size;
 		else if (type == T_MEMRECORD)
 			s->found.memrecord_size = size;
+		else if (type == T_MEMRECORDCYCLE)
+			s->found.memrecord_cycle_size = size;
 	}
 	if (dwarf_child(die, &child) != 0)
 		return;
@@ -226,6 +238,10 @@ static void scan_constant(struct dwarf_scan *s, Dwarf_Die *die, const char *name
 	} else if (strcmp(name, "runtime._Gscan") == 0) {
 		s->scan_bit = (int)value;
 		s->status_seen = true;
+	} else if (strcmp(name, "runtime._Gleaked") == 0) {
+		s->leaked = (int)value;
+	} else if (strcmp(name, "runtime._KindSpecialProfile") == 0) {
+		s->kind_profile = (int)value;
 	} else if (strncmp(name, "runtime.waitReason", 18) == 0 && value >= 0 &&
 		   value < GO_MAX_WAIT_REASONS) {
 		/* name points into libdw's mapped data; valid until dwarf_end */
@@ -306,10 +322,16 @@ static void wait_reason_from_name(const char *name, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-static void fill_wait_reasons(const struct dwarf_scan *s, struct go_offsets *off)
+static void fill_wait_reasons(const struct dwarf_scan *s, struct go_offsets *off, bool table_row)
 {
 	if (s->n_wait == 0)
 		return; /* keep the table's list, if any */
+	/* The table's row for this very release holds its own
+	 * runtime.waitReasonStrings; the name -> text map is for releases
+	 * without one (a text can change between releases: "(synctest)" in
+	 * 1.24 is "(durable)" from 1.25). */
+	if (table_row && off->n_wait_reasons == s->n_wait)
+		return;
 	/* The binary's constants define the list; a table entry for another
 	 * release must not leave stale names past its end. */
 	memset(off->wait_reasons, 0, sizeof(off->wait_reasons));
@@ -464,6 +486,7 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 	Elf *elf = NULL, *slim = NULL;
 	void *slim_image = NULL;
 	size_t slim_size = 0;
+	bool table_row;
 	int fd, ret;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -508,7 +531,8 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 
 	/* Start from the table (fields DWARF lacks keep their value), then let
 	 * the binary's own description win. */
-	if (go_offsets_from_table(major, minor, off) < 0)
+	table_row = go_offsets_from_table(major, minor, off) == 0;
+	if (!table_row)
 		offsets_reset(off, major, minor);
 	off->source = GO_OFFSETS_DWARF;
 	off->go_major = major;
@@ -538,7 +562,11 @@ int go_offsets_from_dwarf(const char *path, int major, int minor, struct go_offs
 		off->status_dead = s->dead;
 	if (s->scan_bit > 0)
 		off->status_scan_bit = s->scan_bit;
-	fill_wait_reasons(s, off);
+	if (s->leaked >= 0)
+		off->status_leaked = s->leaked;
+	if (s->kind_profile >= 0)
+		off->kind_special_profile = s->kind_profile;
+	fill_wait_reasons(s, off, table_row);
 	ret = 0;
 out:
 	free(s);

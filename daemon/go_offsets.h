@@ -55,6 +55,9 @@ struct go_offsets {
 	int bucket_nstk;
 	int bucket_size;          /* object size field */
 	int memrecord_size;       /* sizeof(runtime.memRecord) */
+	int memrecord_cycle_size; /* sizeof(runtime.memRecordCycle): 32 = {allocs,
+				   * frees, alloc_bytes, free_bytes}; 16 = {allocs,
+				   * frees} (1.27+, bytes = count * bucket.size) */
 
 	/* runtime.mheap, heapArena, mspan (walking span specials) */
 	int mheap_arenas;         /* [L1]*[L2]*heapArena */
@@ -64,12 +67,16 @@ struct go_offsets {
 	int mspan_start_addr;
 	int mspan_npages;
 	int mspan_specials;       /* *special, sorted by offset */
-	/* (every int from g_size to mspan_specials is an offset or size,
+	int special_kind;         /* runtime.special.kind (byte) */
+	int specialprofile_b;     /* runtime.specialprofile.b (*bucket) */
+	/* (every int from g_size to specialprofile_b is an offset or size,
 	 * GO_OFF_NONE when unknown; go_offsets.c walks that range) */
 
-	/* goroutine status values */
+	/* runtime constants */
 	int status_dead;          /* _Gdead (6) */
 	int status_scan_bit;      /* _Gscan (0x1000) */
+	int status_leaked;        /* _Gleaked (10, 1.26+), GO_OFF_NONE before */
+	int kind_special_profile; /* _KindSpecialProfile (2, 3 from 1.23, 4 from 1.25) */
 
 	/* wait reasons: index = runtime.waitReason value */
 	int n_wait_reasons;

@@ -477,6 +477,8 @@ static int load_elf(struct gobin *bin, const char *path, struct elf_scan *sc, ch
 			record_section(bin, &sc->pclntab, &sh);
 		} else if (strcmp(name, ".text") == 0) {
 			record_section(bin, &bin->text_section, &sh);
+		} else if (strcmp(name, ".go.module") == 0) {
+			record_section(bin, &bin->go_module_section, &sh);
 		} else if (strcmp(name, ".debug_info") == 0 || strcmp(name, ".zdebug_info") == 0) {
 			bin->has_dwarf = sh.sh_size > 0 && sh.sh_type != SHT_NOBITS;
 		} else if (sh.sh_type == SHT_NOTE && range_ok(bin->size, sh.sh_offset, sh.sh_size)) {

@@ -63,6 +63,11 @@ struct gobin_func {
  * stripping. 0 or -ENOENT. */
 int gobin_func_by_name(const struct gobin *bin, const char *name, struct gobin_func *out);
 
+/* Functions whose name starts with prefix, in name order: fills up to max
+ * and returns how many there are (namesakes, e.g. ABI0 wrappers, included). */
+size_t gobin_funcs_with_prefix(const struct gobin *bin, const char *prefix, struct gobin_func *out,
+			       size_t max);
+
 struct gobin_pcinfo {
 	const char *func; /* innermost function at pc (inlined callee when inlined) */
 	const char *file;

@@ -118,9 +118,11 @@ static int nth_load(const struct decoded *d, int nth, uint64_t *addr)
 	return -ENOENT;
 }
 
-/* `lea reg, [rip+X]` whose next call, at most 3 instructions on (NOPs not
- * counted: alignment padding before calls), goes to callee (argument in a
- * register). */
+/* `lea rax, [rip+X]` whose next call, at most 3 instructions on (NOPs not
+ * counted: alignment padding before calls), goes to callee: X is the call's
+ * receiver, the first argument register of Go's ABIInternal. (Other leas
+ * may sit as close: 1.26's (*mcentral).grow loads gc.SizeClassToNPages into
+ * RSI one instruction before loading &mheap_.) */
 static int lea_before_call(const struct gobin *bin, const struct decoded *d, const char *callee,
 			   uint64_t *addr)
 {
@@ -129,7 +131,7 @@ static int lea_before_call(const struct gobin *bin, const struct decoded *d, con
 	if (!target)
 		return -ENOENT;
 	for (size_t i = 0; i < d->n; i++) {
-		if (d->v[i].id != X86_INS_LEA || !d->v[i].rip_mem)
+		if (d->v[i].id != X86_INS_LEA || !d->v[i].rip_mem || d->v[i].dst != X86_REG_RAX)
 			continue;
 		for (size_t j = i + 1, seen = 0; j < d->n && seen < 3; j++) {
 			if (d->v[j].id == X86_INS_NOP)

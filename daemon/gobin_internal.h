@@ -64,6 +64,7 @@ struct gobin {
 	int nsegs;
 
 	struct gobin_range symtab, strtab, text_section;
+	struct gobin_range go_module_section; /* .go.module (1.26+): firstmoduledata */
 
 	struct gobin_pcln pcln;
 	struct gobin_func *funcs;  /* sorted by entry */

@@ -155,6 +155,10 @@ static uint64_t find_moduledata(const struct gobin *bin)
 		return addr;
 	if (!bin->pcln.vaddr)
 		return 0;
+	/* 1.26+ gives runtime.firstmoduledata a section of its own */
+	if (bin->go_module_section.present &&
+	    gobin_read_u64(bin, bin->go_module_section.addr, &v) && v == bin->pcln.vaddr)
+		return bin->go_module_section.addr;
 	/* moduledata starts {pcHeader *, funcnametab []byte{ptr...}}: match both pointers */
 	for (int i = 0; i < bin->nsegs; i++) {
 		const struct gobin_segment *s = &bin->segs[i];
@@ -196,8 +200,17 @@ static uint64_t find_gofunc(const struct gobin *bin)
 	if (gobin_symtab_lookup(bin, "go:func.*", &addr) == 0 ||
 	    gobin_symtab_lookup(bin, "go.func.*", &addr) == 0)
 		return addr;
-	/* moduledata.gofunc: after covctrs/ecovctrs were added in 1.20 it moved by 16 */
-	off = bin->pcln.format == PCLN_118 ? 304 : 320;
+	/* moduledata.gofunc: 304 in 1.18/1.19; 320 once covctrs/ecovctrs came in
+	 * 1.20; 344 in 1.27 (typedesclen, itaboffset and itabsize in, typelinks
+	 * and itablinks out; 320 is then itaboffset, a small integer). A release
+	 * newer than this list gets the newest offset, and any offset is
+	 * believed only when it points into the file. */
+	if (bin->pcln.format == PCLN_118)
+		off = 304;
+	else if (bin->ver.major == 1 && bin->ver.minor < 27)
+		off = 320;
+	else
+		off = 344;
 	if (bin->moduledata && gobin_read_u64(bin, bin->moduledata + off, &addr) &&
 	    gobin_vaddr_ptr(bin, addr, &avail))
 		return addr;
@@ -317,6 +330,31 @@ int gobin_func_by_name(const struct gobin *bin, const char *name, struct gobin_f
 			hi = mid;
 	}
 	return -ENOENT;
+}
+
+size_t gobin_funcs_with_prefix(const struct gobin *bin, const char *prefix, struct gobin_func *out,
+			       size_t max)
+{
+	size_t lo = 0, hi = bin->nfuncs, n = 0, plen = strlen(prefix);
+
+	while (lo < hi) { /* first name >= prefix */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(bin->funcs[bin->by_name[mid]].name, prefix) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < bin->nfuncs; lo++) {
+		const struct gobin_func *f = &bin->funcs[bin->by_name[lo]];
+
+		if (strncmp(f->name, prefix, plen) != 0)
+			break;
+		if (n < max)
+			out[n] = *f;
+		n++;
+	}
+	return n;
 }
 
 static bool func_index(const struct gobin *bin, uint64_t pc, size_t *idx)

@@ -48,8 +48,8 @@ struct heap_trace {
 	struct heap_trace_opts opts;
 	struct heap_bpf *skel;
 	const struct go_target *go;
-	struct bpf_link *links[HEAP_PROBE_MAX];
-	struct heap_probe probes[HEAP_PROBE_MAX];
+	struct bpf_link *links[HEAP_PROBES_MAX];
+	struct heap_probe probes[HEAP_PROBES_MAX];
 	size_t nprobes;
 	enum heap_profile_state state;
 	char msg[256];
@@ -89,17 +89,20 @@ struct heap_trace {
 
 /* ------------------------------------------------------------ pure logic */
 
-int heap_special_layout(int major, int minor, int *kind_off, unsigned *kind_profile,
+int heap_special_layout(const struct go_offsets *off, int *kind_off, unsigned *kind_profile,
 			int *bucket_off)
 {
-	/* runtime.special{next *special; offset uint16|uintptr; kind byte}:
-	 * offset became a uintptr in 1.24; _KindSpecialProfile moved from 2 to 3
-	 * when weak handles took 2 in 1.23. specialprofile{special; b *bucket}. */
-	if (major != 1 || minor < 17 || minor > 24)
+	/* runtime.special{next *special; offset uint16|uintptr; kind byte} and
+	 * specialprofile{special; b *bucket}, with _KindSpecialProfile, as the
+	 * binary's DWARF or the version table gives them (offset became a
+	 * uintptr in 1.24; the kind is 2, 3 from 1.23, 4 from 1.25). */
+	if (!off || off->special_kind < 0 || off->specialprofile_b < 0 ||
+	    off->kind_special_profile < 0 || off->kind_special_profile > 255 ||
+	    off->special_kind + 1 > off->specialprofile_b || off->specialprofile_b > 64)
 		return -ENOTSUP;
-	*kind_off = minor >= 24 ? 16 : 10;
-	*kind_profile = minor >= 23 ? 3 : 2;
-	*bucket_off = minor >= 24 ? 24 : 16;
+	*kind_off = off->special_kind;
+	*kind_profile = (unsigned)off->kind_special_profile;
+	*bucket_off = off->specialprofile_b;
 	return 0;
 }
 
@@ -267,6 +270,52 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 	return bp_ok ? slot : -ENOENT;
 }
 
+int heap_malloc_dispatch_x86(const uint8_t *code, size_t len, uint64_t addr)
+{
+	const uint8_t *p = code;
+	size_t left = len;
+	uint64_t pc = addr;
+	int found = -ENOENT, seen = 0;
+	bool cmp = false;
+	int64_t imm = 0;
+	cs_insn *insn;
+	csh h;
+
+	if (probe_disasm_open(&h, &insn))
+		return -ENOMEM;
+	/* mallocgc(size, typ, needzero): `cmp rax, N; jae <generic path>`
+	 * among its first instructions, before RAX is written; sizes below N
+	 * go to the size-specialized functions (their table, or a direct
+	 * call). N = 81 in 1.27 (specializedMallocMax 80). */
+	while (left > 0 && seen++ < 48 && cs_disasm_iter(h, &p, &left, &pc, insn)) {
+		const cs_x86 *x = &insn->detail->x86;
+		cs_regs rd, wr;
+		uint8_t nrd, nwr;
+		bool writes_rax = false;
+
+		if (cmp && (insn->id == X86_INS_JAE || insn->id == X86_INS_JB)) {
+			found = (int)imm;
+			break;
+		}
+		cmp = insn->id == X86_INS_CMP && x->op_count == 2 &&
+		      x->operands[0].type == X86_OP_REG && x->operands[0].reg == X86_REG_RAX &&
+		      x->operands[1].type == X86_OP_IMM && x->operands[1].imm >= 2 &&
+		      x->operands[1].imm <= HT_SPECIALIZED_MAX;
+		if (cmp)
+			imm = x->operands[1].imm;
+		if (insn->id == X86_INS_CALL || insn->id == X86_INS_RET)
+			break;
+		if (cs_regs_access(h, insn, rd, &nrd, wr, &nwr) == 0)
+			for (uint8_t i = 0; i < nwr; i++)
+				if (wr[i] == X86_REG_RAX || wr[i] == X86_REG_EAX)
+					writes_rax = true;
+		if (writes_rax)
+			break;
+	}
+	probe_disasm_close(h, insn);
+	return found;
+}
+
 static int read_prologue(const struct go_target *t, const char *name, struct gobin_func *f,
 			 uint8_t *code, size_t cap, size_t *len)
 {
@@ -311,6 +360,68 @@ static int plan_one(const struct go_target *t, enum heap_probe_kind kind, const 
 		return set_err(err, errlen, -ENOENT, "%s: %s+%llu not in a segment", t->exe.exe, name,
 			       (unsigned long long)p->place.offset);
 	(*n)++;
+	return 0;
+}
+
+/* The trace tier: every allocation once. runtime.mallocgc, and where the
+ * runtime has size-specialized allocators (1.27 by default, 1.26 with
+ * GOEXPERIMENT=sizespecializedmalloc) the compiler calls them directly for
+ * small objects of known size, bypassing mallocgc: each of their entry
+ * points is probed too, and mallocgc counts only the sizes it does not hand
+ * to them (from its own dispatch compare), so nothing counts twice. */
+static const char *const specialized_prefixes[] = {
+	"runtime.mallocgcSmallNoScanSC", "runtime.mallocgcSmallScanNoHeaderSC",
+	"runtime.mallocgcTinySC", "runtime.mallocgcTinySize",
+};
+
+static int plan_mallocgc(const struct go_target *t, struct heap_probe *probes, size_t max,
+			 size_t *n, char *err, size_t errlen)
+{
+	struct gobin_func fs[HEAP_SPECIALIZED_MAX];
+	uint8_t code[HT_PROLOGUE_BYTES];
+	struct gobin_func mf;
+	size_t first = *n, len = 0, nspec = 0;
+	int ret, below;
+
+	ret = plan_one(t, HEAP_PROBE_MALLOCGC, "runtime.mallocgc", probes, max, n, err, errlen);
+	if (ret)
+		return ret;
+	for (size_t k = 0; k < sizeof(specialized_prefixes) / sizeof(specialized_prefixes[0]); k++) {
+		size_t got = gobin_funcs_with_prefix(t->bin, specialized_prefixes[k], fs + nspec,
+						     HEAP_SPECIALIZED_MAX - nspec);
+
+		if (nspec + got > HEAP_SPECIALIZED_MAX)
+			return set_err(err, errlen, -E2BIG, "%s: more than %d size-specialized "
+				       "allocators", t->exe.exe, HEAP_SPECIALIZED_MAX);
+		nspec += got;
+	}
+	if (!nspec)
+		return 0;
+	if (read_prologue(t, "runtime.mallocgc", &mf, code, sizeof(code), &len) ||
+	    (below = heap_malloc_dispatch_x86(code, len, mf.entry)) < 0)
+		return set_err(err, errlen, -ENOTSUP,
+			       "%s: has %zu size-specialized allocators but runtime.mallocgc's "
+			       "dispatch to them is not recognised: the trace tier would miss or "
+			       "double-count small allocations", t->exe.exe, nspec);
+	probes[first].min_size = (unsigned)below;
+	for (size_t i = 0; i < nspec; i++) {
+		struct gobin_func body;
+		bool dup = false;
+
+		/* slow paths are called by the fast ones for the same object */
+		if (strstr(fs[i].name, "SlowPath"))
+			continue;
+		/* one probe per body (a stripped pclntab lists ABI0 namesakes) */
+		if (go_target_func_body(t, fs[i].name, &body))
+			continue;
+		for (size_t j = first; j < *n; j++)
+			dup |= probes[j].func_vaddr == body.entry;
+		if (dup)
+			continue;
+		ret = plan_one(t, HEAP_PROBE_MALLOCGC, fs[i].name, probes, max, n, err, errlen);
+		if (ret)
+			return ret;
+	}
 	return 0;
 }
 
@@ -367,7 +478,7 @@ int heap_trace_walk_layout(const struct go_target *t, struct heap_walk_layout *w
 	unsigned kind_profile;
 	int kind_off, bucket_off;
 
-	if (!v || !off || heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off))
+	if (!v || !off || heap_special_layout(off, &kind_off, &kind_profile, &bucket_off))
 		return -ENOTSUP;
 	return heap_walk_layout_init(wl, off, go_target_global(t, "runtime.mheap_"), kind_off,
 				     kind_profile, bucket_off);
@@ -386,7 +497,7 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool f
 		 * in place before the allocation probes loses nothing. freeSpecial
 		 * gives the bucket and the object in one probe; mProf_Free only
 		 * the bucket, for releases whose special layout is unknown. */
-		if (v && !heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off))
+		if (v && !heap_special_layout(gobin_offsets(t->bin), &kind_off, &kind_profile, &bucket_off))
 			ret = plan_one(t, HEAP_PROBE_FREE_SPECIAL, "runtime.freeSpecial", probes, max, n,
 				       err, errlen);
 		else
@@ -409,7 +520,7 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool f
 		}
 	}
 	if (trace)
-		return plan_one(t, HEAP_PROBE_MALLOCGC, "runtime.mallocgc", probes, max, n, err, errlen);
+		return plan_mallocgc(t, probes, max, n, err, errlen);
 	return 0;
 }
 
@@ -619,7 +730,7 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 	if (profile && !t->walk && !t->opts.free_probe)
 		log_debug("%s: heap walk layout unknown: sampled objects' frees from the "
 			  "freeSpecial probe", path_base(go->exe.exe));
-	ret = heap_trace__plan(go, profile, t->opts.trace, !t->walk, t->probes, HEAP_PROBE_MAX,
+	ret = heap_trace__plan(go, profile, t->opts.trace, !t->walk, t->probes, HEAP_PROBES_MAX,
 			       &t->nprobes, err, errlen);
 	if (ret)
 		return ret;
@@ -633,7 +744,7 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 		return set_err(err, errlen, ret, "BPF unavailable: loading heap.bpf.o: %s",
 			       strerror(-ret));
 	}
-	if (v && !heap_special_layout(v->major, v->minor, &kind_off, &kind_profile, &bucket_off)) {
+	if (v && !heap_special_layout(gobin_offsets(go->bin), &kind_off, &kind_profile, &bucket_off)) {
 		cfg.special_kind_off = kind_off;
 		cfg.special_kind_profile = kind_profile;
 		cfg.special_bucket_off = bucket_off;
@@ -682,6 +793,8 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 		cookie |= probe_stack_check_cookie(&p->place);
 		if (p->kind == HEAP_PROBE_MPROF_MALLOC && v && (v->major > 1 || v->minor >= 23))
 			cookie |= HT_COOKIE_MPROF_MP;
+		if (p->kind == HEAP_PROBE_MALLOCGC)
+			cookie |= HT_COOKIE_MIN_SIZE(p->min_size);
 		if (p->kind == HEAP_PROBE_MPROF_MALLOC_BUCKET) {
 			cookie |= HT_COOKIE_SLOTS((unsigned)p->p_slot, (unsigned)p->size_slot);
 			if (cfg.special_kind_off >= 0)
@@ -723,7 +836,7 @@ void heap_trace__free(struct heap_trace *t)
 {
 	if (!t)
 		return;
-	for (size_t i = 0; i < HEAP_PROBE_MAX; i++)
+	for (size_t i = 0; i < HEAP_PROBES_MAX; i++)
 		bpf_link__destroy(t->links[i]);
 	if (t->objs)
 		munmap((void *)t->objs, HT_OBJ_SETS * sizeof(struct ht_obj_set));

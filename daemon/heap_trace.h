@@ -89,6 +89,11 @@ enum heap_probe_kind {
 	HEAP_PROBE_MAX,
 };
 
+/* Size-specialized allocators probed by the trace tier (1.27 has 14; 1.26's
+ * experiment 66) and the most probes one target gets. */
+#define HEAP_SPECIALIZED_MAX 96
+#define HEAP_PROBES_MAX (HEAP_PROBE_MAX + HEAP_SPECIALIZED_MAX)
+
 struct heap_probe {
 	enum heap_probe_kind kind;
 	const char *function;
@@ -96,6 +101,8 @@ struct heap_probe {
 	uint64_t file_offset;
 	struct probe_place place;
 	int p_slot, size_slot;       /* MPROF_MALLOC_BUCKET: argument spill slots */
+	unsigned min_size;           /* MALLOCGC: count only sizes >= this (smaller
+				      * ones are the specialized allocators') */
 	bool attached;
 };
 
@@ -176,10 +183,14 @@ void heap_trace__free(struct heap_trace *t);
 
 /* Pure helpers (unit-tested). */
 /* runtime.special.kind offset, _KindSpecialProfile and the offset of
- * specialprofile.b for go1.minor; -ENOTSUP for a release whose layout is
- * not known. */
-int heap_special_layout(int major, int minor, int *kind_off, unsigned *kind_profile,
+ * specialprofile.b from the binary's layout; -ENOTSUP where one of them is
+ * not known (or not plausible). */
+int heap_special_layout(const struct go_offsets *off, int *kind_off, unsigned *kind_profile,
 			int *bucket_off);
+/* runtime.mallocgc's dispatch to size-specialized allocators in its first
+ * len bytes of code at addr: the size below which it hands an allocation
+ * to them (`cmp rax, N; jae`), -ENOENT when there is none. */
+int heap_malloc_dispatch_x86(const uint8_t *code, size_t len, uint64_t addr);
 /* Does the runtime's bucket stack (leaf first) appear, contiguous, in the
  * probe's stack (leaf first; mine[0] is the probed IP)? A bucket stack
  * deeper than what the probe captured matches on the overlap. */

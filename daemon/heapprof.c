@@ -51,9 +51,19 @@ void heap_scale_sample(int64_t count, int64_t size, int64_t rate, int64_t *out_c
 
 int heap_layout_from_offsets(const struct go_offsets *off, struct heap_bucket_layout *l)
 {
+	/* memRecord is {active; future[3]} of memRecordCycle: four words per
+	 * cycle, or two (allocs, frees) from 1.27, whose bytes are counts
+	 * times bucket.size. Binaries older than the cycle's own DWARF type
+	 * have only the record's size: four words then. */
+	int cycle = off ? off->memrecord_cycle_size : -1;
+
+	if (off && cycle < 0 && off->memrecord_size >= 4 * 32)
+		cycle = 32;
 	if (!off || off->bucket_header_size <= 0 || off->bucket_allnext < 0 || off->bucket_nstk < 0 ||
-	    off->bucket_size < 0 || off->memrecord_size < 4 * (int)sizeof(struct heap_cycle))
+	    off->bucket_size < 0 || (cycle != 16 && cycle != 32) ||
+	    off->memrecord_size < 4 * cycle || off->memrecord_size > 4096)
 		return -EINVAL;
+	l->cycle_size = cycle;
 	l->header_size = off->bucket_header_size;
 	l->allnext = off->bucket_allnext;
 	l->typ = off->bucket_allnext + 8;
@@ -66,8 +76,12 @@ int heap_layout_from_offsets(const struct go_offsets *off, struct heap_bucket_la
 	return 0;
 }
 
-static struct heap_cycle cycle_at(const uint8_t *p)
+static struct heap_cycle cycle_at(const struct heap_bucket_layout *l, const uint8_t *p,
+				  uint64_t object_size)
 {
+	if (l->cycle_size == 16)
+		return (struct heap_cycle){ le64(p), le64(p + 8), le64(p) * object_size,
+					    le64(p + 8) * object_size };
 	return (struct heap_cycle){ le64(p), le64(p + 8), le64(p + 16), le64(p + 24) };
 }
 
@@ -95,9 +109,9 @@ int heap_parse_bucket(const struct heap_bucket_layout *l, const uint8_t *buf, si
 		return -ENODATA;
 	out->stk = buf + l->header_size;
 	mr = out->stk + out->nstk * 8;
-	out->active = cycle_at(mr);
+	out->active = cycle_at(l, mr, out->object_size);
 	for (int i = 0; i < 3; i++)
-		out->future[i] = cycle_at(mr + 32 * (i + 1));
+		out->future[i] = cycle_at(l, mr + l->cycle_size * (i + 1), out->object_size);
 	return 0;
 }
 

@@ -46,6 +46,7 @@ struct heap_bucket_layout {
 	int header_size; /* sizeof(runtime.bucket); stk[nstk]uintptr follows */
 	int allnext, typ, size, nstk;
 	int memrecord_size; /* memRecord{active; future[3]} of memRecordCycle */
+	int cycle_size;     /* sizeof(memRecordCycle): 32, or 16 from 1.27 */
 };
 
 /* One bucket as parsed from its bytes. stk points into the parsed buffer. */

@@ -137,6 +137,11 @@ static int read_goroutines(const struct go_target *t, struct go_snapshot *snap, 
 		    status == STATUS_DEAD_EXTRA)
 			continue;
 		sg->g = gptrs[i];
+		/* the leak detector's mark replaces _Gwaiting; waitreason stays */
+		if (o->status_leaked > 0 && status == (uint32_t)o->status_leaked) {
+			sg->leaked = true;
+			status = STATUS_WAITING;
+		}
 		sg->status = status;
 		memcpy(&sg->goid, g + o->g_goid, 8);
 		memcpy(&sg->gopc, g + o->g_gopc, 8);
@@ -158,8 +163,10 @@ static int read_goroutines(const struct go_target *t, struct go_snapshot *snap, 
 			memo[slot].system = start_is_system(t, sg->startpc);
 		}
 		sg->system = memo[slot].system;
-		if (!sg->system)
+		if (!sg->system) {
 			snap->goroutines++;
+			snap->leaked += sg->leaked;
+		}
 		if (sg->goid > snap->max_goid)
 			snap->max_goid = sg->goid;
 		snap->ngs++;
@@ -354,6 +361,7 @@ int go_snapshot_sites(const struct go_target *t, const struct go_snapshot *snap,
 		}
 		s = &sites[ns - 1];
 		s->count++;
+		s->leaked += g->leaked;
 		s->state_count[go_snapshot_state_index(g)]++;
 		if (g->status == STATUS_WAITING && g->waitsince > 0 &&
 		    (s->oldest_waitsince == 0 || g->waitsince < s->oldest_waitsince))

@@ -14,7 +14,9 @@ struct snap_goroutine {
 	uint64_t goid;
 	uint64_t gopc;       /* runtime address of the go statement (return PC) */
 	uint64_t startpc;    /* runtime address of the goroutine's entry function */
-	uint32_t status;     /* _Gscan bit cleared */
+	uint32_t status;     /* _Gscan bit cleared; a leaked one reads as waiting */
+	bool leaked;         /* _Gleaked (1.26+): the runtime's leak detector proved
+			      * it blocked forever; still waiting on waitreason */
 	uint8_t waitreason;
 	int64_t waitsince;   /* nanotime (CLOCK_MONOTONIC), 0 when unknown */
 	uint64_t stack_bytes;
@@ -36,6 +38,7 @@ struct go_snapshot {
 	struct snap_goroutine *gs; /* every non-dead g, system ones included */
 	size_t ngs;
 	size_t goroutines;         /* user goroutines (what NumGoroutine counts) */
+	size_t leaked;             /* of them, marked leaked by the runtime */
 	uint64_t max_goid;
 	struct snap_heap heap;
 	uint64_t cgo_calls;        /* runtime.ncgocall + every m's ncgocall */
@@ -57,6 +60,7 @@ struct snap_site {
 	int line;
 	const char *start_function;
 	size_t count;
+	size_t leaked;              /* marked leaked by the runtime (also in state_count) */
 	size_t state_count[64 + 8]; /* index: wait reason, or 64+status for non-waiting */
 	int64_t oldest_waitsince;     /* smallest non-zero waitsince */
 };

@@ -50,6 +50,11 @@
  * traced process from the cookie's upper half, not from ht_tgids: a hash
  * lookup (two cache misses under an allocating process) less a hit. */
 #define HT_COOKIE_TGID(c) ((__u32)((c) >> 32))
+/* ht_mallocgc on runtime.mallocgc where size-specialized allocators exist
+ * (probed by ht_mallocgc too): count only sizes >= this, bits 20-30. */
+#define HT_SPECIALIZED_MAX 2047u
+#define HT_COOKIE_MIN_SIZE(n) (((__u64)(n) & HT_SPECIALIZED_MAX) << 20)
+#define HT_COOKIE_MIN_SIZE_OF(c) ((__u32)(((c) >> 20) & HT_SPECIALIZED_MAX))
 
 /* Per traced process (key: tgid). ht_mprof_malloc_bucket and
  * ht_free_special, the hot pair, carry what they need in their cookies. */

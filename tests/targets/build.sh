@@ -39,11 +39,20 @@ for gobin in /usr/lib/go-1.*/bin/go; do
 	GOROOT="$goroot" "$gobin" version >/dev/null 2>&1 || continue
 	mkdir -p "$outdir/$ver"
 	versions+=("$ver")
+	minor=${ver#go1.}
 	for dir in "$here"/*/; do
 		name=$(basename "$dir")
 		[ "$name" = offsets-probe ] && continue
 		[ -f "$dir/main.go" ] || continue
-		for flavor in $flavors; do
+		# A target's build.env (sourced with $minor set, in a subshell) may
+		# set min_minor, its own flavors and build environment.
+		target_flavors=$flavors
+		if [ -f "$dir/build.env" ]; then
+			target_flavors=$(min_minor=0; flavors=$flavors; . "$dir/build.env";
+				if [ "$minor" -ge "$min_minor" ]; then echo "$flavors"; fi)
+			[ -n "$target_flavors" ] || continue
+		fi
+		for flavor in $target_flavors; do
 			out="$outdir/$ver/$name-$flavor"
 			# Up to date when the output is newer than every source file
 			# of the target and than this script.
@@ -62,7 +71,8 @@ for gobin in /usr/lib/go-1.*/bin/go; do
 			printf '  %-8s %s\n' GO "targets/$ver/$name-$flavor"
 			# Build to a temporary name and rename, so an interrupted
 			# build never leaves a half-written binary that looks fresh.
-			if (cd "$dir" && GOROOT="$goroot" CGO_ENABLED=$cgo \
+			if (cd "$dir" && { [ ! -f build.env ] || . ./build.env; } &&
+			    GOROOT="$goroot" CGO_ENABLED=$cgo \
 			    "$gobin" build "${args[@]}" -o "$out.tmp" .); then
 				mv -f "$out.tmp" "$out"
 			else

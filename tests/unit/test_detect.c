@@ -351,6 +351,35 @@ static void goroutine_leak_fires(void **state)
 	assert_string_equal(run.last_fire.evidence.extra[0].name, "blocked_long");
 }
 
+/* Goroutines the Go runtime marked leaked (_Gleaked) are confirmed: a
+ * growing site with them is critical, and a flat one is raised to a warning
+ * (the runtime proved them blocked forever); none marked changes nothing. */
+static double goroutine_flat(uint64_t t, void *arg)
+{
+	return round(40 + gauss(1));
+}
+
+static void goroutine_runtime_leaked_confirms(void **state)
+{
+	struct goroutine_site_blocking marked = { 0, 0, 12 }, none = { 0, 0, 0 };
+	struct detect_params p;
+	struct run run;
+
+	detect_params_defaults(&p);
+	run = simulate(goroutine_leak, NULL, 5 * SEC, 900 * SEC, &p, judge_goroutines, &marked);
+	assert_int_equal(run.worst, DRIFT_CRITICAL);
+	assert_string_equal(run.last_fire.reason,
+			    "sustained upward trend, confirmed leaked by the Go runtime");
+	assert_string_equal(run.last_fire.evidence.extra[2].name, "runtime_leaked");
+	assert_true(run.last_fire.evidence.extra[2].value == 12);
+	run = simulate(goroutine_flat, NULL, 5 * SEC, 900 * SEC, &p, judge_goroutines, &marked);
+	assert_int_equal(run.worst, DRIFT_WARNING);
+	assert_string_equal(run.last_fire.reason,
+			    "goroutines marked leaked by the Go runtime's leak detector");
+	run = simulate(goroutine_flat, NULL, 5 * SEC, 900 * SEC, &p, judge_goroutines, &none);
+	assert_int_equal(run.worst, DRIFT_CLEAR);
+}
+
 /* 100 MiB until 15 min, then +300 MiB in one step (or over 60 s), then flat;
  * sampled every 5 s with 1 MiB noise; evaluated for 40 min. */
 static double step_plateau(uint64_t t, void *arg)
@@ -475,6 +504,7 @@ int main(void)
 		cmocka_unit_test(raw_sawtooth_is_silent),
 		cmocka_unit_test(goroutine_bursts_that_drain_are_silent),
 		cmocka_unit_test(goroutine_leak_fires),
+		cmocka_unit_test(goroutine_runtime_leaked_confirms),
 		cmocka_unit_test(step_then_plateau_is_silent),
 		cmocka_unit_test(noisy_linear_leak_fires),
 		cmocka_unit_test(rss_anomaly_fires_early),

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "go_offsets.h"
 #include "heap_trace.h"
 #include "heapprof.h"
 #include "probe_place.h"
@@ -55,31 +56,80 @@ static void test_wrapper_frames(void **state)
 	assert_false(heap_is_wrapper_frame(NULL, NULL));
 }
 
+/* The special record's layout per release, as the version table (generated
+ * from DWARF and source) gives it to heap_special_layout. */
+static void expect_special(int minor, int kind_off, unsigned kind_profile, int bucket_off)
+{
+	struct go_offsets o;
+	int off, boff;
+	unsigned kind;
+
+	assert_int_equal(go_offsets_from_table(1, minor, &o), 0);
+	assert_int_equal(heap_special_layout(&o, &off, &kind, &boff), 0);
+	assert_int_equal(off, kind_off);
+	assert_int_equal(kind, kind_profile);
+	assert_int_equal(boff, bucket_off);
+}
+
 static void test_special_layout(void **state)
 {
+	struct go_offsets o;
 	int off, boff;
 	unsigned kind;
 
 	(void)state;
-	assert_int_equal(heap_special_layout(1, 19, &off, &kind, &boff), 0);
-	assert_int_equal(off, 10);
-	assert_int_equal(kind, 2);
-	assert_int_equal(boff, 16);
-	assert_int_equal(heap_special_layout(1, 22, &off, &kind, &boff), 0);
-	assert_int_equal(kind, 2);
-	/* 1.23: weak handles took kind 2 */
-	assert_int_equal(heap_special_layout(1, 23, &off, &kind, &boff), 0);
-	assert_int_equal(off, 10);
-	assert_int_equal(kind, 3);
-	assert_int_equal(boff, 16);
-	/* 1.24: special.offset became a uintptr */
-	assert_int_equal(heap_special_layout(1, 24, &off, &kind, &boff), 0);
-	assert_int_equal(off, 16);
-	assert_int_equal(kind, 3);
-	assert_int_equal(boff, 24);
-	assert_int_equal(heap_special_layout(1, 25, &off, &kind, &boff), -ENOTSUP);
-	assert_int_equal(heap_special_layout(1, 16, &off, &kind, &boff), -ENOTSUP);
-	assert_int_equal(heap_special_layout(2, 0, &off, &kind, &boff), -ENOTSUP);
+	expect_special(19, 10, 2, 16);
+	expect_special(22, 10, 2, 16);
+	expect_special(23, 10, 3, 16); /* weak handles took kind 2 */
+	expect_special(24, 16, 3, 24); /* special.offset became a uintptr */
+	expect_special(25, 16, 4, 24); /* _KindSpecialTinyBlock took 1 */
+	expect_special(26, 16, 4, 24);
+	expect_special(27, 16, 4, 24);
+	/* a layout missing any of the three is not guessed */
+	assert_int_equal(go_offsets_from_table(1, 24, &o), 0);
+	o.kind_special_profile = GO_OFF_NONE;
+	assert_int_equal(heap_special_layout(&o, &off, &kind, &boff), -ENOTSUP);
+	assert_int_equal(go_offsets_from_table(1, 24, &o), 0);
+	o.special_kind = GO_OFF_NONE;
+	assert_int_equal(heap_special_layout(&o, &off, &kind, &boff), -ENOTSUP);
+	assert_int_equal(go_offsets_from_table(1, 24, &o), 0);
+	o.specialprofile_b = 1 << 20; /* implausible */
+	assert_int_equal(heap_special_layout(&o, &off, &kind, &boff), -ENOTSUP);
+	assert_int_equal(heap_special_layout(NULL, &off, &kind, &boff), -ENOTSUP);
+}
+
+/* runtime.mallocgc's first bytes: go1.27.3's (dispatch below 81 to the
+ * size-specialized allocators), one without a dispatch (go1.24's shape),
+ * and one whose compare is on a value no longer the size. */
+static void test_malloc_dispatch(void **state)
+{
+	static const uint8_t go127[] = {
+		0x49, 0x3b, 0x66, 0x10,             /* cmp rsp, [r14+0x10] */
+		0x0f, 0x86, 0x9c, 0x01, 0x00, 0x00, /* jbe morestack */
+		0x55, 0x48, 0x89, 0xe5,             /* push rbp; mov rbp, rsp */
+		0x48, 0x83, 0xec, 0x20,             /* sub rsp, 0x20 */
+		0x48, 0x85, 0xc0,                   /* test rax, rax */
+		0x0f, 0x84, 0x5b, 0x01, 0x00, 0x00, /* je zerobase */
+		0x0f, 0x1f, 0x44, 0x00, 0x00,       /* nop */
+		0x48, 0x83, 0xf8, 0x51,             /* cmp rax, 0x51 */
+		0x73, 0x56,                         /* jae generic */
+	};
+	static const uint8_t none[] = {
+		0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x9c, 0x01, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5,
+		0x48, 0x85, 0xc0, 0x0f, 0x84, 0x5b, 0x01, 0x00, 0x00,
+		0xe8, 0x00, 0x00, 0x00, 0x00,       /* call */
+		0x48, 0x83, 0xf8, 0x51, 0x73, 0x56,
+	};
+	static const uint8_t clobbered[] = {
+		0x55, 0x48, 0x89, 0xe5, 0x48, 0x8b, 0x03, /* mov rax, [rbx] */
+		0x48, 0x83, 0xf8, 0x51, 0x73, 0x56,
+	};
+
+	(void)state;
+	assert_int_equal(heap_malloc_dispatch_x86(go127, sizeof(go127), 0x47f260), 81);
+	assert_int_equal(heap_malloc_dispatch_x86(none, sizeof(none), 0x47f260), -ENOENT);
+	assert_int_equal(heap_malloc_dispatch_x86(clobbered, sizeof(clobbered), 0x47f260), -ENOENT);
+	assert_int_equal(heap_malloc_dispatch_x86(go127, 20, 0x47f260), -ENOENT);
 }
 
 static void test_stack_matches(void **state)
@@ -260,6 +310,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_size_class),
 		cmocka_unit_test(test_special_layout),
+		cmocka_unit_test(test_malloc_dispatch),
 		cmocka_unit_test(test_wrapper_frames),
 		cmocka_unit_test(test_stack_matches),
 		cmocka_unit_test(test_bucket_inuse),

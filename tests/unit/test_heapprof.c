@@ -23,6 +23,12 @@
 
 static const struct heap_bucket_layout go119 = {
 	.header_size = 48, .allnext = 8, .typ = 16, .size = 32, .nstk = 40, .memrecord_size = 128,
+	.cycle_size = 32,
+};
+/* 1.27: memRecordCycle{allocs, frees}, bytes = count * bucket.size */
+static const struct heap_bucket_layout go127 = {
+	.header_size = 48, .allnext = 8, .typ = 16, .size = 32, .nstk = 40, .memrecord_size = 64,
+	.cycle_size = 16,
 };
 
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
@@ -139,11 +145,67 @@ static void layout_from_offsets(void **state)
 	off.bucket_size = 32;
 	off.bucket_nstk = 40;
 	off.memrecord_size = 128;
+	off.memrecord_cycle_size = GO_OFF_NONE; /* a binary without the cycle's type */
 	assert_int_equal(heap_layout_from_offsets(&off, &l), 0);
 	assert_memory_equal(&l, &go119, sizeof(l));
+	off.memrecord_cycle_size = 32;
+	assert_int_equal(heap_layout_from_offsets(&off, &l), 0);
+	assert_memory_equal(&l, &go119, sizeof(l));
+	off.memrecord_size = 64;
+	off.memrecord_cycle_size = 16;
+	assert_int_equal(heap_layout_from_offsets(&off, &l), 0);
+	assert_memory_equal(&l, &go127, sizeof(l));
+	/* a record too small for four cycles, or an unknown cycle shape */
+	off.memrecord_size = 48;
+	assert_int_equal(heap_layout_from_offsets(&off, &l), -EINVAL);
+	off.memrecord_size = 96;
+	off.memrecord_cycle_size = 24;
+	assert_int_equal(heap_layout_from_offsets(&off, &l), -EINVAL);
+	off.memrecord_cycle_size = 16;
+	off.memrecord_size = 1 << 20; /* implausible */
+	assert_int_equal(heap_layout_from_offsets(&off, &l), -EINVAL);
 	off.memrecord_size = 0;
 	assert_int_equal(heap_layout_from_offsets(&off, &l), -EINVAL);
 	assert_int_equal(heap_layout_from_offsets(NULL, &l), -EINVAL);
+}
+
+/* 1.27 buckets: two words per cycle, bytes derived from bucket.size. */
+static void parse_bucket_two_word_cycles(void **state)
+{
+	uint8_t buf[48 + 8 * 2 + 64];
+	struct heap_bucket_raw raw;
+	struct heap_cycle c;
+	uint8_t *mr = buf + 48 + 16;
+	size_t need;
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	put64(buf + 8, 0xc000);
+	put64(buf + 16, 1);
+	put64(buf + 32, 4096);
+	put64(buf + 40, 2);
+	put64(buf + 48, 0x401000);
+	put64(buf + 56, 0x401001);
+	put64(mr + 0, 9);      /* active.allocs */
+	put64(mr + 8, 4);      /* active.frees */
+	put64(mr + 16, 1);     /* future[0] */
+	put64(mr + 32, 2);     /* future[1] */
+	put64(mr + 48 + 8, 5); /* future[2].frees */
+	assert_int_equal(heap_parse_bucket(&go127, buf, sizeof(buf), &raw, &need), 0);
+	assert_int_equal(need, sizeof(buf));
+	assert_int_equal(raw.active.allocs, 9);
+	assert_int_equal(raw.active.frees, 4);
+	assert_int_equal(raw.active.alloc_bytes, 9 * 4096);
+	assert_int_equal(raw.active.free_bytes, 4 * 4096);
+	assert_int_equal(raw.future[1].alloc_bytes, 2 * 4096);
+	assert_int_equal(raw.future[2].free_bytes, 5 * 4096);
+	c = heap_bucket_counts(&raw, -1, true);
+	assert_int_equal(c.allocs, 12);
+	assert_int_equal(c.frees, 9);
+	assert_int_equal(c.alloc_bytes, 12 * 4096);
+	assert_int_equal(c.free_bytes, 9 * 4096);
+	/* one byte short of the 64-byte record */
+	assert_int_equal(heap_parse_bucket(&go127, buf, sizeof(buf) - 1, &raw, &need), -ENODATA);
 }
 
 static void runtime_funcs(void **state)
@@ -216,6 +278,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(parse_bucket),   cmocka_unit_test(fold_cycles),
 		cmocka_unit_test(scale_like_go),  cmocka_unit_test(layout_from_offsets),
+		cmocka_unit_test(parse_bucket_two_word_cycles),
 		cmocka_unit_test(runtime_funcs),  cmocka_unit_test(maps_text),
 	};
 

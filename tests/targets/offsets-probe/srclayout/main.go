@@ -111,7 +111,7 @@ func defaultExperimentTags(goroot string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	amd64True := map[string]bool{"true": true, "regabiSupported": true, "haveXchg8": true}
+	amd64True := map[string]bool{"true": true, "regabiSupported": true, "haveXchg8": true, "dwarf5Supported": true}
 	var tags []string
 	found := false
 	ast.Inspect(file, func(node ast.Node) bool {
@@ -196,6 +196,13 @@ func main() {
 	mheap := structOf(pkg, "mheap")
 	heapArena := structOf(pkg, "heapArena")
 	mspan := structOf(pkg, "mspan")
+	memRecordCycle := structOf(pkg, "memRecordCycle")
+	special := structOf(pkg, "special")
+	specialprofile := structOf(pkg, "specialprofile")
+	allArenas := fieldOffset(mheap, "allArenas")
+	if allArenas < 0 {
+		allArenas = fieldOffset(mheap, "heapArenas") // its name from 1.25
+	}
 	gStack := fieldOffset(g, "stack")
 	type row struct {
 		name string
@@ -231,15 +238,20 @@ func main() {
 		{"bucket_nstk", fieldOffset(bucket, "nstk")},
 		{"bucket_size", fieldOffset(bucket, "size")},
 		{"memrecord_size", sizeOf(memRecord)},
+		{"memrecord_cycle_size", sizeOf(memRecordCycle)},
 		{"mheap_arenas", fieldOffset(mheap, "arenas")},
-		{"mheap_all_arenas", fieldOffset(mheap, "allArenas")},
+		{"mheap_all_arenas", allArenas},
 		{"heaparena_spans", fieldOffset(heapArena, "spans")},
 		{"heaparena_page_specials", fieldOffset(heapArena, "pageSpecials")},
 		{"mspan_start_addr", fieldOffset(mspan, "startAddr")},
 		{"mspan_npages", fieldOffset(mspan, "npages")},
 		{"mspan_specials", fieldOffset(mspan, "specials")},
+		{"special_kind", fieldOffset(special, "kind")},
+		{"specialprofile_b", fieldOffset(specialprofile, "b")},
 		{"status_dead", constInt(pkg, "_Gdead")},
 		{"status_scan_bit", constInt(pkg, "_Gscan")},
+		{"status_leaked", constInt(pkg, "_Gleaked")},
+		{"kind_special_profile", constInt(pkg, "_KindSpecialProfile")},
 	}
 	for _, r := range rows {
 		fmt.Printf("field %s %d\n", r.name, r.v)

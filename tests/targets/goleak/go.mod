@@ -1,0 +1,3 @@
+module memdrift.test/goleak
+
+go 1.19
