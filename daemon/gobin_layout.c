@@ -26,7 +26,15 @@
  *   mcommoninit  mp.alllink = allm                m.alllink
  *   cgocall      mp.ncgocall++ (cgocall.go)       m.ncgocall
  *   (*gcControllerState).update   gcController.heapLive.Add(dHeapLive)  (mgcpacer.go)
+ *   (*gcControllerState).resetLive   c.heapMarked = bytesMarked; c.heapLive = bytesMarked
+ *   (*gcControllerState).heapGoalInternal   goal = c.gcPercentHeapGoal.Load()
+ *   (*mcache).allocLarge   gcController.totalAlloc.Add(...)   (mcache.go)
+ *   (*sweepLocked).sweep   gcController.totalFree.Add(...)    (mgcsweep.go)
+ *   gcMarkTermination      memstats.numgc++ (the last 4-byte increment of memstats, mgc.go)
+ *   findGoroutineLeaks     casgstatus(gp, _Gwaiting, _Gleaked) (mgc.go, 1.26+)
  *   waitReason.String  bounds check and index of waitReasonStrings (runtime2.go)
+ * The runtime.bucket/memRecord and mheap/heapArena/mspan/special layouts
+ * (heap profile, heap walk) are not read from code: table or DWARF only.
  */
 #include <capstone/capstone.h>
 #include <elf.h>
@@ -686,6 +694,26 @@ static void from_newproc1(struct flow *f, struct recovery *r, uint64_t sched, ui
 		found(r, "g_waitreason", e->disp, "newproc1");
 }
 
+/* findGoroutineLeaks (1.26+): casgstatus(gp, _Gwaiting, _Gleaked) is its
+ * first status change */
+static void from_find_leaks(struct flow *f, struct recovery *r, uint64_t casgstatus)
+{
+	const struct ev *e;
+	size_t i = 0;
+
+	while (casgstatus && (e = find_ev(f, &i, EV_CALL, 0, -1, -2))) {
+		const struct val *from = e->a1 >= 0 ? &f->vals[e->a1] : NULL;
+		const struct val *to = e->a2 >= 0 ? &f->vals[e->a2] : NULL;
+
+		if (e->call != casgstatus)
+			continue;
+		if (from && to && from->kind == V_IMM && to->kind == V_IMM && to->k > from->k &&
+		    to->k < 0x100)
+			found(r, "status_leaked", to->k, "findGoroutineLeaks");
+		return;
+	}
+}
+
 static void from_malg(struct flow *f, struct recovery *r, uint64_t newobject)
 {
 	const struct ev *e;
@@ -903,6 +931,8 @@ int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 	if (run(f, cs, ci, "runtime.newproc1") == 0)
 		from_newproc1(f, &r, global_addr(bin, "runtime.sched"),
 			      func_entry(bin, "runtime.casgstatus"));
+	if (run(f, cs, ci, "runtime.findGoroutineLeaks") == 0)
+		from_find_leaks(f, &r, func_entry(bin, "runtime.casgstatus"));
 	if (run(f, cs, ci, "runtime.malg") == 0)
 		from_malg(f, &r, func_entry(bin, "runtime.newobject"));
 	if (run(f, cs, ci, "runtime.mcommoninit") == 0)
@@ -959,6 +989,7 @@ static const struct field_use {
 	{ "gc_total_alloc", "gcControllerState.totalAlloc", "allocated-bytes total" },
 	{ "gc_total_free", "gcControllerState.totalFree", "freed-bytes total" },
 	{ "ms_numgc", "mstats.numgc", "GC cycle count" },
+	{ "status_leaked", "_Gleaked", "the leaked status" },
 	/* never read from code: the table's or DWARF's only */
 	{ "bucket_header_size", "runtime.bucket/memRecord layout",
 	  "heap profile (snapshot --heap, heap tiers)" },
@@ -1042,6 +1073,8 @@ int gobin_offsets_from_code(struct gobin *bin, char *err, size_t errlen)
 
 		if (get_field(off, u->field) != GO_OFF_NONE)
 			continue;
+		if (!strcmp(u->field, "status_leaked") && !func_entry(bin, "runtime.findGoroutineLeaks"))
+			continue; /* no leak detector in this runtime: nothing lost */
 		if (!u->disables) {
 			required = required ? required : u->label;
 			continue;
