@@ -506,8 +506,9 @@ static bool plausible(int64_t off) { return off >= 0 && off < MAX_FIELD_OFFSET; 
 
 struct recovery {
 	struct go_offsets *out;
-	const char *why[64]; /* per go_offsets_fields index: what disagreed */
 	int stackguard;      /* g.stackguard0, from the prologues */
+	/* link-time addresses the patterns refer to, 0 unknown */
+	uint64_t casgstatus, newobject, sched, allm, gc, ms;
 };
 
 static int *field_ptr(struct go_offsets *o, const char *name)
@@ -593,8 +594,9 @@ static void from_gopark(struct flow *f, struct recovery *r)
 	}
 }
 
-static void from_execute(struct flow *f, struct recovery *r, uint64_t casgstatus)
+static void from_execute(struct flow *f, struct recovery *r)
 {
+	uint64_t casgstatus = r->casgstatus;
 	int32_t gp = entry(f, R_RAX), g = gval(f);
 	const struct ev *e;
 	size_t i = 0;
@@ -630,8 +632,9 @@ static void from_execute(struct flow *f, struct recovery *r, uint64_t casgstatus
 	}
 }
 
-static void from_newproc1(struct flow *f, struct recovery *r, uint64_t sched, uint64_t casgstatus)
+static void from_newproc1(struct flow *f, struct recovery *r)
 {
+	uint64_t sched = r->sched, casgstatus = r->casgstatus;
 	int32_t fn = entry(f, R_RAX), callergp = entry(f, R_RBX), newg = -1;
 	int32_t fnfn = lookup(f, V_LOAD, fn, 0, 0);
 	const struct ev *e;
@@ -696,8 +699,9 @@ static void from_newproc1(struct flow *f, struct recovery *r, uint64_t sched, ui
 
 /* findGoroutineLeaks (1.26+): casgstatus(gp, _Gwaiting, _Gleaked) is its
  * first status change */
-static void from_find_leaks(struct flow *f, struct recovery *r, uint64_t casgstatus)
+static void from_find_leaks(struct flow *f, struct recovery *r)
 {
+	uint64_t casgstatus = r->casgstatus;
 	const struct ev *e;
 	size_t i = 0;
 
@@ -714,8 +718,9 @@ static void from_find_leaks(struct flow *f, struct recovery *r, uint64_t casgsta
 	}
 }
 
-static void from_malg(struct flow *f, struct recovery *r, uint64_t newobject)
+static void from_malg(struct flow *f, struct recovery *r)
 {
+	uint64_t newobject = r->newobject;
 	const struct ev *e;
 	size_t i = 0;
 	uint64_t size;
@@ -735,8 +740,9 @@ static void from_malg(struct flow *f, struct recovery *r, uint64_t newobject)
 	}
 }
 
-static void from_mcommoninit(struct flow *f, struct recovery *r, uint64_t allm)
+static void from_mcommoninit(struct flow *f, struct recovery *r)
 {
+	uint64_t allm = r->allm;
 	int32_t a = allm ? lookup(f, V_ADDR, -1, 0, allm) : -1, head;
 	const struct ev *e;
 	size_t i = 0;
@@ -773,8 +779,9 @@ static int64_t xadd_into(const struct flow *f, size_t *from, uint64_t global, ui
 	return -1;
 }
 
-static void from_gc_update(struct flow *f, struct recovery *r, uint64_t gc)
+static void from_gc_update(struct flow *f, struct recovery *r)
 {
+	uint64_t gc = r->gc;
 	size_t i = 0;
 	int64_t d = xadd_into(f, &i, gc, 8);
 
@@ -808,20 +815,30 @@ static void from_heap_goal(struct flow *f, struct recovery *r)
 
 /* allocLarge: gcController.totalAlloc.Add(npages*pageSize) before update();
  * sweep: gcController.totalFree.Add(nfreed*elemsize) */
-static void from_gc_add(struct flow *f, struct recovery *r, uint64_t gc, const char *field,
-			const char *where)
+static void from_gc_add(struct flow *f, struct recovery *r, const char *field, const char *where)
 {
 	size_t i = 0;
-	int64_t d = xadd_into(f, &i, gc, 8);
+	int64_t d = xadd_into(f, &i, r->gc, 8);
 
 	if (d >= 0)
 		found(r, field, d, where);
 }
 
+static void from_alloc_large(struct flow *f, struct recovery *r)
+{
+	from_gc_add(f, r, "gc_total_alloc", "(*mcache).allocLarge");
+}
+
+static void from_sweep(struct flow *f, struct recovery *r)
+{
+	from_gc_add(f, r, "gc_total_free", "(*sweepLocked).sweep");
+}
+
 /* gcMarkTermination: `if work.userForced { memstats.numforcedgc++ }` then
  * `memstats.numgc++`: the last 4-byte increment of memstats */
-static void from_mark_termination(struct flow *f, struct recovery *r, uint64_t ms)
+static void from_mark_termination(struct flow *f, struct recovery *r)
 {
+	uint64_t ms = r->ms;
 	int64_t last = -1;
 
 	for (size_t i = 0; ms && i < f->nevs; i++) {
@@ -847,8 +864,9 @@ static void from_mark_termination(struct flow *f, struct recovery *r, uint64_t m
 
 /* The binary's own runtime.waitReasonStrings: `cmp al, N; jb` bounds the
  * index, `lea rdx, [rip+waitReasonStrings]` is the array of N strings. */
-static void from_wait_reason_string(struct flow *f, struct go_offsets *out)
+static void from_wait_reason_string(struct flow *f, struct recovery *r)
 {
+	struct go_offsets *out = r->out;
 	int64_t n = f->cmp_al_imm;
 	uint64_t arr = 0;
 	int got = 0;
@@ -900,9 +918,38 @@ static uint64_t global_addr(const struct gobin *bin, const char *name)
 	return gobin_global(bin, name, &a) == 0 ? a : 0;
 }
 
+/* In this order: later patterns use g.m and stackguard0 from gopark. */
+static const struct reader {
+	const char *func;
+	void (*read)(struct flow *f, struct recovery *r);
+} readers[] = {
+	{ "runtime.gopark", from_gopark },
+	{ "runtime.execute", from_execute },
+	{ "runtime.newproc1", from_newproc1 },
+	{ "runtime.findGoroutineLeaks", from_find_leaks },
+	{ "runtime.malg", from_malg },
+	{ "runtime.mcommoninit", from_mcommoninit },
+	{ "runtime.cgocall", from_cgocall },
+	{ "runtime.(*gcControllerState).update", from_gc_update },
+	{ "runtime.(*gcControllerState).resetLive", from_reset_live },
+	{ "runtime.(*gcControllerState).heapGoalInternal", from_heap_goal },
+	{ "runtime.(*mcache).allocLarge", from_alloc_large },
+	{ "runtime.(*sweepLocked).sweep", from_sweep },
+	{ "runtime.gcMarkTermination", from_mark_termination },
+	{ "runtime.waitReason.String", from_wait_reason_string },
+};
+
 int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 {
-	struct recovery r = { .out = out, .stackguard = -1 };
+	struct recovery r = {
+		.out = out, .stackguard = -1,
+		.casgstatus = func_entry(bin, "runtime.casgstatus"),
+		.newobject = func_entry(bin, "runtime.newobject"),
+		.sched = global_addr(bin, "runtime.sched"),
+		.allm = global_addr(bin, "runtime.allm"),
+		.gc = global_addr(bin, "runtime.gcController"),
+		.ms = global_addr(bin, "runtime.memstats"),
+	};
 	struct flow *f;
 	cs_insn *ci;
 	csh cs;
@@ -924,37 +971,9 @@ int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 	}
 	f->bin = bin;
 	find_write_barriers(f);
-	if (run(f, cs, ci, "runtime.gopark") == 0)
-		from_gopark(f, &r);
-	if (run(f, cs, ci, "runtime.execute") == 0)
-		from_execute(f, &r, func_entry(bin, "runtime.casgstatus"));
-	if (run(f, cs, ci, "runtime.newproc1") == 0)
-		from_newproc1(f, &r, global_addr(bin, "runtime.sched"),
-			      func_entry(bin, "runtime.casgstatus"));
-	if (run(f, cs, ci, "runtime.findGoroutineLeaks") == 0)
-		from_find_leaks(f, &r, func_entry(bin, "runtime.casgstatus"));
-	if (run(f, cs, ci, "runtime.malg") == 0)
-		from_malg(f, &r, func_entry(bin, "runtime.newobject"));
-	if (run(f, cs, ci, "runtime.mcommoninit") == 0)
-		from_mcommoninit(f, &r, global_addr(bin, "runtime.allm"));
-	if (run(f, cs, ci, "runtime.cgocall") == 0)
-		from_cgocall(f, &r);
-	if (run(f, cs, ci, "runtime.(*gcControllerState).update") == 0)
-		from_gc_update(f, &r, global_addr(bin, "runtime.gcController"));
-	if (run(f, cs, ci, "runtime.(*gcControllerState).resetLive") == 0)
-		from_reset_live(f, &r);
-	if (run(f, cs, ci, "runtime.(*gcControllerState).heapGoalInternal") == 0)
-		from_heap_goal(f, &r);
-	if (run(f, cs, ci, "runtime.(*mcache).allocLarge") == 0)
-		from_gc_add(f, &r, global_addr(bin, "runtime.gcController"), "gc_total_alloc",
-			    "(*mcache).allocLarge");
-	if (run(f, cs, ci, "runtime.(*sweepLocked).sweep") == 0)
-		from_gc_add(f, &r, global_addr(bin, "runtime.gcController"), "gc_total_free",
-			    "(*sweepLocked).sweep");
-	if (run(f, cs, ci, "runtime.gcMarkTermination") == 0)
-		from_mark_termination(f, &r, global_addr(bin, "runtime.memstats"));
-	if (run(f, cs, ci, "runtime.waitReason.String") == 0)
-		from_wait_reason_string(f, out);
+	for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]); i++)
+		if (run(f, cs, ci, readers[i].func) == 0)
+			readers[i].read(f, &r);
 	probe_disasm_close(cs, ci);
 	free(f);
 
