@@ -155,6 +155,12 @@ static void check(int minor, const char *path, const char *name, const char *ref
 		CHECK(!strcmp(code.wait_reasons[i], names[i]), "wait reason %d: code \"%s\", symtab \"%s\"",
 		      i, code.wait_reasons[i], names[i]);
 	row->wait_n = code.n_wait_reasons;
+	if (strstr(name, "parker-stripped")) { /* the values, once per toolchain */
+		printf("go1.%d stripped, from code:", minor);
+		for (size_t i = 0; i < NCOVERED; i++)
+			printf(" %s=%d", covered[i], field(&code, covered[i]));
+		printf("\n");
+	}
 	row->ok = failures == before;
 	gobin_free(bin);
 }
