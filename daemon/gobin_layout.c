@@ -21,7 +21,8 @@
  *                gp.stackguard0 = gp.stack.lo + stackGuard          g.waitsince, g.stack.lo
  *   newproc1     newg.parentGoid = callergp.goid; newg.gopc = callerpc;
  *                newg.startpc = fn.fn; newg.goid = pp.goidcache;
- *                sp := newg.stack.hi - totalSize  g.goid, g.parentGoid, g.gopc, g.startpc, g.stack.hi
+ *                sp := newg.stack.hi - totalSize
+ *                                    g.goid, g.parentGoid, g.gopc, g.startpc, g.stack.hi
  *   malg         newg := new(g)                   sizeof(g) from the type descriptor
  *   mcommoninit  mp.alllink = allm                m.alllink
  *   cgocall      mp.ncgocall++ (cgocall.go)       m.ncgocall
@@ -33,8 +34,14 @@
  *   gcMarkTermination      memstats.numgc++ (the last 4-byte increment of memstats, mgc.go)
  *   findGoroutineLeaks     casgstatus(gp, _Gwaiting, _Gleaked) (mgc.go, 1.26+)
  *   waitReason.String  bounds check and index of waitReasonStrings (runtime2.go)
- * The runtime.bucket/memRecord and mheap/heapArena/mspan/special layouts
- * (heap profile, heap walk) are not read from code: table or DWARF only.
+ *   (*bucket).stk or .mp   add(b, unsafe.Sizeof(*b)) and b.nstk (mprof.go)
+ *                          sizeof(bucket), bucket.nstk
+ *   newBucket              b.nstk = uintptr(nstk)
+ *   stkbucket              b.size = size
+ *   mProf_FlushLocked      b = b.allnext; &mp.future[index]: index < len(future),
+ *                          scaled by sizeof(memRecordCycle)         memRecord sizes
+ * The mheap/heapArena/mspan/special layouts (the span-special heap walk)
+ * and the special kinds are not read from code: table or DWARF only.
  */
 #include <capstone/capstone.h>
 #include <elf.h>
@@ -47,6 +54,7 @@
 #include "gobin_internal.h"
 #include "log.h"
 #include "probe_place.h"
+#include "strbuf.h"
 
 #define MAX_FUNC_BYTES (64u << 10)
 #define MAX_INSNS 4096
@@ -68,6 +76,7 @@ enum vkind {
 	V_RET,    /* result register k of the call to a */
 	V_IMM,    /* constant k */
 	V_ADDR,   /* link-time address a (lea/mov of [rip+X]) */
+	V_INDEX,  /* base + value a * k (lea r, [base + index*scale]) */
 };
 
 struct val {
@@ -107,7 +116,10 @@ struct flow {
 	int64_t sp, frame_sp;
 	bool frame_set;
 	/* waitReason.String: the first `cmp al, imm` and `lea r, [rip+X]` */
-	int64_t cmp_al_imm;
+	int64_t cmp_arg0_imm;   /* first `cmp reg, imm` of the entry RAX (a bounds check) */
+	int64_t shl_arg0_imm;   /* first `shl reg, imm` of the entry RAX (an index scaled) */
+	int32_t ret_rax, ret_rbx; /* results at the first RET */
+	int32_t vals_entry_rax;   /* the value "RAX at entry" */
 	uint64_t first_lea_rip;
 	int64_t cmp_status_imm; /* first `cmp r32, imm` with imm > 0xff (_Gscanrunning) */
 	/* the write barrier entry points: they preserve every register but R11 */
@@ -339,6 +351,15 @@ static void step(struct flow *f, csh cs, const cs_insn *ci)
 			newv = intern(f, V_ADDR, -1, 0, next + (uint64_t)o1->mem.disp);
 			if (!f->first_lea_rip)
 				f->first_lea_rip = next + (uint64_t)o1->mem.disp;
+		} else if (o1->mem.index != X86_REG_INVALID && o1->mem.segment == X86_REG_INVALID &&
+			   reg_index(o1->mem.base) >= 0 && reg_index(o1->mem.index) >= 0 &&
+			   reg_index(o1->mem.base) != R_RSP) {
+			int32_t b = f->reg[reg_index(o1->mem.base)];
+			int32_t ix = f->reg[reg_index(o1->mem.index)];
+
+			newv = b >= 0 && ix >= 0 ?
+				add_const(f, intern(f, V_INDEX, b, o1->mem.scale, (uint64_t)ix),
+					  o1->mem.disp) : fresh(f);
 		} else {
 			base = mem_operand(f, o1, next, &is_slot, &key, &disp);
 			newv = base >= 0 ? add_const(f, base, disp) : fresh(f);
@@ -365,12 +386,17 @@ static void step(struct flow *f, csh cs, const cs_insn *ci)
 			newv = intern(f, V_IMM, -1, 0, 0);
 		break;
 	case X86_INS_CMP:
-		if (d0 == R_RAX && o0->size == 1 && o1 && o1->type == X86_OP_IMM &&
-		    f->cmp_al_imm < 0)
-			f->cmp_al_imm = o1->imm;
+		if (d0 >= 0 && o1 && o1->type == X86_OP_IMM && f->reg[d0] == f->vals_entry_rax &&
+		    f->cmp_arg0_imm < 0)
+			f->cmp_arg0_imm = o1->imm;
 		if (o0 && o0->type == X86_OP_REG && o0->size == 4 && o1 && o1->type == X86_OP_IMM &&
 		    o1->imm > 0xff && f->cmp_status_imm < 0)
 			f->cmp_status_imm = o1->imm;
+		break;
+	case X86_INS_SHL:
+		if (d0 >= 0 && o1 && o1->type == X86_OP_IMM && f->reg[d0] == f->vals_entry_rax &&
+		    f->shl_arg0_imm < 0)
+			f->shl_arg0_imm = o1->imm;
 		break;
 	case X86_INS_PUSH:
 		f->sp -= 8;
@@ -381,6 +407,11 @@ static void step(struct flow *f, csh cs, const cs_insn *ci)
 			f->reg[d0] = fresh(f);
 		return;
 	case X86_INS_RET:
+		if (f->ret_rax < 0) {
+			f->ret_rax = f->reg[R_RAX];
+			f->ret_rbx = f->reg[R_RBX];
+		}
+		/* fall through */
 	case X86_INS_JMP:
 		/* the code after belongs to the frame again */
 		if (f->frame_set)
@@ -451,7 +482,8 @@ static int run(struct flow *f, csh cs, cs_insn *ci, const char *fname)
 	f->nvals = f->nevs = f->nslots = 0;
 	f->sp = f->frame_sp = 0;
 	f->frame_set = false;
-	f->cmp_al_imm = -1;
+	f->cmp_arg0_imm = f->shl_arg0_imm = -1;
+	f->ret_rax = f->ret_rbx = -1;
 	f->cmp_status_imm = -1;
 	f->first_lea_rip = 0;
 	if (gobin_func_by_name(f->bin, fname, &fn) != 0 || fn.end <= fn.entry)
@@ -467,6 +499,7 @@ static int run(struct flow *f, csh cs, cs_insn *ci, const char *fname)
 	for (int r = 0; r < NREGS; r++)
 		f->reg[r] = intern(f, V_ENTRY, -1, r, 0);
 	f->reg[R_R14] = intern(f, V_G, -1, 0, 0);
+	f->vals_entry_rax = f->reg[R_RAX];
 	addr = fn.entry;
 	while (n++ < MAX_INSNS && cs_disasm_iter(cs, &code, &size, &addr, ci)) {
 		if (ci->id == X86_INS_INT3)
@@ -509,6 +542,7 @@ struct recovery {
 	int stackguard;      /* g.stackguard0, from the prologues */
 	/* link-time addresses the patterns refer to, 0 unknown */
 	uint64_t casgstatus, newobject, sched, allm, gc, ms;
+	uint64_t persistentalloc, new_bucket, bucket_mp;
 };
 
 static int *field_ptr(struct go_offsets *o, const char *name)
@@ -862,12 +896,87 @@ static void from_mark_termination(struct flow *f, struct recovery *r)
 	}
 }
 
+/* (*bucket).stk: return add(b, unsafe.Sizeof(*b)) with length b.nstk */
+static void from_bucket_stk(struct flow *f, struct recovery *r)
+{
+	int32_t b = entry(f, R_RAX);
+	const struct val *ra = f->ret_rax >= 0 ? &f->vals[f->ret_rax] : NULL;
+
+	if (ra && ra->kind == V_ADD && ra->base == b && ra->k > 0)
+		found(r, "bucket_header_size", ra->k, "(*bucket).stk");
+	if (is_load_of(f, f->ret_rbx, b))
+		found(r, "bucket_nstk", f->vals[f->ret_rbx].k, "(*bucket).stk");
+}
+
+/* (*bucket).mp (where stk is inlined, 1.19-1.21):
+ * return add(b, unsafe.Sizeof(*b) + b.nstk*unsafe.Sizeof(uintptr(0))) */
+static void from_bucket_mp(struct flow *f, struct recovery *r)
+{
+	int32_t b = entry(f, R_RAX);
+	const struct val *ra = f->ret_rax >= 0 ? &f->vals[f->ret_rax] : NULL;
+	const struct val *ix;
+
+	if (!ra || ra->kind != V_ADD || ra->k <= 0 || f->vals[ra->base].kind != V_INDEX)
+		return;
+	ix = &f->vals[ra->base];
+	if (ix->base != b || ix->k != 8 || !is_load_of(f, (int32_t)ix->a, b))
+		return;
+	found(r, "bucket_header_size", ra->k, "(*bucket).mp");
+	found(r, "bucket_nstk", f->vals[ix->a].k, "(*bucket).mp");
+}
+
+/* newBucket(typ, nstk): b.nstk = uintptr(nstk) into persistentalloc's block */
+static void from_new_bucket(struct flow *f, struct recovery *r)
+{
+	int32_t blk = r->persistentalloc ? lookup(f, V_RET, -1, 0, r->persistentalloc) : -1;
+	const struct ev *e;
+	size_t i = 0;
+
+	if (blk >= 0 && (e = find_ev(f, &i, EV_STORE, 8, blk, entry(f, R_RBX))))
+		found(r, "bucket_nstk", e->disp, "newBucket");
+}
+
+/* stkbucket(typ, size, stk, alloc): b := newBucket(...); ...; b.size = size */
+static void from_stkbucket(struct flow *f, struct recovery *r)
+{
+	int32_t b = r->new_bucket ? lookup(f, V_RET, -1, 0, r->new_bucket) : -1;
+	const struct ev *e;
+	size_t i = 0;
+
+	if (b >= 0 && (e = find_ev(f, &i, EV_STORE, 8, b, entry(f, R_RBX))))
+		found(r, "bucket_size", e->disp, "stkbucket");
+}
+
+/* mProf_FlushLocked(index): for b := mbuckets; b != nil; b = b.allnext {
+ * mp := b.mp(); mpc := &mp.future[index] ... } with index bounded by
+ * len(future) and scaled by sizeof(memRecordCycle) */
+static void from_flush_locked(struct flow *f, struct recovery *r)
+{
+	const struct ev *e;
+	size_t i = 0;
+	int64_t cycle;
+
+	while (r->bucket_mp && (e = find_ev(f, &i, EV_CALL, 0, -1, -2))) {
+		if (e->call != r->bucket_mp || e->v < 0)
+			continue;
+		if ((e = find_ev(f, &i, EV_LOAD, 8, e->v, -2)))
+			found(r, "bucket_allnext", e->disp, "mProf_FlushLocked");
+		break;
+	}
+	if (f->shl_arg0_imm < 4 || f->shl_arg0_imm > 8 || f->cmp_arg0_imm < 1 ||
+	    f->cmp_arg0_imm > 16)
+		return;
+	cycle = 1ll << f->shl_arg0_imm;
+	found(r, "memrecord_cycle_size", cycle, "mProf_FlushLocked");
+	found(r, "memrecord_size", cycle * (1 + f->cmp_arg0_imm), "mProf_FlushLocked");
+}
+
 /* The binary's own runtime.waitReasonStrings: `cmp al, N; jb` bounds the
  * index, `lea rdx, [rip+waitReasonStrings]` is the array of N strings. */
 static void from_wait_reason_string(struct flow *f, struct recovery *r)
 {
 	struct go_offsets *out = r->out;
-	int64_t n = f->cmp_al_imm;
+	int64_t n = f->cmp_arg0_imm; /* `cmp al, len(waitReasonStrings)` */
 	uint64_t arr = 0;
 	int got = 0;
 
@@ -936,6 +1045,11 @@ static const struct reader {
 	{ "runtime.(*mcache).allocLarge", from_alloc_large },
 	{ "runtime.(*sweepLocked).sweep", from_sweep },
 	{ "runtime.gcMarkTermination", from_mark_termination },
+	{ "runtime.(*bucket).stk", from_bucket_stk },
+	{ "runtime.(*bucket).mp", from_bucket_mp },
+	{ "runtime.newBucket", from_new_bucket },
+	{ "runtime.stkbucket", from_stkbucket },
+	{ "runtime.mProf_FlushLocked", from_flush_locked },
 	{ "runtime.waitReason.String", from_wait_reason_string },
 };
 
@@ -949,6 +1063,9 @@ int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 		.allm = global_addr(bin, "runtime.allm"),
 		.gc = global_addr(bin, "runtime.gcController"),
 		.ms = global_addr(bin, "runtime.memstats"),
+		.persistentalloc = func_entry(bin, "runtime.persistentalloc"),
+		.new_bucket = func_entry(bin, "runtime.newBucket"),
+		.bucket_mp = func_entry(bin, "runtime.(*bucket).mp"),
 	};
 	struct flow *f;
 	cs_insn *ci;
@@ -988,9 +1105,12 @@ int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 
 /* ---- merging with the table ---- */
 
+#define HEAP_PROFILE "heap profile (snapshot --heap, heap tiers)"
 /* What the features read, and what each disables when it is unknown. */
 static const struct field_use {
-	const char *field, *label, *disables; /* disables NULL: the goroutine list */
+	const char *field;    /* NULL: the wait-reason names */
+	const char *label;
+	const char *disables; /* NULL: the goroutine list itself */
 } field_uses[] = {
 	{ "g_atomicstatus", "g.atomicstatus", NULL },
 	{ "g_goid", "g.goid", NULL },
@@ -1009,10 +1129,15 @@ static const struct field_use {
 	{ "gc_total_free", "gcControllerState.totalFree", "freed-bytes total" },
 	{ "ms_numgc", "mstats.numgc", "GC cycle count" },
 	{ "status_leaked", "_Gleaked", "the leaked status" },
+	{ "bucket_header_size", "sizeof(runtime.bucket)", HEAP_PROFILE },
+	{ "bucket_allnext", "bucket.allnext", HEAP_PROFILE },
+	{ "bucket_nstk", "bucket.nstk", HEAP_PROFILE },
+	{ "bucket_size", "bucket.size", HEAP_PROFILE },
+	{ "memrecord_size", "sizeof(runtime.memRecord)", HEAP_PROFILE },
+	{ "memrecord_cycle_size", "sizeof(runtime.memRecordCycle)", HEAP_PROFILE },
 	/* never read from code: the table's or DWARF's only */
-	{ "bucket_header_size", "runtime.bucket/memRecord layout",
-	  "heap profile (snapshot --heap, heap tiers)" },
 	{ "mheap_arenas", "runtime.mheap/heapArena/mspan layout", "span-special heap walk" },
+	{ NULL, "runtime.waitReasonStrings", "wait reason names" },
 };
 
 static int get_field(const struct go_offsets *o, const char *name)
@@ -1060,11 +1185,51 @@ static void merge_row(const struct gobin *bin, const struct go_offsets *code,
 	memcpy(off->wait_reasons, code->wait_reasons, sizeof(off->wait_reasons));
 }
 
+/* Whether what u names is unknown in off (and something is lost by it). */
+static bool lost_field(const struct gobin *bin, const struct go_offsets *off,
+		       const struct field_use *u)
+{
+	if (!u->field)
+		return off->n_wait_reasons <= 0;
+	if (get_field(off, u->field) != GO_OFF_NONE)
+		return false;
+	/* no leak detector in this runtime: nothing lost */
+	return strcmp(u->field, "status_leaked") || func_entry(bin, "runtime.findGoroutineLeaks");
+}
+
+/* "a, b not recovered: X disabled; c not recovered: Y disabled", one group
+ * per feature, in field_uses order. */
+static void describe_lost(const struct gobin *bin, const struct go_offsets *off,
+			  struct strbuf *sb)
+{
+	const size_t n = sizeof(field_uses) / sizeof(field_uses[0]);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *d = field_uses[i].disables;
+		bool first = true, earlier = false;
+
+		for (size_t j = 0; j < i && !earlier; j++)
+			earlier = field_uses[j].disables && !strcmp(field_uses[j].disables, d);
+		if (!d || earlier)
+			continue;
+		for (size_t j = i; j < n; j++) {
+			if (!field_uses[j].disables || strcmp(field_uses[j].disables, d) ||
+			    !lost_field(bin, off, &field_uses[j]))
+				continue;
+			strbuf_printf(sb, "%s%s", first ? (sb->len ? "; " : "") : ", ",
+				      field_uses[j].label);
+			first = false;
+		}
+		if (!first)
+			strbuf_printf(sb, " not recovered: %s disabled", d);
+	}
+}
+
 int gobin_offsets_from_code(struct gobin *bin, char *err, size_t errlen)
 {
 	struct go_offsets code, *off = &bin->offsets;
-	char lost[768] = "", *p = lost;
-	const char *required = NULL;
+	const size_t n = sizeof(field_uses) / sizeof(field_uses[0]);
+	struct strbuf sb;
 	int ret;
 
 	ret = gobin_layout_recover(bin, &code);
@@ -1087,32 +1252,19 @@ int gobin_offsets_from_code(struct gobin *bin, char *err, size_t errlen)
 		off->status_dead = 6; /* _Gdead since go1.0 */
 	if (off->status_scan_bit == GO_OFF_NONE)
 		off->status_scan_bit = 0x1000;
-	for (size_t i = 0; i < sizeof(field_uses) / sizeof(field_uses[0]); i++) {
-		const struct field_use *u = &field_uses[i];
-
-		if (get_field(off, u->field) != GO_OFF_NONE)
-			continue;
-		if (!strcmp(u->field, "status_leaked") && !func_entry(bin, "runtime.findGoroutineLeaks"))
-			continue; /* no leak detector in this runtime: nothing lost */
-		if (!u->disables) {
-			required = required ? required : u->label;
-			continue;
-		}
-		p += snprintf(p, (size_t)(lost + sizeof(lost) - p), "%s%s not recovered: %s disabled",
-			      p == lost ? "" : "; ", u->label, u->disables);
-		if (p >= lost + sizeof(lost))
-			p = lost + sizeof(lost) - 1;
-	}
-	if (off->n_wait_reasons <= 0)
-		p += snprintf(p, (size_t)(lost + sizeof(lost) - p), "%sruntime.waitReasonStrings not recovered: wait reason names disabled",
-			      p == lost ? "" : "; ");
-	if (required)
-		return set_err(err, errlen, -ENOTSUP,
-			       "%s: %s has no offset table and no DWARF, and %s could not be recovered from its code: goroutines unreadable",
-			       bin->path, bin->ver.str, required);
-	if (lost[0])
-		log_warn("%s: %s (no offset table, no DWARF; layout read from code): %s",
-			 bin->path, bin->ver.str, lost);
+	for (size_t i = 0; i < n; i++)
+		if (field_uses[i].field && !field_uses[i].disables &&
+		    lost_field(bin, off, &field_uses[i]))
+			return set_err(err, errlen, -ENOTSUP,
+				       "%s: %s has no offset table and no DWARF, and %s could not be "
+				       "recovered from its code: goroutines unreadable",
+				       bin->path, bin->ver.str, field_uses[i].label);
+	strbuf_init(&sb, 2048);
+	describe_lost(bin, off, &sb);
+	if (sb.len)
+		log_warn("%s: %s (no offset table, no DWARF; layout read from code): %s", bin->path,
+			 bin->ver.str, sb.buf);
+	strbuf_free(&sb);
 	return 0;
 }
 

@@ -748,7 +748,9 @@ static void test_errors(void **state)
 		assert_int_equal(b->g_waitreason, a->g_waitreason);
 		assert_int_equal(b->g_waitsince, a->g_waitsince);
 		assert_int_equal(b->n_wait_reasons, a->n_wait_reasons);
-		assert_int_equal(b->bucket_header_size, GO_OFF_NONE); /* never from code */
+		assert_int_equal(b->bucket_header_size, a->bucket_header_size);
+		assert_int_equal(b->memrecord_size, a->memrecord_size);
+		assert_int_equal(b->mheap_arenas, GO_OFF_NONE); /* never from code */
 		gobin_free(real);
 	}
 	gobin_free(bin);

@@ -29,7 +29,8 @@ static const char *const covered[] = {
 	"g_waitsince", "g_waitreason", "g_parent_goid", "g_gopc", "g_startpc",
 	"m_alllink", "m_ncgocall", "m_curg", "gc_heap_live", "gc_heap_marked",
 	"gc_percent_heap_goal", "gc_total_alloc", "gc_total_free", "ms_numgc",
-	"status_dead", "status_scan_bit", "status_leaked",
+	"bucket_header_size", "bucket_allnext", "bucket_nstk", "bucket_size", "memrecord_size",
+	"memrecord_cycle_size", "status_dead", "status_scan_bit", "status_leaked",
 };
 #define NCOVERED (sizeof(covered) / sizeof(covered[0]))
 
