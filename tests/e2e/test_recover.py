@@ -15,6 +15,7 @@ import os
 import shutil
 
 import lib
+from test_heap import heap_snapshot, start_heapleak
 from test_snapshot import check_sites, snapshot
 
 NO_TABLE = {"MEMDRIFT_TEST_NO_OFFSET_TABLE": "1"}
@@ -159,3 +160,27 @@ def test_newer_than_table(t, ver, flavor):
                "heap.total_alloc_bytes vs TotalAlloc")
     t.note("%s read as %s: %d goroutines, sites equal the target's; %s"
            % (old, new, n, line[line.find("): ") + 3:][:100]))
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("stripped",)))
+def test_heap_profile_withheld(t, ver, flavor):
+    """`snapshot --heap` (runtime.mbuckets: bucket and memRecord layouts
+    from code) equals the one with the table, at heapleak's quiet point."""
+    tg = start_heapleak(t, ver, flavor)
+    for _ in range(4):
+        a = heap_snapshot(t, tg)[0]
+        rb = t.memdrift("snapshot", tg.pid, "--json", "--heap", env=NO_TABLE)
+        b = rb.json()
+        a2 = heap_snapshot(t, tg)[0]
+        if a["heap"]["gc_cycles"] == b["heap"]["gc_cycles"] == a2["heap"]["gc_cycles"]:
+            break
+    line = warning_line(rb, "table withheld, --heap")
+    assert b["offsets_source"] == "code", "offsets_source %r" % b["offsets_source"]
+    if a["heap_profile"] != a2["heap_profile"]:
+        lib.skip_or_fail("heap profile changed between two snapshots with the table")
+    assert b["heap_profile"] == a["heap_profile"], \
+        "heap profile without the table:\n%s\nwith it:\n%s" % (b["heap_profile"][:5],
+                                                               a["heap_profile"][:5])
+    inuse = sum(s["inuse_bytes"] for s in b["heap_profile"])
+    t.note("%d heap sites, %.1f MiB in use, same without the table; stderr: %s"
+           % (len(b["heap_profile"]), inuse / 2**20, line[line.find("): ") + 3:][:80] or "-"))
