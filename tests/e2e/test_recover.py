@@ -9,12 +9,18 @@ Go release memdrift has never seen looks like). Either way `snapshot
 (sites, counts, wait reasons, heap figures, cgo calls) and the target's own
 goroutine grouping, and stderr holds at most one line: the fields the code
 did not give and what they disable, none of them a field the snapshot shows.
+The same for `snapshot --heap` of the stripped heapleak (the heap profile's
+bucket/memRecord layout from code) and, on 1.26+, the goroutines the
+runtime marked leaked (_Gleaked from code) in the stripped goleak.
 """
 
 import os
+import re
 import shutil
+import urllib.request
 
 import lib
+import test_goleak
 from test_heap import heap_snapshot, start_heapleak
 from test_snapshot import check_sites, snapshot
 
@@ -184,3 +190,33 @@ def test_heap_profile_withheld(t, ver, flavor):
     inuse = sum(s["inuse_bytes"] for s in b["heap_profile"])
     t.note("%d heap sites, %.1f MiB in use, same without the table; stderr: %s"
            % (len(b["heap_profile"]), inuse / 2**20, line[line.find("): ") + 3:][:80] or "-"))
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("stripped",), vers=test_goleak.leak_versions()))
+def test_leaked_withheld(t, ver, flavor):
+    """_Gleaked from code (findGoroutineLeaks): after the target's own
+    goroutineleak profile was requested, memdrift without the table counts
+    the same leaked goroutines as the profile and as with the table."""
+    lib.need_root()
+    lib.need_memdrift()
+    tg = t.start_target(lib.target(ver, "goleak", flavor), test_goleak.LEAKS)
+    truth = tg.read_truth()
+    url = "http://127.0.0.1:%d/debug/pprof/goroutineleak?debug=1" % truth["port"]
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body = r.read().decode()
+    m = re.match(r"goroutineleak profile: total (\d+)", body)
+    if not m:
+        lib.fail("unexpected goroutineleak profile: %r" % body[:300])
+    total = int(m.group(1))
+    a = test_goleak.snapshot(t, tg)
+    rb = t.memdrift("snapshot", tg.pid, "--json", env=NO_TABLE)
+    b = rb.json()
+    warning_line(rb, "table withheld, goleak")
+    assert b["offsets_source"] == "code", "offsets_source %r" % b["offsets_source"]
+    assert b["goroutines_leaked"] == a["goroutines_leaked"] == total, \
+        "leaked: %d without the table, %d with, the runtime's profile %d" \
+        % (b["goroutines_leaked"], a["goroutines_leaked"], total)
+    leak = test_goleak.site(b, "main.leakOne")
+    assert leak["leaked"] == test_goleak.LEAKS and \
+        leak["states"].get("chan receive") == test_goleak.LEAKS, "main.leakOne %r" % leak
+    t.note("profile total %d = leaked %d without the table" % (total, b["goroutines_leaked"]))
