@@ -104,8 +104,17 @@ struct slot {
 	int32_t v;
 };
 
+#define MAX_JUMPS 64
+struct jump {
+	uint64_t target;
+	int64_t sp;
+	int32_t reg[NREGS];
+};
+
 struct flow {
 	const struct gobin *bin;
+	struct jump jumps[MAX_JUMPS]; /* pending forward jumps */
+	size_t njumps;
 	struct val vals[MAX_VALS];
 	size_t nvals;
 	struct ev evs[MAX_EVS];
@@ -253,22 +262,35 @@ static int32_t mem_operand(struct flow *f, const cs_x86_op *op, uint64_t next_pc
 {
 	int b = reg_index(op->mem.base);
 
+	int ix = reg_index(op->mem.index);
+	int32_t v;
+
 	*is_slot = false;
 	*disp = op->mem.disp;
-	if (op->mem.segment != X86_REG_INVALID || op->mem.index != X86_REG_INVALID)
+	if (op->mem.segment != X86_REG_INVALID)
 		return -1;
 	if (op->mem.base == X86_REG_RIP) {
 		*disp = 0;
-		return intern(f, V_ADDR, -1, 0, next_pc + (uint64_t)op->mem.disp);
+		return op->mem.index == X86_REG_INVALID ?
+			intern(f, V_ADDR, -1, 0, next_pc + (uint64_t)op->mem.disp) : -1;
 	}
 	if (b == R_RSP) {
-		*is_slot = true;
+		*is_slot = op->mem.index == X86_REG_INVALID;
 		*key = f->sp + op->mem.disp;
 		return -1;
 	}
-	if (b < 0 || b == R_RBP)
+	if (b < 0 || b == R_RBP || (op->mem.index != X86_REG_INVALID && ix < 0))
 		return -1;
-	return f->reg[b];
+	v = f->reg[b];
+	if (v < 0)
+		return -1;
+	if (ix >= 0) /* [base + index*scale + disp] */
+		v = f->reg[ix] >= 0 ? intern(f, V_INDEX, v, op->mem.scale, (uint64_t)f->reg[ix]) : -1;
+	else if (f->vals[v].kind == V_ADD) { /* [(b + k) + disp] is [b + k + disp] */
+		*disp += f->vals[v].k;
+		v = f->vals[v].base;
+	}
+	return v;
 }
 
 static void clobber_written(struct flow *f, csh cs, const cs_insn *ci)
@@ -413,6 +435,16 @@ static void step(struct flow *f, csh cs, const cs_insn *ci)
 		}
 		/* fall through */
 	case X86_INS_JMP:
+		/* a forward jump: its target starts with this state, not with
+		 * whatever falls into it (often a loop's back edge) */
+		if (ci->id == X86_INS_JMP && o0 && o0->type == X86_OP_IMM &&
+		    (uint64_t)o0->imm > ci->address && f->njumps < MAX_JUMPS) {
+			struct jump *j = &f->jumps[f->njumps++];
+
+			j->target = (uint64_t)o0->imm;
+			j->sp = f->sp;
+			memcpy(j->reg, f->reg, sizeof(j->reg));
+		}
 		/* the code after belongs to the frame again */
 		if (f->frame_set)
 			f->sp = f->frame_sp;
@@ -479,7 +511,7 @@ static int run(struct flow *f, csh cs, cs_insn *ci, const char *fname)
 	size_t avail, size, n = 0;
 	uint64_t addr;
 
-	f->nvals = f->nevs = f->nslots = 0;
+	f->nvals = f->nevs = f->nslots = f->njumps = 0;
 	f->sp = f->frame_sp = 0;
 	f->frame_set = false;
 	f->cmp_arg0_imm = f->shl_arg0_imm = -1;
@@ -504,6 +536,13 @@ static int run(struct flow *f, csh cs, cs_insn *ci, const char *fname)
 	while (n++ < MAX_INSNS && cs_disasm_iter(cs, &code, &size, &addr, ci)) {
 		if (ci->id == X86_INS_INT3)
 			break; /* padding to the next function */
+		for (size_t j = 0; j < f->njumps; j++)
+			if (f->jumps[j].target == ci->address) {
+				memcpy(f->reg, f->jumps[j].reg, sizeof(f->reg));
+				f->sp = f->jumps[j].sp;
+				f->jumps[j] = f->jumps[--f->njumps];
+				break;
+			}
 		step(f, cs, ci);
 	}
 	return 0;
