@@ -4,13 +4,14 @@
  * Each runtime function below is decoded once (Capstone) and run through a
  * small linear value tracker: registers and the frame's spill slots hold
  * symbolic values (the function's register arguments, g (R14), a load
- * [value+disp], value+constant, a call's results, a constant or a global's
- * address), and every access to memory that is not the frame is logged
- * with its base value, displacement and size. A field is then a statement of
- * the Go source spotted in that log, e.g. in runtime.newproc1
- * `newg.gopc = callerpc` is the one 8-byte store of the entry RCX. Branches
- * are ignored (the scan is linear), so every pattern states facts that hold
- * on every path of the statement it looks for, and each field is checked
+ * [value+disp], value+constant, value+index*scale, a call's results, a
+ * constant or a global's address), and every access to memory that is not
+ * the frame is logged with its base value, displacement and size. A field
+ * is then a statement of the Go source spotted in that log, e.g. in
+ * runtime.newproc1 `newg.gopc = callerpc` is the one 8-byte store of the
+ * entry RCX. Branches are ignored (the scan is linear; a forward jmp's
+ * state carries to its target), so every pattern states facts that hold on
+ * every path of the statement it looks for, and each field is checked
  * against the DWARF of every installed toolchain's binaries by
  * tests/unit/test_gobin_layout.c. Functions read, with the Go source they
  * compile (runtime/proc.go unless named):
@@ -40,8 +41,17 @@
  *   stkbucket              b.size = size
  *   mProf_FlushLocked      b = b.allnext; &mp.future[index]: index < len(future),
  *                          scaled by sizeof(memRecordCycle)         memRecord sizes
- * The mheap/heapArena/mspan/special layouts (the span-special heap walk)
- * and the special kinds are not read from code: table or DWARF only.
+ *   setprofilebucket       s.special.kind = _KindSpecialProfile; s.b = b (mprof.go)
+ *                          special.kind, specialprofile.b, _KindSpecialProfile
+ *   addspecial             offset := p - span.base(); kind := s.kind; *iter = s
+ *                          (iter from &span.specials); Or8(&ha.pageSpecials[..]) (mheap.go)
+ *                          mspan.startAddr, special.kind, mspan.specials, heapArena.pageSpecials
+ *   spanOfHeap             mheap_.arenas[0][l2].spans[...]      mheap.arenas, heapArena.spans
+ *   (*mspan).init          span.startAddr = base; span.npages = npages
+ *                          ((*mheap).allocSpan where it is inlined, 1.19)
+ *   gcSweep                mheap_.sweepArenas = mheap_.allArenas  mheap.allArenas
+ * Not read from code (nothing needs them): m.procid, gcControllerState.memoryLimit,
+ * mstats.last_gc_nanotime and, before 1.19, the gcControllerState.heapGoal field.
  */
 #include <capstone/capstone.h>
 #include <elf.h>
@@ -64,6 +74,7 @@
 #define NREGS 16
 #define MAX_G_SIZE 4096
 #define MAX_FIELD_OFFSET 2048 /* g and m fields sit well below this */
+#define MAX_FAR_OFFSET (16 << 20) /* mheap and heapArena fields */
 
 /* ---- symbolic values ---- */
 
@@ -574,6 +585,17 @@ static const struct ev *find_ev(const struct flow *f, size_t *from, uint8_t kind
 
 static bool plausible(int64_t off) { return off >= 0 && off < MAX_FIELD_OFFSET; }
 
+/* mheap (~64 KiB of page allocator first) and heapArena (2 MiB of bitmap
+ * before spans until 1.22) fields sit far out; constants are small numbers */
+static bool plausible_for(const char *field, int64_t value)
+{
+	if (!strncmp(field, "mheap_", 6) || !strncmp(field, "heaparena_", 10))
+		return value >= 0 && value < MAX_FAR_OFFSET;
+	if (!strncmp(field, "status_", 7) || !strncmp(field, "kind_", 5))
+		return value >= 0 && value <= 0xffff;
+	return plausible(value);
+}
+
 /* ---- the patterns ---- */
 
 struct recovery {
@@ -582,6 +604,7 @@ struct recovery {
 	/* link-time addresses the patterns refer to, 0 unknown */
 	uint64_t casgstatus, newobject, sched, allm, gc, ms;
 	uint64_t persistentalloc, new_bucket, bucket_mp;
+	uint64_t mheap, span_of_heap;
 };
 
 static int *field_ptr(struct go_offsets *o, const char *name)
@@ -597,8 +620,7 @@ static void found(struct recovery *r, const char *field, int64_t value, const ch
 {
 	int *p = field_ptr(r->out, field);
 
-	if (!p || (strncmp(field, "status_", 7) && !plausible(value)) || value < 0 ||
-	    value > 0xffff)
+	if (!p || !plausible_for(field, value))
 		return;
 	if (*p == GO_OFF_NONE) {
 		*p = (int)value;
@@ -1010,6 +1032,158 @@ static void from_flush_locked(struct flow *f, struct recovery *r)
 	found(r, "memrecord_size", cycle * (1 + f->cmp_arg0_imm), "mProf_FlushLocked");
 }
 
+/* setprofilebucket(p, b): s := specialprofilealloc.alloc();
+ * s.special.kind = _KindSpecialProfile; s.b = b */
+static void from_setprofilebucket(struct flow *f, struct recovery *r)
+{
+	const struct ev *e;
+	size_t i = 0;
+	int32_t sp;
+
+	if (!(e = find_ev(f, &i, EV_STORE, 8, -1, entry(f, R_RBX))))
+		return;
+	sp = e->base;
+	found(r, "specialprofile_b", e->disp, "setprofilebucket");
+	for (i = 0; (e = find_ev(f, &i, EV_STORE, 1, sp, -2));)
+		if (e->v >= 0 && f->vals[e->v].kind == V_IMM) {
+			found(r, "special_kind", e->disp, "setprofilebucket");
+			found(r, "kind_special_profile", f->vals[e->v].k, "setprofilebucket");
+			break;
+		}
+}
+
+/* addspecial(p, s, force): span := spanOfHeap(p); offset := p - span.base();
+ * kind := s.kind; iter := &span.specials ...; *iter = s; then
+ * atomic.Or8(&ha.pageSpecials[arenaPage/8], ...) */
+static void from_addspecial(struct flow *f, struct recovery *r)
+{
+	int32_t span = r->span_of_heap ? lookup(f, V_RET, -1, 0, r->span_of_heap) : -1;
+	int32_t s = entry(f, R_RBX);
+	const struct ev *e;
+	size_t i = 0;
+
+	if (span < 0)
+		return;
+	for (; i < f->nevs; i++) {
+		e = &f->evs[i];
+		if ((e->kind == EV_READ || e->kind == EV_LOAD) && e->size == 8 && e->base == span) {
+			found(r, "mspan_start_addr", e->disp, "addspecial");
+			break;
+		}
+	}
+	i = 0;
+	if ((e = find_ev(f, &i, EV_LOAD, 1, s, -2)))
+		found(r, "special_kind", e->disp, "addspecial");
+	i = 0;
+	if ((e = find_ev(f, &i, EV_STORE, 8, span, s)))
+		found(r, "mspan_specials", e->disp, "addspecial");
+	for (i = 0; (e = find_ev(f, &i, EV_RMW, 1, -1, -2));)
+		if (f->vals[e->base].kind == V_INDEX) {
+			found(r, "heaparena_page_specials", e->disp, "addspecial");
+			break;
+		}
+}
+
+/* spanOfHeap: ha := mheap_.arenas[0][ri.l2()]; s := ha.spans[(p/pageSize)%pagesPerArena] */
+static void from_span_of_heap(struct flow *f, struct recovery *r)
+{
+	int32_t arenas = -1;
+
+	for (size_t i = 0; r->mheap && i < f->nevs; i++) {
+		const struct ev *e = &f->evs[i];
+		const struct val *b = &f->vals[e->base];
+
+		if (e->kind == EV_CALL || e->size != 8)
+			continue;
+		if (arenas < 0 && e->kind == EV_LOAD && b->kind == V_ADDR && b->a >= r->mheap &&
+		    b->a - r->mheap < MAX_FAR_OFFSET) {
+			found(r, "mheap_arenas", (int64_t)(b->a - r->mheap), "spanOfHeap");
+			arenas = e->v;
+			continue;
+		}
+		if (arenas >= 0 && e->kind == EV_LOAD && b->kind == V_INDEX) {
+			const struct val *ha = &f->vals[b->base];
+
+			if (ha->kind == V_LOAD && f->vals[ha->base].kind == V_INDEX &&
+			    f->vals[ha->base].base == arenas) {
+				found(r, "heaparena_spans", e->disp, "spanOfHeap");
+				return;
+			}
+		}
+	}
+}
+
+/* (*mspan).init(base, npages): span.startAddr = base; span.npages = npages */
+static void from_mspan_init(struct flow *f, struct recovery *r)
+{
+	const struct ev *e;
+	size_t i = 0;
+
+	if ((e = find_ev(f, &i, EV_STORE, 8, entry(f, R_RAX), entry(f, R_RBX))))
+		found(r, "mspan_start_addr", e->disp, "(*mspan).init");
+	i = 0;
+	if ((e = find_ev(f, &i, EV_STORE, 8, entry(f, R_RAX), entry(f, R_RCX))))
+		found(r, "mspan_npages", e->disp, "(*mspan).init");
+}
+
+/* (*mheap).allocSpan(npages, ...) where (*mspan).init is inlined (1.19):
+ * s is the P's cached mspan or h.allocMSpanLocked(); s.init(base, npages).
+ * Only when (*mspan).init did not say. */
+static void from_alloc_span(struct flow *f, struct recovery *r)
+{
+	int *have = field_ptr(r->out, "mspan_npages");
+	const struct ev *e;
+	size_t i = 0;
+
+	if (!have || *have != GO_OFF_NONE)
+		return;
+	while ((e = find_ev(f, &i, EV_STORE, 8, -1, entry(f, R_RBX))))
+		if (f->vals[e->base].kind == V_LOAD || f->vals[e->base].kind == V_RET) {
+			found(r, "mspan_npages", e->disp, "(*mheap).allocSpan");
+			return;
+		}
+}
+
+/* gcSweep: mheap_.sweepArenas = mheap_.allArenas (heapArenas from 1.25), a
+ * slice copied word by word: ptr, len, cap loaded and stored back */
+static void from_gc_sweep(struct flow *f, struct recovery *r)
+{
+	int64_t best = -1;
+
+	for (size_t i = 0; r->mheap && i < f->nevs; i++) {
+		const struct ev *e = &f->evs[i];
+		const struct val *b = &f->vals[e->base], *v = e->v >= 0 ? &f->vals[e->v] : NULL;
+		int64_t d, st;
+		int words = 0;
+
+		if (e->kind != EV_STORE || e->size != 8 || b->kind != V_ADDR || !v ||
+		    v->kind != V_LOAD || f->vals[v->base].kind != V_ADDR)
+			continue;
+		d = (int64_t)(f->vals[v->base].a - r->mheap);
+		st = (int64_t)(b->a - r->mheap);
+		if (d < 0 || d >= MAX_FAR_OFFSET || st < 0 || st >= MAX_FAR_OFFSET || st == d)
+			continue;
+		/* the three words of one slice: [d, d+8, d+16] into [st, st+8, st+16] */
+		for (size_t j = 0; j < f->nevs; j++) {
+			const struct ev *g = &f->evs[j];
+			const struct val *gb = &f->vals[g->base];
+			const struct val *gv = g->v >= 0 ? &f->vals[g->v] : NULL;
+
+			if (g->kind != EV_STORE || g->size != 8 || gb->kind != V_ADDR || !gv ||
+			    gv->kind != V_LOAD || f->vals[gv->base].kind != V_ADDR)
+				continue;
+			for (int w = 1; w <= 2; w++)
+				if ((int64_t)(gb->a - r->mheap) == st + 8 * w &&
+				    (int64_t)(f->vals[gv->base].a - r->mheap) == d + 8 * w)
+					words |= 1 << w;
+		}
+		if (words == 6 && (best < 0 || d < best))
+			best = d;
+	}
+	if (best >= 0)
+		found(r, "mheap_all_arenas", best, "gcSweep");
+}
+
 /* The binary's own runtime.waitReasonStrings: `cmp al, N; jb` bounds the
  * index, `lea rdx, [rip+waitReasonStrings]` is the array of N strings. */
 static void from_wait_reason_string(struct flow *f, struct recovery *r)
@@ -1089,6 +1263,12 @@ static const struct reader {
 	{ "runtime.newBucket", from_new_bucket },
 	{ "runtime.stkbucket", from_stkbucket },
 	{ "runtime.mProf_FlushLocked", from_flush_locked },
+	{ "runtime.setprofilebucket", from_setprofilebucket },
+	{ "runtime.addspecial", from_addspecial },
+	{ "runtime.spanOfHeap", from_span_of_heap },
+	{ "runtime.(*mspan).init", from_mspan_init },
+	{ "runtime.(*mheap).allocSpan", from_alloc_span },
+	{ "runtime.gcSweep", from_gc_sweep },
 	{ "runtime.waitReason.String", from_wait_reason_string },
 };
 
@@ -1105,6 +1285,8 @@ int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 		.persistentalloc = func_entry(bin, "runtime.persistentalloc"),
 		.new_bucket = func_entry(bin, "runtime.newBucket"),
 		.bucket_mp = func_entry(bin, "runtime.(*bucket).mp"),
+		.mheap = global_addr(bin, "runtime.mheap_"),
+		.span_of_heap = func_entry(bin, "runtime.spanOfHeap"),
 	};
 	struct flow *f;
 	cs_insn *ci;
@@ -1145,6 +1327,7 @@ int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out)
 /* ---- merging with the table ---- */
 
 #define HEAP_PROFILE "heap profile (snapshot --heap, heap tiers)"
+#define HEAP_WALK "span-special heap walk (the heap profile tier's frees)"
 /* What the features read, and what each disables when it is unknown. */
 static const struct field_use {
 	const char *field;    /* NULL: the wait-reason names */
@@ -1174,8 +1357,16 @@ static const struct field_use {
 	{ "bucket_size", "bucket.size", HEAP_PROFILE },
 	{ "memrecord_size", "sizeof(runtime.memRecord)", HEAP_PROFILE },
 	{ "memrecord_cycle_size", "sizeof(runtime.memRecordCycle)", HEAP_PROFILE },
-	/* never read from code: the table's or DWARF's only */
-	{ "mheap_arenas", "runtime.mheap/heapArena/mspan layout", "span-special heap walk" },
+	{ "mheap_arenas", "mheap.arenas", HEAP_WALK },
+	{ "mheap_all_arenas", "mheap.allArenas", HEAP_WALK },
+	{ "heaparena_spans", "heapArena.spans", HEAP_WALK },
+	{ "heaparena_page_specials", "heapArena.pageSpecials", HEAP_WALK },
+	{ "mspan_start_addr", "mspan.startAddr", HEAP_WALK },
+	{ "mspan_npages", "mspan.npages", HEAP_WALK },
+	{ "mspan_specials", "mspan.specials", HEAP_WALK },
+	{ "special_kind", "special.kind", HEAP_WALK },
+	{ "specialprofile_b", "specialprofile.b", HEAP_WALK },
+	{ "kind_special_profile", "_KindSpecialProfile", HEAP_WALK },
 	{ NULL, "runtime.waitReasonStrings", "wait reason names" },
 };
 

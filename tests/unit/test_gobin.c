@@ -750,7 +750,8 @@ static void test_errors(void **state)
 		assert_int_equal(b->n_wait_reasons, a->n_wait_reasons);
 		assert_int_equal(b->bucket_header_size, a->bucket_header_size);
 		assert_int_equal(b->memrecord_size, a->memrecord_size);
-		assert_int_equal(b->mheap_arenas, GO_OFF_NONE); /* never from code */
+		assert_int_equal(b->mheap_arenas, a->mheap_arenas);
+		assert_int_equal(b->kind_special_profile, a->kind_special_profile);
 		gobin_free(real);
 	}
 	gobin_free(bin);

@@ -22,6 +22,9 @@
 #include "go_offsets.h"
 #include "gobin.h"
 #include "gobin_internal.h"
+#include "heap_trace.h"
+#include "heap_walk.h"
+#include "heapprof.h"
 
 /* What gobin_layout.c recovers; every other field stays the table's. */
 static const char *const covered[] = {
@@ -30,7 +33,10 @@ static const char *const covered[] = {
 	"m_alllink", "m_ncgocall", "m_curg", "gc_heap_live", "gc_heap_marked",
 	"gc_percent_heap_goal", "gc_total_alloc", "gc_total_free", "ms_numgc",
 	"bucket_header_size", "bucket_allnext", "bucket_nstk", "bucket_size", "memrecord_size",
-	"memrecord_cycle_size", "status_dead", "status_scan_bit", "status_leaked",
+	"memrecord_cycle_size", "mheap_arenas", "mheap_all_arenas", "heaparena_spans",
+	"heaparena_page_specials", "mspan_start_addr", "mspan_npages", "mspan_specials",
+	"special_kind", "specialprofile_b", "kind_special_profile",
+	"status_dead", "status_scan_bit", "status_leaked",
 };
 #define NCOVERED (sizeof(covered) / sizeof(covered[0]))
 
@@ -148,6 +154,21 @@ static void check(int minor, const char *path, const char *name, const char *ref
 		if (!cov)
 			CHECK(go_offsets_field(&code, i) == GO_OFF_NONE, "%s set by code",
 			      go_offsets_fields[i].name);
+	}
+	/* what the heap tiers build from it is accepted as from the table */
+	{
+		struct heap_bucket_layout hl;
+		struct heap_walk_layout wl;
+		unsigned kind_profile;
+		int kind_off, bucket_off;
+		uint64_t mheap = 0;
+
+		CHECK(heap_layout_from_offsets(&code, &hl) == 0, "heap profile layout refused");
+		CHECK(heap_special_layout(&code, &kind_off, &kind_profile, &bucket_off) == 0,
+		      "special layout refused");
+		CHECK(gobin_global(bin, "runtime.mheap_", &mheap) == 0 &&
+		      heap_walk_layout_init(&wl, &code, mheap, kind_off, kind_profile, bucket_off) == 0,
+		      "heap walk layout refused");
 	}
 	n = symtab_wait_reasons(ref_path, names);
 	CHECK(n > 20, "oracle: %d wait reasons in .symtab of %s", n, ref_path);
