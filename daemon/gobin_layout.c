@@ -1494,6 +1494,9 @@ int gobin_offsets_from_code(struct gobin *bin, char *err, size_t errlen)
 	if (sb.len)
 		log_warn("%s: %s (no offset table, no DWARF; layout read from code): %s", bin->path,
 			 bin->ver.str, sb.buf);
+	else
+		log_info("%s: %s: no offset table, no DWARF; every field read from code",
+			 bin->path, bin->ver.str);
 	strbuf_free(&sb);
 	return 0;
 }
