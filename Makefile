@@ -43,7 +43,7 @@ FUZZ_LIB_SRCS := $(filter-out daemon/main.c,$(DAEMON_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
-.PHONY: all deps test demo clean unit fuzz tools targets e2e bench
+.PHONY: all deps test demo clean unit fuzz tools targets realprogs e2e bench
 all: $(OUTPUT)/memdrift
 
 deps:
@@ -121,8 +121,13 @@ targets: | $(OUTPUT)
 	$(Q)bash tests/targets/build.sh $(OUTPUT)/targets
 	$(Q)bash tests/targets/jni/build.sh $(OUTPUT)/targets/jni
 
+# Real Go servers from Debian's unstable suite, unpacked (not installed).
+realprogs: | $(OUTPUT)
+	$(Q)bash scripts/fetch-real-programs $(OUTPUT)/realprogs || \
+		echo "  (test_real_programs will fail under CI=true, skip otherwise)"
+
 test: deps
-	$(Q)$(MAKE) --no-print-directory all unit fuzz tools targets
+	$(Q)$(MAKE) --no-print-directory all unit fuzz tools targets realprogs
 	$(Q)bash tests/run-all.sh
 
 demo: deps

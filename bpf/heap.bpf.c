@@ -19,8 +19,9 @@
  *                     walk (daemon/heap_walk.c) cannot run: by default the
  *                     walk retires dead samples from ht_objects, and a
  *                     sampled object costs one probe hit in all.
- *   ht_mprof_free     runtime.mProf_Free(b, size): the same counts where the
- *                     runtime.special layout is not known (no object ages)
+ *   ht_mprof_free     runtime.mProf_Free(b[, size]): the same counts where the
+ *                     runtime.special layout is not known (no object ages); the
+ *                     size from bucket.size (1.27 passes none)
  * Trace tier:
  *   ht_mallocgc       runtime.mallocgc on every call (and the size-specialized
  *                     allocators the 1.27 compiler calls directly): counts, log2 size
@@ -352,8 +353,13 @@ int ht_mprof_free(struct pt_regs *ctx)
 	stat_inc(HT_STAT_FREE_HITS);
 	c = bucket_counts(tgid, ctx->ax);
 	if (c) {
+		__u64 size = 0;
+
+		/* bucket.size, not the size argument 1.27 dropped */
+		bpf_probe_read_user(&size, sizeof(size),
+				    (const void *)(ctx->ax + 8 * HT_COOKIE_BUCKET_SIZE_SLOT_OF(cookie)));
 		__sync_fetch_and_add(&c->frees, 1);
-		__sync_fetch_and_add(&c->free_bytes, ctx->bx);
+		__sync_fetch_and_add(&c->free_bytes, size);
 	}
 	return 0;
 }

@@ -981,7 +981,7 @@ int cmd_ps_probes(int pid, int json)
 		place_go_function(&t, later[i].name, later[i].role, &rows[n++]);
 	/* the heap profile tier's plan as attach would make it: frees from
 	 * the heap walk where its layout is known, else a free probe */
-	if (heap_trace__plan(&t, true, false, heap_trace_walk_layout(&t, &wl) != 0, hp,
+	if (heap_trace__plan(&t, true, false, heap_trace_walk_layout(&t, &wl) != 0, false, hp,
 			     HEAP_PROBES_MAX, &nhp, err, sizeof(err)))
 		log_warn("%s", err);
 	for (size_t i = 0; i < nhp; i++) {

@@ -485,7 +485,8 @@ int heap_trace_walk_layout(const struct go_target *t, struct heap_walk_layout *w
 }
 
 int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool free_probe,
-		     struct heap_probe *probes, size_t max, size_t *n, char *err, size_t errlen)
+		     bool mprof_free, struct heap_probe *probes, size_t max, size_t *n, char *err,
+		     size_t errlen)
 {
 	const struct go_version *v = gobin_version(t->bin);
 	unsigned kind_profile;
@@ -497,7 +498,8 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool f
 		 * in place before the allocation probes loses nothing. freeSpecial
 		 * gives the bucket and the object in one probe; mProf_Free only
 		 * the bucket, for releases whose special layout is unknown. */
-		if (v && !heap_special_layout(gobin_offsets(t->bin), &kind_off, &kind_profile, &bucket_off))
+		if (!mprof_free && v &&
+		    !heap_special_layout(gobin_offsets(t->bin), &kind_off, &kind_profile, &bucket_off))
 			ret = plan_one(t, HEAP_PROBE_FREE_SPECIAL, "runtime.freeSpecial", probes, max, n,
 				       err, errlen);
 		else
@@ -726,12 +728,13 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 	}
 	/* Frees from the heap walk where its layout is known (one probe hit
 	 * per sample), else from the freeSpecial probe. */
-	t->walk = profile && !t->opts.free_probe && heap_trace_walk_layout(go, &t->wl) == 0;
-	if (profile && !t->walk && !t->opts.free_probe)
+	t->walk = profile && !t->opts.free_probe && !t->opts.mprof_free &&
+		  heap_trace_walk_layout(go, &t->wl) == 0;
+	if (profile && !t->walk && !t->opts.free_probe && !t->opts.mprof_free)
 		log_debug("%s: heap walk layout unknown: sampled objects' frees from the "
 			  "freeSpecial probe", path_base(go->exe.exe));
-	ret = heap_trace__plan(go, profile, t->opts.trace, !t->walk, t->probes, HEAP_PROBES_MAX,
-			       &t->nprobes, err, errlen);
+	ret = heap_trace__plan(go, profile, t->opts.trace, !t->walk, t->opts.mprof_free, t->probes,
+			       HEAP_PROBES_MAX, &t->nprobes, err, errlen);
 	if (ret)
 		return ret;
 	ret = bpf_util_check(err, errlen);
@@ -744,7 +747,10 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 		return set_err(err, errlen, ret, "BPF unavailable: loading heap.bpf.o: %s",
 			       strerror(-ret));
 	}
-	if (v && !heap_special_layout(gobin_offsets(go->bin), &kind_off, &kind_profile, &bucket_off)) {
+	/* sampled objects are tracked only where something retires them (the
+	 * walk or freeSpecial); mProf_Free tells the bucket, not the object */
+	if (v && !t->opts.mprof_free &&
+	    !heap_special_layout(gobin_offsets(go->bin), &kind_off, &kind_profile, &bucket_off)) {
 		cfg.special_kind_off = kind_off;
 		cfg.special_kind_profile = kind_profile;
 		cfg.special_bucket_off = bucket_off;
@@ -795,6 +801,15 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 			cookie |= HT_COOKIE_MPROF_MP;
 		if (p->kind == HEAP_PROBE_MALLOCGC)
 			cookie |= HT_COOKIE_MIN_SIZE(p->min_size);
+		/* mProf_Free(b[, size]): the size from the bucket, which 1.27
+		 * no longer passes (it equals the argument before) */
+		if (p->kind == HEAP_PROBE_MPROF_FREE) {
+			const struct go_offsets *o = gobin_offsets(go->bin);
+
+			if (o->bucket_size < 0 || o->bucket_size % 8 || o->bucket_size / 8 > 15)
+				return set_err(err, errlen, -ENOTSUP, "runtime.bucket.size unknown");
+			cookie |= HT_COOKIE_BUCKET_SIZE_SLOT((unsigned)o->bucket_size / 8);
+		}
 		if (p->kind == HEAP_PROBE_MPROF_MALLOC_BUCKET) {
 			cookie |= HT_COOKIE_SLOTS((unsigned)p->p_slot, (unsigned)p->size_slot);
 			if (cfg.special_kind_off >= 0)
@@ -862,7 +877,8 @@ static int lookup_pc(const struct go_target *go, uint64_t pc, bool is_return,
 	return gobin_pc_lookup(go->bin, pc - go->bias - (is_return ? 1 : 0), info);
 }
 
-/* The first frame outside the runtime (the leaf when all are runtime). */
+/* The first frame outside the runtime (when all are runtime, the leaf below
+ * the allocator's own frames). */
 static void site_of(const struct go_target *go, const uint64_t *stk, size_t n, bool first_is_ip,
 		    const char **fn, const char **file, int *line)
 {
@@ -875,7 +891,8 @@ static void site_of(const struct go_target *go, const uint64_t *stk, size_t n, b
 	for (size_t i = 0; i < n; i++) {
 		if (lookup_pc(go, stk[i], !(first_is_ip && i == 0), &info) < 0 || !info.func)
 			continue;
-		if (!have || !heap_is_runtime_func(info.func)) {
+		if (!have || !heap_is_runtime_func(info.func) ||
+		    (heap_is_alloc_frame(*fn) && !heap_is_alloc_frame(info.func))) {
 			*fn = info.func;
 			*file = info.file ? info.file : "?";
 			*line = info.line;
@@ -1139,6 +1156,8 @@ static void poll_profile(struct heap_trace *t)
 					  b->base_free_bytes, &b->k, &cnt, &bytes);
 		}
 		s->live_samples = (uint64_t)cnt;
+		s->freed_samples = b->k.frees;
+		s->freed_bytes = b->k.free_bytes;
 		heap_scale_sample(cnt, bytes, t->rate, &s->inuse_objects, &s->inuse_bytes);
 		heap_scale_sample((int64_t)(b->base_allocs + b->k.allocs),
 				  (int64_t)(b->base_alloc_bytes + b->k.alloc_bytes), t->rate,
@@ -1162,6 +1181,8 @@ static void poll_profile(struct heap_trace *t)
 				d->alloc_bytes += v[i].alloc_bytes;
 				d->alloc_objects += v[i].alloc_objects;
 				d->live_samples += v[i].live_samples;
+				d->freed_samples += v[i].freed_samples;
+				d->freed_bytes += v[i].freed_bytes;
 				d->live_tracked += v[i].live_tracked;
 				if (v[i].oldest_sample_ns &&
 				    (!d->oldest_sample_ns || v[i].oldest_sample_ns < d->oldest_sample_ns))
@@ -1420,6 +1441,10 @@ int heap_trace__json(struct heap_trace *t, struct json_object *obj, size_t max_s
 			json_object_object_add(so, "alloc_bytes", json_object_new_int64(s->alloc_bytes));
 			json_object_object_add(so, "alloc_objects", json_object_new_int64(s->alloc_objects));
 			json_object_object_add(so, "live_samples", json_object_new_int64((int64_t)s->live_samples));
+			json_object_object_add(so, "freed_samples",
+					       json_object_new_int64((int64_t)s->freed_samples));
+			json_object_object_add(so, "freed_bytes",
+					       json_object_new_int64((int64_t)s->freed_bytes));
 			json_object_object_add(so, "live_samples_since_attach",
 					       json_object_new_int64((int64_t)s->live_tracked));
 			/* age of the oldest live sample seen since attach; samples

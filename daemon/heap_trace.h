@@ -70,6 +70,9 @@ struct heap_trace_opts {
 	/* Sampled objects' frees from a runtime.freeSpecial probe (a second
 	 * probe hit per sample) even where the heap walk could tell them. */
 	bool free_probe;
+	/* Frees from the runtime.mProf_Free probe (bucket counts only, no
+	 * object ages), as where the special layout is unknown: for tests. */
+	bool mprof_free;
 };
 
 enum heap_profile_state {
@@ -112,6 +115,8 @@ struct heap_trace_site {
 	int line;
 	int64_t inuse_bytes, inuse_objects, alloc_bytes, alloc_objects;
 	uint64_t live_samples;      /* sampled objects alive (raw) */
+	uint64_t freed_samples;     /* frees counted by a free probe since attach (raw) */
+	uint64_t freed_bytes;       /* and their bytes */
 	uint64_t live_tracked;      /* of which sampled since attach: their age is known */
 	uint64_t oldest_sample_ns;  /* CLOCK_MONOTONIC of the oldest tracked live sample; 0 none */
 	uint32_t buckets;
@@ -152,7 +157,8 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out);
 /* The probes for t's executable (no BPF needed). 0 or negative errno. */
 int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool free_probe,
-		     struct heap_probe *probes, size_t max, size_t *n, char *err, size_t errlen);
+		     bool mprof_free, struct heap_probe *probes, size_t max, size_t *n, char *err,
+		     size_t errlen);
 /* The heap walk's layout for t's binary (offsets, runtime.mheap_, special
  * layout): 0, or -ENOTSUP when part of it is unknown. */
 int heap_trace_walk_layout(const struct go_target *t, struct heap_walk_layout *wl);

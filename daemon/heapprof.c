@@ -340,6 +340,19 @@ bool heap_is_runtime_func(const char *name)
 			strncmp(name, "internal/runtime/", 17) == 0);
 }
 
+bool heap_is_alloc_frame(const char *name)
+{
+	static const char *const prefixes[] = {
+		"runtime.mallocgc", "runtime.newobject", "runtime.newarray", "runtime.makeslice",
+		"runtime.growslice", "runtime.profilealloc",
+	};
+
+	for (size_t i = 0; name && i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
 /* pc -> function/file/line: every heap stack entry is a return address, so
  * look up pc-1 (the call instruction), as runtime.CallersFrames does. */
 static int lookup_return_pc(const struct go_target *t, uint64_t pc, struct gobin_pcinfo *info)
@@ -395,7 +408,10 @@ int heap_profile_sites(const struct go_target *t, const struct heap_profile *p,
 		for (uint32_t k = 0; k < r->nstk; k++) {
 			if (lookup_return_pc(t, r->stack[k], &info) < 0 || !info.func)
 				continue;
-			if (!have_first) {
+			/* the leaf to show for an all-runtime stack: not the
+			 * allocator's own frames, which 1.26+ keeps at the top */
+			if (!have_first || (heap_is_alloc_frame(first.func) &&
+					    !heap_is_alloc_frame(info.func))) {
 				first = info;
 				have_first = true;
 				s->pc = r->stack[k];
@@ -406,7 +422,7 @@ int heap_profile_sites(const struct go_target *t, const struct heap_profile *p,
 				break;
 			}
 		}
-		/* an all-runtime stack keeps its leaf frame, as runtime/pprof does */
+		/* an all-runtime stack keeps its leaf frame below the allocator's */
 		s->function = have_first ? first.func : "??";
 		s->file = have_first && first.file ? first.file : "?";
 		s->line = have_first ? first.line : 0;

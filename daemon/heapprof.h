@@ -130,6 +130,9 @@ json_object *heap_sites_to_json(const struct heap_site *sites, size_t n, size_t 
 
 /* Is this a runtime-internal function (trimmed above the allocation site)? */
 bool heap_is_runtime_func(const char *name);
+/* runtime.mallocgc*, newobject, newarray, makeslice*, growslice,
+ * profilealloc: the allocator's own frames, which lead 1.26+ bucket stacks. */
+bool heap_is_alloc_frame(const char *name);
 
 /* The profile as pprof: sample types alloc_objects/count, alloc_space/bytes,
  * inuse_objects/count, inuse_space/bytes; period space/bytes = rate; default

@@ -55,6 +55,10 @@
 #define HT_SPECIALIZED_MAX 2047u
 #define HT_COOKIE_MIN_SIZE(n) (((__u64)(n) & HT_SPECIALIZED_MAX) << 20)
 #define HT_COOKIE_MIN_SIZE_OF(c) ((__u32)(((c) >> 20) & HT_SPECIALIZED_MAX))
+/* ht_mprof_free: bucket.size at 8 x slot (bits 20-23): the freed size, which
+ * mProf_Free(b) no longer passes from 1.27. */
+#define HT_COOKIE_BUCKET_SIZE_SLOT(n) (((__u64)(n) & 15u) << 20)
+#define HT_COOKIE_BUCKET_SIZE_SLOT_OF(c) ((__u32)(((c) >> 20) & 15u))
 
 /* Per traced process (key: tgid). ht_mprof_malloc_bucket and
  * ht_free_special, the hot pair, carry what they need in their cookies. */

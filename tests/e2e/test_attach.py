@@ -143,9 +143,9 @@ def quiet_points(t, tg, proc, log, npoints, what):
 
 
 def exact_cases():
-    """Every toolchain plain and stripped; pie and cgo with the newest."""
+    """Every toolchain plain and stripped; pie and cgo with the two newest."""
     return (lib.target_cases(flavors=("plain", "stripped")) +
-            lib.target_cases(flavors=("pie", "cgo"), vers=lib.versions()[-1:]))
+            lib.target_cases(flavors=("pie", "cgo"), vers=lib.versions()[-2:]))
 
 
 @lib.cases(exact_cases)

@@ -141,7 +141,15 @@ def check_no_drops(stats):
 
 def tier_cases():
     out = [(i, a + (False,)) for i, a in lib.target_cases(flavors=("plain", "stripped", "pie"))]
+    # 1.26+: the heap walk with the Green Tea GC (default) and without it
+    newer = [v for v in lib.versions() if int(v.split(".")[1]) >= 26]
+    out += [(i, a + (False,)) for i, a in lib.target_cases(flavors=("nogreentea", "cgo"),
+                                                           vers=newer)]
     out += [(i + "_free_probe", a + (True,)) for i, a in lib.target_cases(flavors=("plain",))]
+    # the mProf_Free probe (used where the special layout is unknown): its
+    # size comes from the bucket, as 1.27's mProf_Free(b) passes none
+    out += [(i + "_mprof_free", a + ("mprof_free",))
+            for i, a in lib.target_cases(flavors=("plain",), vers=lib.versions()[-3:])]
     return out
 
 
@@ -151,14 +159,16 @@ def test_tiers_agree(t, ver, flavor, free_probe):
     lib.need_root_bpf()
     build_dump()  # before the target: the probes must be in early
     tg = t.start_target(lib.target(ver, "heapleak", flavor), *HEAPLEAK_ARGS, wait=False)
+    mprof_free = free_probe == "mprof_free"
     d = Dump(t, tg.pid, "-i", "250", "-w", "-n", "50", "-v",
-             *(["--free-probe"] if free_probe else []))
+             *(["--mprof-free"] if mprof_free else ["--free-probe"] if free_probe else []))
     names = {p["name"]: p for p in d.ready["probes"]}
     # mProf_Malloc probed in its body after stkbucket (bucket and object in
     # one hit) on every toolchain here: no setprofilebucket probe needed.
     if "runtime.setprofilebucket" in names:
         lib.fail("mProf_Malloc body not recognised, three probes planned: %s" % sorted(names))
-    want = ["runtime.mProf_Malloc"] + (["runtime.freeSpecial"] if free_probe else [])
+    want = ["runtime.mProf_Malloc"] + (["runtime.mProf_Free"] if mprof_free else
+                                       ["runtime.freeSpecial"] if free_probe else [])
     if sorted(names) != sorted(want):
         lib.fail("probes %s, want %s" % (sorted(names), want))
     for n in want:
@@ -186,6 +196,31 @@ def test_tiers_agree(t, ver, flavor, free_probe):
     churn = [s for s in prof["sites"] if s["function"] == CHURN]
     if churn and churn[0]["live_samples"]:
         lib.fail("churn site keeps %d live samples after two GCs" % churn[0]["live_samples"])
+    st = o["heap_trace"]["stats"]
+    if mprof_free:
+        # bucket counts only, no object ages: churn freed to the byte, and
+        # each free counted at the bucket's object size (1.27 passes none)
+        if not churn or not churn[0]["freed_samples"]:
+            lib.fail("no churn frees seen through mProf_Free: %s" % churn)
+        c = churn[0]
+        freed_each = c["freed_bytes"] / c["freed_samples"]
+        object_size = c["alloc_bytes"] / max(1, c["alloc_objects"])
+        if abs(freed_each - object_size) > 0.01 * object_size:
+            lib.fail("mProf_Free counted %.0f B per freed sample at %s, objects are %.0f B"
+                     % (freed_each, CHURN, object_size))
+        if c["inuse_bytes"] != watch.get(CHURN, 0):
+            lib.fail("churn in use %d B from mProf_Free, buckets %d B"
+                     % (c["inuse_bytes"], watch.get(CHURN, 0)))
+        check_no_drops(st)
+        if st["frees_from"] != "probe" or not st["mprof_free_hits"]:
+            lib.fail("frees not from the mProf_Free probe: %s" % st)
+        t.note("%s probes %.2f MiB, buckets %.2f MiB, target %.2f MiB; %d mProf_Free hits, "
+               "%.0f B per churn free = object size %.0f B"
+               % (RETAIN, mine[RETAIN] / 2**20, watch.get(RETAIN, 0) / 2**20,
+                  truth["by_function"][RETAIN] / 2**20, st["mprof_free_hits"], freed_each,
+                  object_size))
+        d.stop()
+        return
     # Sample ages: retained samples taken since attach; the oldest about as
     # old as the attach (the first retained sample follows within ~0.5 s).
     attach_age = prof["attach_age_s"]
@@ -196,7 +231,6 @@ def test_tiers_agree(t, ver, flavor, free_probe):
     if age is None or not (attach_age - 2.0 <= age <= attach_age + 0.05):
         lib.fail("oldest live sample at %s is %s s old; attached %.2f s ago"
                  % (RETAIN, age, attach_age))
-    st = o["heap_trace"]["stats"]
     check_no_drops(st)
     if st["frees_from"] != ("probe" if free_probe else "heap_walk"):
         lib.fail("frees from %s: %s" % (st["frees_from"], st))

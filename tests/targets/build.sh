@@ -9,6 +9,8 @@
 #          pie      CGO_ENABLED=0, -buildmode=pie
 #          cgo      CGO_ENABLED=1 (targets carry a `//go:build cgo` file that
 #                   imports "C", so the binary really links libc)
+# A target's build.env may add flavors (heapleak: nogreentea, 1.26+, built
+# with GOEXPERIMENT=nogreenteagc) or build only from some release (goleak).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -62,16 +64,19 @@ for gobin in /usr/lib/go-1.*/bin/go; do
 			fi
 			cgo=0
 			args=()
+			goexp=${GOEXPERIMENT:-}
 			case $flavor in
 			plain) ;;
 			stripped) args=(-ldflags=-s\ -w) ;;
 			pie) args=(-buildmode=pie) ;;
 			cgo) cgo=1 ;;
+			nogreentea) goexp=nogreenteagc ;; # 1.26+: the pre-Green-Tea GC
 			esac
 			printf '  %-8s %s\n' GO "targets/$ver/$name-$flavor"
 			# Build to a temporary name and rename, so an interrupted
 			# build never leaves a half-written binary that looks fresh.
-			if (cd "$dir" && { [ ! -f build.env ] || . ./build.env; } &&
+			if (cd "$dir" && export GOEXPERIMENT=$goexp &&
+			    { [ ! -f build.env ] || . ./build.env; } &&
 			    GOROOT="$goroot" CGO_ENABLED=$cgo \
 			    "$gobin" build "${args[@]}" -o "$out.tmp" .); then
 				mv -f "$out.tmp" "$out"

@@ -6,7 +6,7 @@
  * at SIGINT/SIGTERM or after -d seconds, and DIR/heap_alloc.pb.gz with -p.
  *
  *   heap_dump PID [-i MS] [-d SEC] [-n N] [-s SAMPLE_BYTES] [-w] [-p DIR]
- *             [-v] [--trace] [--no-profile] [--free-probe] [--text]
+ *             [-v] [--trace] [--no-profile] [--free-probe] [--mprof-free] [--text]
  * -v: debug log (e.g. probe stacks that differ from the runtime's).
  * --free-probe: sampled objects' frees from the freeSpecial probe, not
  * the heap walk (heap_trace_opts.free_probe). */
@@ -74,6 +74,7 @@ int main(int argc, char **argv)
 		{ "no-profile", no_argument, NULL, 'P' },
 		{ "text", no_argument, NULL, 'X' },
 		{ "free-probe", no_argument, NULL, 'F' },
+		{ "mprof-free", no_argument, NULL, 'M' },
 		{ 0 },
 	};
 	struct heap_trace_opts opts = { .profile = true };
@@ -102,9 +103,10 @@ int main(int argc, char **argv)
 		case 'P': opts.profile = false; break;
 		case 'X': text = true; break;
 		case 'F': opts.free_probe = true; break;
+		case 'M': opts.mprof_free = true; break;
 		default:
 			fprintf(stderr, "usage: heap_dump PID [-i MS] [-d SEC] [-n N] [-s BYTES] [-w] "
-				"[-p DIR] [--trace] [--no-profile] [--free-probe] [--text]\n");
+				"[-p DIR] [--trace] [--no-profile] [--free-probe] [--mprof-free] [--text]\n");
 			return 2;
 		}
 	}

@@ -216,6 +216,14 @@ static void runtime_funcs(void **state)
 	assert_false(heap_is_runtime_func("runtime/pprof.writeHeap"));
 	assert_false(heap_is_runtime_func("main.retainBlock"));
 	assert_false(heap_is_runtime_func("github.com/x/runtime.F"));
+	/* the allocator's own frames, on top of 1.26+ bucket stacks */
+	assert_true(heap_is_alloc_frame("runtime.mallocgc"));
+	assert_true(heap_is_alloc_frame("runtime.mallocgcSmallScanNoHeaderSC3"));
+	assert_true(heap_is_alloc_frame("runtime.newobject"));
+	assert_true(heap_is_alloc_frame("runtime.makeslicecopy"));
+	assert_false(heap_is_alloc_frame("runtime.malg"));
+	assert_false(heap_is_alloc_frame("main.retainBlock"));
+	assert_false(heap_is_alloc_frame(NULL));
 }
 
 static void maps_text(void **state)
