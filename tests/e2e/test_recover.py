@@ -11,7 +11,9 @@ goroutine grouping, and stderr holds at most one line: the fields the code
 did not give and what they disable, none of them a field the snapshot shows.
 The same for `snapshot --heap` of the stripped heapleak (the heap profile's
 bucket/memRecord layout from code) and, on 1.26+, the goroutines the
-runtime marked leaked (_Gleaked from code) in the stripped goleak.
+runtime marked leaked (_Gleaked from code) in the stripped goleak, and
+test_attach's exact goroutine trace and test_heap_trace's tier agreement
+(BPF probes and the span-special heap walk) run unchanged without the table.
 """
 
 import os
@@ -269,3 +271,34 @@ def test_goroutines_unreadable(t, ver, flavor):
     line = lib.one_error_line(r, "snapshot of a go1.99 binary without newproc1")
     assert "g.goid could not be recovered" in line and "go1.99" in line, line
     t.note(line[:160])
+
+
+def withheld(t, fn, *args):
+    """Runs another module's test with the table withheld for every memdrift
+    process and tool it starts (they inherit the environment)."""
+    os.environ.update(NO_TABLE)
+    try:
+        fn(t, *args)
+    finally:
+        for k in NO_TABLE:
+            os.environ.pop(k, None)
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("stripped",)))
+@lib.timeout(90)
+def test_attach_exact_withheld(t, ver, flavor):
+    """`attach --trace goroutines` (the BPF programs get g.goid, g.gopc and
+    g.startpc from code): live goroutines per site equal to the churn
+    target's own counters at every quiet point, as test_attach checks."""
+    import test_attach
+    withheld(t, test_attach.test_trace_exact, ver, flavor)
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("stripped",)))
+@lib.timeout(90)
+def test_heap_tiers_withheld(t, ver, flavor):
+    """The heap profile tier with the heap walk (bucket, memRecord, mheap,
+    heapArena, mspan and special layouts from code) agrees with the watch
+    tier and the runtime's buckets, as test_heap_trace checks."""
+    import test_heap_trace
+    withheld(t, test_heap_trace.test_tiers_agree, ver, flavor, False)
