@@ -17,9 +17,7 @@ test_attach's exact goroutine trace and test_heap_trace's tier agreement
 """
 
 import os
-import re
 import shutil
-import urllib.request
 
 import lib
 import test_goleak
@@ -211,13 +209,7 @@ def test_leaked_withheld(t, ver, flavor):
     lib.need_memdrift()
     tg = t.start_target(lib.target(ver, "goleak", flavor), test_goleak.LEAKS)
     truth = tg.read_truth()
-    url = "http://127.0.0.1:%d/debug/pprof/goroutineleak?debug=1" % truth["port"]
-    with urllib.request.urlopen(url, timeout=30) as r:
-        body = r.read().decode()
-    m = re.match(r"goroutineleak profile: total (\d+)", body)
-    if not m:
-        lib.fail("unexpected goroutineleak profile: %r" % body[:300])
-    total = int(m.group(1))
+    total = test_goleak.request_leak_profile(truth)
     a = test_goleak.snapshot(t, tg)
     rb = t.memdrift("snapshot", tg.pid, "--json", env=NO_TABLE)
     b = rb.json()
