@@ -986,26 +986,29 @@ static void from_bucket_mp(struct flow *f, struct recovery *r)
 	found(r, "bucket_nstk", f->vals[ix->a].k, "(*bucket).mp");
 }
 
-/* newBucket(typ, nstk): b.nstk = uintptr(nstk) into persistentalloc's block */
-static void from_new_bucket(struct flow *f, struct recovery *r)
+/* `x := callee(...); x.field = <second argument>`: the first 8-byte store
+ * of the entry RBX into the call's result. */
+static void arg2_into_result(struct flow *f, struct recovery *r, uint64_t callee,
+			     const char *field, const char *where)
 {
-	int32_t blk = r->persistentalloc ? lookup(f, V_RET, -1, 0, r->persistentalloc) : -1;
+	int32_t x = callee ? lookup(f, V_RET, -1, 0, callee) : -1;
 	const struct ev *e;
 	size_t i = 0;
 
-	if (blk >= 0 && (e = find_ev(f, &i, EV_STORE, 8, blk, entry(f, R_RBX))))
-		found(r, "bucket_nstk", e->disp, "newBucket");
+	if (x >= 0 && (e = find_ev(f, &i, EV_STORE, 8, x, entry(f, R_RBX))))
+		found(r, field, e->disp, where);
+}
+
+/* newBucket(typ, nstk): b := persistentalloc(...); b.nstk = uintptr(nstk) */
+static void from_new_bucket(struct flow *f, struct recovery *r)
+{
+	arg2_into_result(f, r, r->persistentalloc, "bucket_nstk", "newBucket");
 }
 
 /* stkbucket(typ, size, stk, alloc): b := newBucket(...); ...; b.size = size */
 static void from_stkbucket(struct flow *f, struct recovery *r)
 {
-	int32_t b = r->new_bucket ? lookup(f, V_RET, -1, 0, r->new_bucket) : -1;
-	const struct ev *e;
-	size_t i = 0;
-
-	if (b >= 0 && (e = find_ev(f, &i, EV_STORE, 8, b, entry(f, R_RBX))))
-		found(r, "bucket_size", e->disp, "stkbucket");
+	arg2_into_result(f, r, r->new_bucket, "bucket_size", "stkbucket");
 }
 
 /* mProf_FlushLocked(index): for b := mbuckets; b != nil; b = b.allnext {
