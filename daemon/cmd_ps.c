@@ -66,7 +66,7 @@ static const struct exe_class *classify(struct exe_class *cache, size_t *ncache,
 		return c;
 	if (gobin_open(exe->open_path, &bin, err, sizeof(err)) == 0) {
 		snprintf(c->offsets, sizeof(c->offsets), "%s",
-			 gobin_offsets(bin)->source == GO_OFFSETS_DWARF ? "dwarf" : "table");
+			 gobin_offsets_source(bin));
 		gobin_free(bin);
 	} else {
 		snprintf(c->offsets, sizeof(c->offsets), "none");

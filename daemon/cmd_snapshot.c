@@ -28,7 +28,7 @@ static const char snapshot_usage[] =
 
 static const char *offsets_source_name(const struct go_target *t)
 {
-	return gobin_offsets(t->bin)->source == GO_OFFSETS_DWARF ? "dwarf" : "table";
+	return gobin_offsets_source(t->bin);
 }
 
 static json_object *site_states_json(const struct go_target *t, const struct snap_site *s)

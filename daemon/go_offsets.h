@@ -19,7 +19,8 @@
 #define GO_DWARF_MAX_SECTION (256u << 20)
 #define GO_DWARF_MAX_RATIO 64
 
-enum go_offsets_source { GO_OFFSETS_DWARF, GO_OFFSETS_TABLE };
+/* CODE: no table row, no DWARF: read from the runtime's instructions (gobin_layout.c) */
+enum go_offsets_source { GO_OFFSETS_DWARF, GO_OFFSETS_TABLE, GO_OFFSETS_CODE };
 
 struct go_offsets {
 	enum go_offsets_source source;

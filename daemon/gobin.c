@@ -647,19 +647,18 @@ static int fill_offsets(struct gobin *bin, unsigned flags, char *err, size_t err
 		else if (ret)
 			log_debug("%s: DWARF offsets: %s", bin->path, why);
 	}
-	if (ret && v->major > 0)
-		ret = go_offsets_from_table(v->major, v->minor, &bin->offsets);
+	if (ret) /* the table row confirmed by the code, or the code alone */
+		ret = gobin_offsets_from_code(bin, err, errlen);
 	if (ret) {
 		memset(&bin->offsets, 0, sizeof(bin->offsets));
 		if (flags & GOBIN_OPEN_ALLOW_NO_OFFSETS)
 			return 0;
-		if (bin->has_dwarf)
-			return set_err(err, errlen, -ENOTSUP,
-				       "%s: %s has no offset table and its DWARF could not be read%s%s",
-				       bin->path, v->str, why[0] ? ": " : "", why);
-		return set_err(err, errlen, -ENOTSUP,
-			       "%s: %s has no offset table and the binary has no DWARF; rebuild without -w or update memdrift",
-			       bin->path, v->str);
+		if (bin->has_dwarf && why[0]) {
+			size_t l = strlen(err);
+
+			snprintf(err + l, errlen - l, " (DWARF: %s)", why);
+		}
+		return ret;
 	}
 	bin->have_offsets = true;
 	wait_reasons_from_symtab(bin);

@@ -97,6 +97,8 @@ int gobin_vaddr_to_offset(const struct gobin *bin, uint64_t vaddr, uint64_t *off
 
 /* Struct offsets and constants for this binary (DWARF, else version table). */
 const struct go_offsets *gobin_offsets(const struct gobin *bin);
+/* Where the offsets came from: "dwarf", "table", "code" or "none". */
+const char *gobin_offsets_source(const struct gobin *bin);
 
 /* Parsers exposed for unit tests and fuzzing (buffer in, no file needed). */
 int gobin_parse_buildinfo(const uint8_t *data, size_t len, struct go_version *ver,

@@ -134,4 +134,16 @@ void gobin_globals_recover(struct gobin *bin);
 /* Pattern recovery only (no .symtab), for tests comparing both. 0 or -ENOENT. */
 int gobin_global_from_code(const struct gobin *bin, const char *name, uint64_t *addr);
 
+/* gobin_layout.c: the runtime.g/m offsets, gcController.heapLive, the
+ * status constants and the wait-reason names read from the instructions of
+ * runtime functions (x86-64). Fields not found are GO_OFF_NONE; 0, or
+ * -ENOTSUP/-ENOMEM. */
+int gobin_layout_recover(const struct gobin *bin, struct go_offsets *out);
+/* bin->offsets for a binary without usable DWARF: the table row with the
+ * code's values over it (each disagreement logged), or for a version newer
+ * than the table (or MEMDRIFT_TEST_NO_OFFSET_TABLE=1, tests only) the code's
+ * alone, with one line naming each field not recovered and what it
+ * disables. -ENOTSUP (err set) when the goroutine list cannot be read. */
+int gobin_offsets_from_code(struct gobin *bin, char *err, size_t errlen);
+
 #endif

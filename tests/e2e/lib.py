@@ -378,8 +378,9 @@ class Ctx:
             tg.wait_truth(timeout=timeout)
         return tg
 
-    def memdrift(self, *args, timeout=30.0, user=None, check_signal=True):
-        """Run .output/memdrift ARGS; user='nobody' drops all privileges."""
+    def memdrift(self, *args, timeout=30.0, user=None, check_signal=True, env=None):
+        """Run .output/memdrift ARGS; user='nobody' drops all privileges; env
+        adds variables to the environment."""
         need_memdrift()
         argv = [MEMDRIFT] + [str(a) for a in args]
         full = argv
@@ -389,7 +390,8 @@ class Ctx:
         t0 = time.monotonic()
         try:
             p = subprocess.run(full, stdin=subprocess.DEVNULL, capture_output=True,
-                               timeout=timeout, start_new_session=True)
+                               timeout=timeout, start_new_session=True,
+                               env=dict(os.environ, **env) if env else None)
         except subprocess.TimeoutExpired as e:
             fail("`%s` did not finish in %.0fs; stderr %r"
                  % (" ".join(argv), timeout, (e.stderr or b"")[-400:]))

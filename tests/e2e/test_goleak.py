@@ -34,6 +34,18 @@ def site(snap, function):
     lib.fail("no site %s in %s" % (function, [s["function"] for s in snap["sites"]]))
 
 
+def request_leak_profile(truth):
+    """Fetch the target's own goroutineleak profile (this runs the runtime's
+    leak detector) and return its total."""
+    url = "http://127.0.0.1:%d/debug/pprof/goroutineleak?debug=1" % truth["port"]
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body = r.read().decode()
+    m = re.match(r"goroutineleak profile: total (\d+)", body)
+    if not m:
+        lib.fail("unexpected goroutineleak profile: %r" % body[:300])
+    return int(m.group(1))
+
+
 @lib.cases(leak_cases)
 def test_runtime_leaked(t, ver, flavor):
     lib.need_root()
@@ -48,13 +60,7 @@ def test_runtime_leaked(t, ver, flavor):
     again = snapshot(t, tg)
     assert again["goroutines_leaked"] == 0, "memdrift's own snapshot marked goroutines leaked"
 
-    url = "http://127.0.0.1:%d/debug/pprof/goroutineleak?debug=1" % truth["port"]
-    with urllib.request.urlopen(url, timeout=30) as r:
-        body = r.read().decode()
-    m = re.match(r"goroutineleak profile: total (\d+)", body)
-    if not m:
-        lib.fail("unexpected goroutineleak profile: %r" % body[:300])
-    profile_total = int(m.group(1))
+    profile_total = request_leak_profile(truth)
     assert profile_total >= LEAKS, "the runtime found %d leaked, the target made %d" \
         % (profile_total, LEAKS)
 

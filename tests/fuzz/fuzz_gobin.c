@@ -61,6 +61,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			(void)gobin_global_from_code(bin, globals[i], &addr);
 		}
+		{
+			struct go_offsets lo; /* the layout tracker on hostile code */
+
+			(void)gobin_layout_recover(bin, &lo);
+		}
 		(void)gobin_build_id(bin);
 		(void)gobin_base_vaddr(bin);
 		gobin_free(bin);

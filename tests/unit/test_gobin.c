@@ -725,17 +725,36 @@ static void test_errors(void **state)
 		assert_null(bin);
 	}
 
-	/* too old, and too new without DWARF */
+	/* too old, and too new for the table without DWARF: the layout is then
+	 * read from the runtime's code and equals the real version's row */
 	assert_true(patch_version(path, tmp, "go1.16"));
 	assert_int_equal(gobin_open(tmp, &bin, err, sizeof(err)), -EPROTONOSUPPORT);
 	assert_non_null(strstr(err, "is older than go1.17, the oldest supported"));
 	assert_true(patch_version(path, tmp, "go1.97"));
-	assert_int_equal(gobin_open(tmp, &bin, err, sizeof(err)), -ENOTSUP);
-	assert_non_null(strstr(err, "has no offset table and the binary has no DWARF"));
-	assert_int_equal(gobin_open_flags(tmp, GOBIN_OPEN_ALLOW_NO_OFFSETS, &bin, err,
-					  sizeof(err)), 0);
-	assert_null(gobin_offsets(bin));
+	assert_int_equal(gobin_open(tmp, &bin, err, sizeof(err)), 0);
 	assert_int_equal(gobin_version(bin)->minor, 97);
+	assert_string_equal(gobin_offsets_source(bin), "code");
+	{
+		struct gobin *real = NULL;
+		const struct go_offsets *a, *b;
+
+		assert_int_equal(gobin_open(path, &real, err, sizeof(err)), 0);
+		a = gobin_offsets(real);
+		b = gobin_offsets(bin);
+		assert_string_equal(gobin_offsets_source(real), "table");
+		assert_int_equal(b->g_goid, a->g_goid);
+		assert_int_equal(b->g_gopc, a->g_gopc);
+		assert_int_equal(b->g_startpc, a->g_startpc);
+		assert_int_equal(b->g_atomicstatus, a->g_atomicstatus);
+		assert_int_equal(b->g_waitreason, a->g_waitreason);
+		assert_int_equal(b->g_waitsince, a->g_waitsince);
+		assert_int_equal(b->n_wait_reasons, a->n_wait_reasons);
+		assert_int_equal(b->bucket_header_size, a->bucket_header_size);
+		assert_int_equal(b->memrecord_size, a->memrecord_size);
+		assert_int_equal(b->mheap_arenas, a->mheap_arenas);
+		assert_int_equal(b->kind_special_profile, a->kind_special_profile);
+		gobin_free(real);
+	}
 	gobin_free(bin);
 	unlink(tmp);
 }
