@@ -167,8 +167,9 @@ def k8s_cpus(q):
     return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
 
 
-def daemonset_podman_args(config_dir, host_root):
-    """podman run flags for the DaemonSet's one container, from the manifest.
+def daemonset_podman_args(config_dir, host_root, secret_dir=None):
+    """podman run flags for the DaemonSet's one container, from the manifest
+    (secret volumes from secret_dir, the files the test made for them).
     Returns (flags, container spec, what each flag came from)."""
     kinds = manifest()
     pod = kinds["DaemonSet"][0]["spec"]["template"]["spec"]
@@ -217,6 +218,8 @@ def daemonset_podman_args(config_dir, host_root):
         ro = m.get("readOnly", False)
         if "configMap" in v:
             src, ro = config_dir, True  # configMap volumes are read-only
+        elif "secret" in v and secret_dir:
+            src, ro = secret_dir, True
         elif "hostPath" in v:
             src = v["hostPath"]["path"]
             if not src.startswith(("/sys/", "/proc/")):
@@ -225,7 +228,7 @@ def daemonset_podman_args(config_dir, host_root):
                 if v["hostPath"].get("type") == "DirectoryOrCreate":
                     os.makedirs(src, exist_ok=True)
         else:
-            lib.fail("volume %s: only configMap and hostPath are derived" % m["name"])
+            lib.fail("volume %s: only configMap, secret and hostPath are derived" % m["name"])
         add(["-v", "%s:%s%s" % (src, m["mountPath"], ":ro" if ro else "")],
             "volumeMounts %s" % m["name"])
     return flags, c, why
@@ -298,16 +301,20 @@ def inspect(name, fmt):
     return p.stdout.strip()
 
 
-FETCH = ("import sys,urllib.request,urllib.error\n"
-         "try:\n r=urllib.request.urlopen(sys.argv[1],timeout=15); code=r.status; body=r.read()\n"
+FETCH = ("import ssl,sys,urllib.request,urllib.error\n"
+         "req=urllib.request.Request(sys.argv[1])\n"
+         "if len(sys.argv) > 2: req.add_header('Authorization', 'Bearer ' + sys.argv[2])\n"
+         "ctx=ssl._create_unverified_context()\n"  # the test's self-signed certificate
+         "try:\n r=urllib.request.urlopen(req,timeout=15,context=ctx); code=r.status; body=r.read()\n"
          "except urllib.error.HTTPError as e:\n code=e.code; body=e.read()\n"
          "sys.stdout.buffer.write(b'%d\\n' % code + body)\n")
 
 
-def fetch_in_netns(pid, url):
-    """GET url from inside the network namespace of pid (the pod's)."""
-    p = subprocess.run(["nsenter", "-t", str(pid), "-n", "/usr/bin/python3", "-c", FETCH, url],
-                       capture_output=True, timeout=30)
+def fetch_in_netns(pid, url, token=None):
+    """GET url from inside the network namespace of pid (the pod's), with a
+    bearer token when given."""
+    p = subprocess.run(["nsenter", "-t", str(pid), "-n", "/usr/bin/python3", "-c", FETCH, url] +
+                       ([token] if token else []), capture_output=True, timeout=30)
     if p.returncode != 0:
         return 0, p.stderr
     code, _, body = p.stdout.partition(b"\n")
@@ -349,6 +356,39 @@ def pprof_raw(t, path):
 
 
 @lib.timeout(1500)
+def make_tls_secret(t):
+    """The memdrift-tls Secret's files: a self-signed certificate, its key and
+    a bearer token. Returns (directory, token)."""
+    d = os.path.join(t.tmp, "secret-memdrift-tls")
+    os.makedirs(d)
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=memdrift", "-keyout", os.path.join(d, "tls.key"),
+                        "-out", os.path.join(d, "tls.crt")], capture_output=True, timeout=60)
+    if p.returncode != 0:
+        lib.skip_or_fail("openssl req: %s" % p.stderr[-300:])
+    token = hashlib.sha256(os.urandom(32)).hexdigest()
+    with open(os.path.join(d, "token"), "w") as f:
+        f.write(token + "\n")
+    return d, token
+
+
+def unix_get(sock_path, path):
+    """GET path over the daemon's Unix socket (as root: SO_PEERCRED allows it)."""
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(30)
+            self.sock.connect(sock_path)
+
+    c = Conn("localhost")
+    c.request("GET", path)
+    r = c.getresponse()
+    return r.status, r.read()
+
+
 def test_daemonset_container(t):
     """The image run as the DaemonSet runs it, watching a leaking Go program
     in a container of its own."""
@@ -366,9 +406,11 @@ def test_daemonset_container(t):
     for key, text in cm["data"].items():
         with open(os.path.join(config_dir, key), "w") as f:
             f.write(text + TEST_WINDOWS)
-    flags, c, why = daemonset_podman_args(config_dir, os.path.join(t.tmp, "host"))
+    secret_dir, token = make_tls_secret(t)
+    flags, c, why = daemonset_podman_args(config_dir, os.path.join(t.tmp, "host"), secret_dir)
     port = c["livenessProbe"]["httpGet"]["port"]
     health_path = c["livenessProbe"]["httpGet"]["path"]
+    scheme = c["livenessProbe"]["httpGet"].get("scheme", "HTTP").lower()
     assert any(p["containerPort"] == port for p in c["ports"]), "probe port is a container port"
     for w in why:
         print("  podman " + w)
@@ -384,12 +426,13 @@ def test_daemonset_container(t):
     dpid = int(inspect(dname, "{{.State.Pid}}"))
 
     def daemon_log():
-        r = subprocess.run(PODMAN + ["logs", dname], capture_output=True, text=True, timeout=30)
+        r = subprocess.run(PODMAN + ["logs", dname], capture_output=True, timeout=30,
+                           encoding="utf-8", errors="replace")  # comm names of any process
         return r.stdout + r.stderr
 
     deadline = time.monotonic() + 30
     while True:
-        code, body = fetch_in_netns(dpid, "http://127.0.0.1:%d%s" % (port, health_path))
+        code, body = fetch_in_netns(dpid, "%s://127.0.0.1:%d%s" % (scheme, port, health_path))
         if code == 200:
             break
         if time.monotonic() > deadline or inspect(dname, "{{.State.Running}}") != "true":
@@ -418,10 +461,10 @@ def test_daemonset_container(t):
     print("  target: %s (%s leaky-stripped) host pid %d, container %s" % (tname, ver, tpid, cid[:12]))
 
     # discovered (exec tracepoint), series labelled with the container id
-    url = "http://127.0.0.1:%d" % port
+    url = "%s://127.0.0.1:%d" % (scheme, port)
     deadline = time.monotonic() + 30
     while True:
-        code, body = fetch_in_netns(dpid, url + "/metrics")
+        code, body = fetch_in_netns(dpid, url + "/metrics", token)
         gs = [s for s in series(body.decode(), "memdrift_go_goroutines")
               if s[0].get("pid") == str(tpid)] if code == 200 else []
         if gs:
@@ -437,8 +480,11 @@ def test_daemonset_container(t):
           (",".join('%s="%s"' % kv for kv in sorted(labels.items())), gs[0][1]))
 
     # both pprof endpoints for it: 200, and go tool pprof reads them
+    code, _ = fetch_in_netns(dpid, "%s/debug/pprof/heap?pid=%d" % (url, tpid))
+    assert code == 401, "a profile without the token -> %d, want 401" % code
+    print("  %s: a profile without the bearer token -> 401" % scheme.upper())
     for kind, want in (("goroutine", "main.handleRequest"), ("heap", "main.remember")):
-        code, body = fetch_in_netns(dpid, "%s/debug/pprof/%s?pid=%d" % (url, kind, tpid))
+        code, body = fetch_in_netns(dpid, "%s/debug/pprof/%s?pid=%d" % (url, kind, tpid), token)
         assert code == 200, "/debug/pprof/%s?pid=%d -> %d %r (read-only / and /tmp)" % (
             kind, tpid, code, body[:300])
         path = os.path.join(t.tmp, kind + ".pb.gz")
@@ -467,7 +513,7 @@ def test_daemonset_container(t):
                          % (tpid, daemon_log()[-2000:]))
             time.sleep(1)
     assert (alert.get("site") or {}).get("function") == "main.handleRequest", alert
-    code, body = fetch_in_netns(dpid, url + "/metrics")
+    code, body = fetch_in_netns(dpid, url + "/metrics", token)
     firing = [s for s in series(body.decode(), "memdrift_alert_firing")
               if s[0].get("pid") == str(tpid) and s[0].get("kind") == "goroutine_leak"]
     assert firing and firing[0][0].get("container_id") == cid, \
@@ -481,7 +527,7 @@ def test_daemonset_container(t):
 
 SYSTEMD_IMAGE = "localhost/memdrift-test-systemd:latest"
 RUNTIME_LIBS = ("libbpf1 libelf1 libdw1 libcapstone4 zlib1g libprotobuf-c1 libmicrohttpd12 "
-                "libjson-c5 libsystemd0")
+                "libjson-c5 libsystemd0 libcap2")
 
 
 def base_image():
@@ -642,16 +688,20 @@ def test_systemd_unit(t):
             lib.fail("pid %d not in /metrics after 30s (%d)" % (tpid, code))
         time.sleep(0.5)
     print("  /healthz 200; /metrics has pid %d" % tpid)
+    # profiles: not on TCP without a token; on the unit's Unix socket to root
+    code, _ = fetch_in_netns(cpid, "%s/debug/pprof/heap?pid=%d" % (url, tpid))
+    assert code == 403, "a profile on loopback TCP without a token -> %d, want 403" % code
+    sock = "/proc/%d/root/run/memdrift/memdrift.sock" % cpid
     for kind, want_fn in (("goroutine", "main.handleRequest"), ("heap", "main.remember")):
-        code, body = fetch_in_netns(cpid, "%s/debug/pprof/%s?pid=%d" % (url, kind, tpid))
-        assert code == 200, "/debug/pprof/%s -> %d %r (ProtectSystem=strict)" % (
+        code, body = unix_get(sock, "/debug/pprof/%s?pid=%d" % (kind, tpid))
+        assert code == 200, "/debug/pprof/%s on the socket -> %d %r (ProtectSystem=strict)" % (
             kind, code, body[:300])
         path = os.path.join(t.tmp, "unit-" + kind + ".pb.gz")
         with open(path, "wb") as f:
             f.write(body)
         assert want_fn in pprof_raw(t, path), "%s profile lacks %s" % (kind, want_fn)
-        print("  /debug/pprof/%s?pid=%d -> 200 in the unit's sandbox; go tool pprof reads it"
-              % (kind, tpid))
+        print("  /debug/pprof/%s?pid=%d -> 200 on /run/memdrift/memdrift.sock in the unit's "
+              "sandbox (403 on TCP); go tool pprof reads it" % (kind, tpid))
 
     # reload re-reads the file: alerts.file appears only after it
     cexec(name, "sh", "-c", "printf '[alerts]\\nfile = /var/lib/memdrift/alerts.json\\n'"
