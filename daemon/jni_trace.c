@@ -13,6 +13,7 @@
 #include <bpf/libbpf.h>
 
 #include "jni.skel.h"
+#include "jni_java.h"
 #include "log.h"
 #include "proc.h"
 #include "symbolize.h"
@@ -85,6 +86,7 @@ struct jni_trace {
 	/* JVM's own counts */
 	uint64_t global_handles_addr, weak_handles_addr; /* runtime addresses */
 	int64_t count_field;                             /* OopStorage::_allocation_count */
+	struct jni_java *java; /* Java-aware stacks (NULL: native names only) */
 };
 
 static const char *const usdt_names[JNI_USDT_MAX] = {
@@ -326,6 +328,10 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 		free(t);
 		return set_err(err, errlen, ret, "load jni BPF programs: %s", strerror(-ret));
 	}
+	ret = jni_java_new(pid, t->info.libjvm_open, t->info.libjvm_bias,
+			   bpf_map__fd(t->skel->maps.jni_events), &t->skel->bss->jni_code, &t->java);
+	if (ret)
+		log_warn("pid %d: stacks without Java names: %s", (int)pid, strerror(-ret));
 	*out = t;
 	return 0;
 }
@@ -379,6 +385,8 @@ int jni_trace_read_sites(struct jni_trace *t, struct jni_site *out, size_t max, 
 	struct jni_site_counts c;
 	void *prev = NULL;
 
+	if (t->java)
+		jni_java_poll(t->java); /* name new stacks before they are counted */
 	*n = 0;
 	while (*n < max && !bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
@@ -392,14 +400,14 @@ int jni_trace_read_sites(struct jni_trace *t, struct jni_site *out, size_t max, 
 
 int jni_trace_read_stack(struct jni_trace *t, __s32 stackid, uint64_t *ips, size_t max, size_t *n)
 {
-	uint64_t buf[JNI_STACK_DEPTH];
+	struct jni_walk w;
 	__u32 id = (__u32)stackid;
 
 	*n = 0;
-	if (stackid < 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_stacks), &id, buf))
+	if (stackid < 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_stacks), &id, &w))
 		return -ENOENT;
-	for (size_t i = 0; i < JNI_STACK_DEPTH && *n < max && buf[i]; i++)
-		ips[(*n)++] = buf[i];
+	for (size_t i = 0; i < w.n && i < JNI_STACK_DEPTH && *n < max && w.pc[i]; i++)
+		ips[(*n)++] = w.pc[i];
 	return 0;
 }
 
@@ -415,6 +423,7 @@ void jni_trace_free(struct jni_trace *t)
 		return;
 	for (int i = 0; i < 4; i++)
 		bpf_link__destroy(t->links[i]);
+	jni_java_free(t->java);
 	jni_bpf__destroy(t->skel);
 	free(t);
 }
@@ -427,10 +436,18 @@ size_t jni_symbolized_stack(struct jni_trace *t, struct native_symbolizer *sym, 
 
 	if (max > JNI_STACK_DEPTH)
 		max = JNI_STACK_DEPTH;
-	if (stackid >= 0)
+	if (stackid >= 0 && t->java) {
+		struct jni_walk w;
+		__u32 id = (__u32)stackid;
+
+		if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_stacks), &id, &w))
+			w.n = 0;
+		n = jni_java_stack(t->java, sym, stackid, &w, nf, max);
+	} else if (stackid >= 0) {
 		jni_trace_read_stack(t, stackid, ips, max, &n);
-	for (size_t i = 0; i < n; i++)
-		native_symbolize(sym, ips[i], &nf[i]);
+		for (size_t i = 0; i < n; i++)
+			native_symbolize(sym, ips[i], &nf[i]);
+	}
 	*first = 0;
 	while (*first < n && nf[*first].in_libjvm)
 		(*first)++;

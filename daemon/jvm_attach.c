@@ -33,9 +33,11 @@
 #define SITES_SHOWN_JSON 1000
 
 struct frame_text {
-	char function[128];
+	char function[256];
 	char object[PATH_MAX];
 	uint64_t offset;
+	char unwind[8]; /* "regs", "cfi", "fp", "java" */
+	char java[16];  /* Java frame kind, "" native */
 };
 
 /* Sites merged by their symbolized stack (JNI implementation frames
@@ -124,6 +126,8 @@ static int site_for_stack(struct jvm_view *v, __s32 stackid, __u32 kind)
 		snprintf(ft->function, sizeof(ft->function), "%s", nf[i].function);
 		snprintf(ft->object, sizeof(ft->object), "%s", nf[i].object);
 		ft->offset = nf[i].offset;
+		snprintf(ft->unwind, sizeof(ft->unwind), "%s", nf[i].unwind ? nf[i].unwind : "");
+		snprintf(ft->java, sizeof(ft->java), "%s", nf[i].java ? nf[i].java : "");
 	}
 	if (!n) {
 		snprintf(s->frames[0].function, sizeof(s->frames[0].function), "[no stack]");
@@ -315,6 +319,11 @@ static void print_json(struct jvm_view *v, const struct totals *t, bool final)
 					       json_object_new_string(s->frames[f].function));
 			json_object_object_add(fo, "object", json_object_new_string(s->frames[f].object));
 			json_object_object_add(fo, "offset", json_object_new_int64((int64_t)s->frames[f].offset));
+			if (*s->frames[f].unwind)
+				json_object_object_add(fo, "unwind",
+						       json_object_new_string(s->frames[f].unwind));
+			if (*s->frames[f].java)
+				json_object_object_add(fo, "java", json_object_new_string(s->frames[f].java));
 			json_object_array_add(fr, fo);
 		}
 		json_object_object_add(so, "frames", fr);
