@@ -443,6 +443,12 @@ size_t jni_symbolized_stack(struct jni_trace *t, struct native_symbolizer *sym, 
 		if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_stacks), &id, &w))
 			w.n = 0;
 		n = jni_java_stack(t->java, sym, stackid, &w, nf, max);
+		if (log_threshold <= LOG_LEVEL_DEBUG)
+			log_debug("stack %d: walk %u [%llx %llx %llx %llx] -> %s <- %s <- %s", stackid, w.n,
+				  w.n > 0 ? w.pc[0] : 0ull, w.n > 1 ? w.pc[1] : 0ull,
+				  w.n > 2 ? w.pc[2] : 0ull, w.n > 3 ? w.pc[3] : 0ull,
+				  n > 0 ? nf[0].function : "", n > 1 ? nf[1].function : "",
+				  n > 2 ? nf[2].function : "");
 	} else if (stackid >= 0) {
 		jni_trace_read_stack(t, stackid, ips, max, &n);
 		for (size_t i = 0; i < n; i++)

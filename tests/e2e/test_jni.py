@@ -53,8 +53,9 @@ def shutil_which(name):
 class Jvm:
     """The JniTarget JVM, driven over stdin."""
 
-    def __init__(self, t, xcheck):
-        argv = ["java", "-Xmx256m", "-XX:ErrorFile=%s/hs_err_%%p.log" % t.tmp]
+    def __init__(self, t, xcheck, lib_name="jnitarget"):
+        argv = ["java", "-Xmx256m", "-XX:ErrorFile=%s/hs_err_%%p.log" % t.tmp,
+                "-Djni.lib=" + lib_name]
         if xcheck:
             argv.append("-Xcheck:jni")
         argv += ["-Djava.library.path=" + JNI_OUT, "-cp", JNI_OUT, "JniTarget", "2"]
@@ -282,3 +283,68 @@ def test_jni_pprof(t):
         lib.fail("jni.pb.gz lacks leak_site_create / live_refs")
     jvm.quit()
     t.note("jni.pb.gz %d bytes" % os.path.getsize(path))
+
+
+def java_site(obj, method, kind):
+    """Live refs of the sites whose first frame past the JNI implementation
+    is the Java method (or its native function, for a non-tail native
+    caller: the Java frame is then further up) named method."""
+    live = 0
+    for s in obj["sites"]:
+        names = [f["function"] for f in s["frames"]]
+        if any(n == method or n.startswith(method + " [JNI ") for n in names):
+            if s["kind"] != kind:
+                lib.fail("site %s reported as %s refs, it makes %s refs" % (method, s["kind"], kind))
+            live += int(s["live"])
+    return live
+
+
+JAVA_SITES = {"leak": ("JniTarget.leak", "global"), "balanced": ("JniTarget.balanced", "global"),
+              "weak": ("JniTarget.weak", "weak"), "tail": ("JniTarget.tailLeak", "global")}
+
+
+def nofp_cases():
+    return [("nofp", (False,)), ("nofp_xcheck", (True,))]
+
+
+@lib.cases(nofp_cases)
+@lib.timeout(240)
+def test_jni_java_names(t, xcheck):
+    """The JNI target rebuilt -O2 -fomit-frame-pointer (libjnitarget_nofp.so,
+    where tailLeak is a tail call into NewGlobalRef and not on the stack):
+    every site is named by its Java method (interpreted, JIT-compiled or the
+    JVM's native wrapper, read from HotSpot's vmStructs), native methods with
+    their JNI function, and per-site counts equal the target's truth
+    exactly; totals equal jcmd's."""
+    lib.need_root_bpf()
+    build_target()
+    jvm = Jvm(t, xcheck, lib_name="jnitarget_nofp")
+    jvm.cmd("run 200")
+    md = Attach(t, jvm.pid)
+    jvm.cmd("mark")
+    o = None
+    for i in range(2):
+        truth = jvm.cmd("run %d" % (1500 * (i + 1)))
+        o = md.after(time.time())
+        for name, (method, kind) in JAVA_SITES.items():
+            got = java_site(o, method, kind)
+            if got != truth[name + "_new"]:
+                lib.fail("seq %d site %s: memdrift live %d, target holds %d created since attach: %s"
+                         % (truth["seq"], method, got, truth[name + "_new"],
+                            json.dumps([s for s in o["sites"] if s["live"]])[:1500]))
+    # the tail-call site: the Java native method is the first frame past the
+    # JVM, named with the JNI function it is bound to
+    tails = [s for s in o["sites"] if s["live"] and
+             s["frames"][0]["function"].startswith("JniTarget.tailLeak [JNI Java_JniTarget_tailLeak")]
+    if not tails:
+        lib.fail("no site led by JniTarget.tailLeak [JNI Java_JniTarget_tailLeak]: %s"
+                 % json.dumps(o["sites"])[:1500])
+    leak = [s for s in o["sites"] if s["live"] and s["frames"][0]["function"].startswith("leak_site_create")]
+    if not leak or leak[0]["frames"][0].get("unwind") != "cfi":
+        lib.fail("leak_site_create not found by CFI: %s" % json.dumps(leak)[:800])
+    o, g, w = jvm_agrees(jvm, md)
+    md.stop()
+    jvm.quit()  # its own check counts the native pools; tailLeak refs stay
+    t.note("nofp%s: tailLeak %d, leak %d live; JVM %d/%d = memdrift %d/%d"
+           % ("+Xcheck" if xcheck else "", java_site(o, "JniTarget.tailLeak", "global"),
+              java_site(o, "JniTarget.leak", "global"), g, w, o["global_refs"], o["weak_refs"]))
