@@ -421,19 +421,22 @@ static int report(struct jvm_view *v, bool final)
 
 /* ---- pprof ---- */
 
-static int pprof_symbolize(void *ctx, uint64_t addr, size_t index, struct pprof_frame *frames,
-			   size_t max, size_t *n)
+/* Location address of a named frame: a hash of what it shows (a Java
+ * method is one location wherever its code is now; unwound native frames
+ * are not all in the BPF walk, so there is no pc to key by). */
+static uint64_t frame_addr(const struct native_frame *f)
 {
-	struct jvm_view *v = ctx;
-	struct native_frame nf;
+	uint64_t h = 1469598103934665603ull;
+	char buf[64];
 
-	*n = 0;
-	if (!max)
-		return 0;
-	native_symbolize(v->sym, index ? addr - 1 : addr, &nf);
-	frames[0] = (struct pprof_frame){ .function = nf.function, .file = nf.object };
-	*n = 1;
-	return 0;
+	snprintf(buf, sizeof(buf), "+%" PRIx64 "@", f->java ? 0 : f->offset);
+	for (const char *s = f->function; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	for (const char *s = buf; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	for (const char *s = f->object; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h | 1;
 }
 
 static int write_pprof(struct jvm_view *v)
@@ -455,17 +458,29 @@ static int write_pprof(struct jvm_view *v)
 	jni_trace_read_sites(v->trace, v->raw, JNI_MAX_SITES, &n);
 	native_symbolizer_refresh(v->sym);
 	for (size_t i = 0; i < n; i++) {
-		uint64_t ips[MAX_FRAMES];
-		size_t nips = 0;
+		struct native_frame nf[MAX_FRAMES];
+		uint64_t locs[MAX_FRAMES];
+		size_t first, nloc = 0;
+		size_t nfr = jni_symbolized_stack(v->trace, v->sym, v->raw[i].stackid, nf, MAX_FRAMES,
+						  &first);
 		int64_t vals[2] = { (int64_t)v->raw[i].created - (int64_t)v->raw[i].deleted,
 				    (int64_t)v->raw[i].created };
 		struct pprof_label label = { .key = "kind", .str = kind_name(v->raw[i].kind) };
 
-		if (jni_trace_read_stack(v->trace, v->raw[i].stackid, ips, MAX_FRAMES, &nips) || !nips) {
-			ips[0] = 0;
-			nips = 1;
+		ret = 0;
+		for (size_t f = 0; f < nfr && !ret; f++) {
+			struct pprof_frame pf = { .function = nf[f].function, .file = nf[f].object };
+
+			ret = pprof_add_location(b, frame_addr(&nf[f]), &pf, 1, &locs[nloc]);
+			nloc++;
 		}
-		ret = pprof_add_sample_addrs(b, ips, nips, vals, &label, 1, pprof_symbolize, v);
+		if (!ret && !nloc) {
+			struct pprof_frame pf = { .function = "[no stack]", .file = "" };
+
+			ret = pprof_add_location(b, 0, &pf, 1, &locs[nloc++]);
+		}
+		if (!ret)
+			ret = pprof_add_sample(b, locs, nloc, vals, &label, 1);
 		if (ret < 0)
 			log_warn("pprof: sample dropped: %s", strerror(-ret));
 	}

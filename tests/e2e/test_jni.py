@@ -281,6 +281,8 @@ def test_jni_pprof(t):
         data = f.read()
     if b"leak_site_create" not in data or b"live_refs" not in data:
         lib.fail("jni.pb.gz lacks leak_site_create / live_refs")
+    if b"JniTarget.leak [JNI Java_JniTarget_leak]" not in data or b"JniTarget.round" not in data:
+        lib.fail("jni.pb.gz lacks the Java frames (JniTarget.leak [JNI ...], JniTarget.round)")
     jvm.quit()
     t.note("jni.pb.gz %d bytes" % os.path.getsize(path))
 
