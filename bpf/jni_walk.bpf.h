@@ -60,13 +60,19 @@ static long jni_vma_exec(struct task_struct *task, struct vm_area_struct *vma, v
 	return 0;
 }
 
+/* addr lies in an executable mapping. bpf_find_vma only try-locks the
+ * mm: when another thread holds it (-EBUSY: the JVM maps and unmaps all
+ * the time) the address is taken as executable, so a walk is never cut
+ * short (and its key made coarser) by contention; only -ENOENT (no
+ * mapping) or a non-executable one ends it. */
 static __always_inline bool jni_executable(__u64 addr)
 {
 	__u64 exec = 0;
+	long ret = bpf_find_vma(bpf_get_current_task_btf(), addr, jni_vma_exec, &exec, 0);
 
-	if (bpf_find_vma(bpf_get_current_task_btf(), addr, jni_vma_exec, &exec, 0))
-		return false;
-	return exec != 0;
+	if (ret == -16 /* -EBUSY */)
+		return true;
+	return !ret && exec != 0;
 }
 
 static __always_inline __u64 jni_mix(__u64 h, __u64 v)
