@@ -350,3 +350,73 @@ def test_jni_java_names(t, xcheck):
     t.note("nofp%s: tailLeak %d, leak %d live; JVM %d/%d = memdrift %d/%d"
            % ("+Xcheck" if xcheck else "", java_site(o, "JniTarget.tailLeak", "global"),
               java_site(o, "JniTarget.leak", "global"), g, w, o["global_refs"], o["weak_refs"]))
+
+
+JNA_BUILD = os.path.join(lib.ROOT, "tests", "targets", "jna", "build.sh")
+JNA_SITE_JAVA = "com.sun.jna.Native.createNativeCallback [JNI Java_com_sun_jna_Native_createNativeCallback]"
+
+
+class JnaJvm(Jvm):
+    """tests/targets/jna/JnaTarget on Debian's JNA."""
+
+    def __init__(self, t, classpath):
+        self.tmp = t.tmp
+        self.proc = subprocess.Popen(
+            ["java", "-Xmx256m", "-XX:ErrorFile=%s/hs_err_%%p.log" % t.tmp, "-cp", classpath,
+             "JnaTarget"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=open(os.path.join(t.tmp, "jvm.stderr"), "wb"), text=True, cwd=t.tmp,
+            start_new_session=True)
+        t.cleanup(self.kill)
+        ready = self.line()
+        if not ready.get("ready"):
+            lib.fail("JnaTarget did not start: %r" % ready)
+        self.pid = ready["pid"]
+
+
+@lib.timeout(180)
+def test_jni_jna(t):
+    """A JNI library no one here wrote, as Debian builds it (libjnidispatch
+    of libjna-jni: -O2, no frame pointers): each JNA callback turned into a
+    function pointer holds one weak global ref made in create_callback
+    under the native method com.sun.jna.Native.createNativeCallback; the
+    target keeps some callbacks and closes others. memdrift's live weak refs
+    at that site equal the callbacks the target keeps, the site is named by
+    the Java native method and its JNI function (and the C function that
+    made the ref, found by CFI), totals equal jcmd's."""
+    lib.need_root_bpf()
+    if not shutil_which("javac") or not shutil_which("java"):
+        lib.skip_or_fail("no JDK (javac/java) installed")
+    r = subprocess.run(["bash", JNA_BUILD, os.path.join(lib.TARGETS, "jna")], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        lib.skip_or_fail("tests/targets/jna/build.sh: %s" % r.stderr.strip()[-300:])
+    jvm = JnaJvm(t, r.stdout.strip())
+    jvm.cmd("keep 50")  # before attach: pre-attach refs
+    md = Attach(t, jvm.pid)
+    jvm.cmd("mark")
+    o = truth = None
+    for n in (400, 900):
+        jvm.cmd("keep %d" % n)
+        truth = jvm.cmd("churn %d" % (2 * n))
+        o = md.after(time.time())
+        if o["lost_events"]:
+            lib.fail("lost_events %s" % o["lost_events"])
+        sites = [s for s in o["sites"] if any(f["function"] == JNA_SITE_JAVA for f in s["frames"])]
+        live = sum(s["live"] for s in sites)
+        if live != truth["kept_new"]:
+            lib.fail("JNA callbacks kept since attach %d, memdrift live weak refs at %s: %d: %s"
+                     % (truth["kept_new"], JNA_SITE_JAVA, live, json.dumps(o["sites"])[:1500]))
+        created = sum(s["created"] for s in sites)
+        if created != truth["kept_new"] + truth["churned_new"]:
+            lib.fail("JNA callbacks made since attach %d, memdrift created %d"
+                     % (truth["kept_new"] + truth["churned_new"], created))
+        for s in sites:
+            if s["kind"] != "weak":
+                lib.fail("JNA callback refs counted as %s" % s["kind"])
+            if "libjnidispatch" not in s["frames"][0]["object"]:
+                lib.fail("JNA site's first frame is not in libjnidispatch: %r" % s["frames"][0])
+    o, g, w = jvm_agrees(jvm, md)
+    md.stop()
+    t.note("JNA: %d callbacks kept = memdrift %d live weak refs at %s <- %s; JVM %d/%d = memdrift "
+           "%d/%d" % (truth["kept_new"], truth["kept_new"], sites[0]["frames"][0]["function"],
+                      JNA_SITE_JAVA, g, w, o["global_refs"], o["weak_refs"]))
