@@ -19,6 +19,10 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 targ_tgid = 0;
+/* 1: the kernel's frame-pointer stack only (bpf_get_stackid into
+ * jni_fp_stacks, no stack copy, no Java names): what memdrift did before
+ * the Java-aware walk, kept for MEMDRIFT_JNI_STACKS=fp and the cost bench */
+const volatile __u32 jni_fp_only = 0;
 const volatile struct jni_usdt_arg jni_usdt_args[JNI_USDT_MAX] = {};
 
 struct {
@@ -45,6 +49,13 @@ static __always_inline void stat_inc(__u32 s)
 }
 
 #include "jni_walk.bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, JNI_MAX_STACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, JNI_STACK_DEPTH * sizeof(__u64));
+} jni_fp_stacks SEC(".maps");
 
 static __always_inline int site_add(__u32 tgid, __s32 stackid, __u32 kind, int created)
 {
@@ -82,7 +93,8 @@ static __always_inline int on_created(struct pt_regs *ctx, __u64 handle, __u32 k
 		return 0;
 	}
 	stat_inc(JNI_STAT_CREATED + kind);
-	id = jni_stack_id(ctx, tgid);
+	id = jni_fp_only ? bpf_get_stackid(ctx, &jni_fp_stacks, BPF_F_USER_STACK)
+			 : jni_stack_id(ctx, tgid);
 	if (id < 0) {
 		stat_inc(JNI_STAT_STACK_ERRORS);
 		id = JNI_NO_STACK;

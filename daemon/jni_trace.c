@@ -87,6 +87,7 @@ struct jni_trace {
 	uint64_t global_handles_addr, weak_handles_addr; /* runtime addresses */
 	int64_t count_field;                             /* OopStorage::_allocation_count */
 	struct jni_java *java; /* Java-aware stacks (NULL: native names only) */
+	bool fp_only;          /* MEMDRIFT_JNI_STACKS=fp: kernel fp stacks (jni_fp_stacks) */
 };
 
 static const char *const usdt_names[JNI_USDT_MAX] = {
@@ -309,6 +310,12 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 		return ret;
 	}
 	t->skel->rodata->targ_tgid = (__u32)pid;
+	t->fp_only = getenv("MEMDRIFT_JNI_STACKS") && !strcmp(getenv("MEMDRIFT_JNI_STACKS"), "fp");
+	t->skel->rodata->jni_fp_only = t->fp_only;
+	if (t->fp_only) /* the stack map is only created when used */
+		bpf_map__set_max_entries(t->skel->maps.jni_stacks, 1);
+	else
+		bpf_map__set_max_entries(t->skel->maps.jni_fp_stacks, 1);
 	memcpy((void *)t->skel->rodata->jni_usdt_args, args, sizeof(args));
 	{
 		bool usdt = t->info.mode == JNI_PROBES_USDT;
@@ -328,9 +335,9 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 		free(t);
 		return set_err(err, errlen, ret, "load jni BPF programs: %s", strerror(-ret));
 	}
-	ret = jni_java_new(pid, t->info.libjvm_open, t->info.libjvm_bias,
+	ret = t->fp_only ? -ENOTSUP : jni_java_new(pid, t->info.libjvm_open, t->info.libjvm_bias,
 			   bpf_map__fd(t->skel->maps.jni_events), &t->skel->bss->jni_code, &t->java);
-	if (ret)
+	if (ret && !t->fp_only)
 		log_warn("pid %d: stacks without Java names: %s", (int)pid, strerror(-ret));
 	*out = t;
 	return 0;
@@ -404,6 +411,15 @@ int jni_trace_read_stack(struct jni_trace *t, __s32 stackid, uint64_t *ips, size
 	__u32 id = (__u32)stackid;
 
 	*n = 0;
+	if (stackid >= 0 && t->fp_only) {
+		uint64_t buf[JNI_STACK_DEPTH];
+
+		if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_fp_stacks), &id, buf))
+			return -ENOENT;
+		for (size_t i = 0; i < JNI_STACK_DEPTH && *n < max && buf[i]; i++)
+			ips[(*n)++] = buf[i];
+		return 0;
+	}
 	if (stackid < 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_stacks), &id, &w))
 		return -ENOENT;
 	for (size_t i = 0; i < w.n && i < JNI_STACK_DEPTH && *n < max && w.pc[i]; i++)

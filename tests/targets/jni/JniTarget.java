@@ -25,6 +25,7 @@ public class JniTarget {
     static native Object tailLeak(Object o); // a new global ref to o, never deleted
     static final AtomicLong tail = new AtomicLong();
     static volatile long tailMark;
+    static long lastRunNs; // wall time of the last "run" (scripts/bench/jni-cost)
 
     static void round(int i) {
         leak(new Object());
@@ -40,9 +41,9 @@ public class JniTarget {
         long[] t = truth();
         return String.format("{\"seq\":%d,\"leak\":%d,\"balanced\":%d,\"weak\":%d," +
                 "\"global_created\":%d,\"global_deleted\":%d,\"weak_created\":%d,\"weak_deleted\":%d," +
-                "\"leak_new\":%d,\"balanced_new\":%d,\"weak_new\":%d,\"tail\":%d,\"tail_new\":%d}",
+                "\"leak_new\":%d,\"balanced_new\":%d,\"weak_new\":%d,\"tail\":%d,\"tail_new\":%d,\"run_ns\":%d}",
                 seq, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9],
-                tail.get(), tail.get() - tailMark);
+                tail.get(), tail.get() - tailMark, lastRunNs);
     }
 
     public static void main(String[] args) throws Exception {
@@ -57,6 +58,7 @@ public class JniTarget {
             String[] w = line.trim().split("\\s+");
             if (w[0].equals("run")) {
                 final int n = Integer.parseInt(w[1]);
+                long t0 = System.nanoTime();
                 Thread[] ts = new Thread[threads];
                 for (int j = 0; j < threads; j++) {
                     ts[j] = new Thread(() -> { for (int i = 0; i < n; i++) round(i); });
@@ -64,6 +66,7 @@ public class JniTarget {
                 }
                 for (Thread t : ts)
                     t.join();
+                lastRunNs = System.nanoTime() - t0;
                 System.out.println(truthJson(++seq));
             } else if (w[0].equals("mark")) {
                 mark();
