@@ -38,7 +38,7 @@ enum hs_field {
 	F_CP_HOLDER,
 	F_K_NAME,
 	F_IK_METHODS,
-	F_AM_LENGTH, F_AM_DATA,
+	F_AM_LENGTH, F_AM_DATA, F_AI_LENGTH,
 	F_SYM_LENGTH, F_SYM_BODY,
 	F_INTERP_CODE, F_SQ_BUFFER, F_SQ_LIMIT,
 	F_MAX,
@@ -77,6 +77,7 @@ static const struct {
 	[F_IK_METHODS] = { "InstanceKlass", "_methods" },
 	[F_AM_LENGTH] = { "Array<Method*>", "_length" },
 	[F_AM_DATA] = { "Array<Method*>", "_data" },
+	[F_AI_LENGTH] = { "Array<int>", "_length" }, /* every Array<T> has it there */
 	[F_SYM_LENGTH] = { "Symbol", "_length" },
 	[F_SYM_BODY] = { "Symbol", "_body" },
 	[F_INTERP_CODE] = { "AbstractInterpreter", "_code" },
@@ -563,9 +564,11 @@ static bool overloaded(struct hotspot *h, uint64_t holder, uint64_t method, uint
 	uint64_t arr, m;
 	int32_t n;
 
-	if (h->off[F_IK_METHODS] < 0 || h->off[F_AM_LENGTH] < 0 || h->off[F_AM_DATA] < 0 ||
+	int64_t len_off = h->off[F_AM_LENGTH] >= 0 ? h->off[F_AM_LENGTH] : h->off[F_AI_LENGTH];
+
+	if (h->off[F_IK_METHODS] < 0 || len_off < 0 || h->off[F_AM_DATA] < 0 ||
 	    rd_u64(h, holder + (uint64_t)h->off[F_IK_METHODS], &arr) || !arr ||
-	    rd(h, arr + (uint64_t)h->off[F_AM_LENGTH], &n, 4) || n <= 0 || n > 65535)
+	    rd(h, arr + (uint64_t)len_off, &n, 4) || n <= 0 || n > 65535)
 		return false;
 	for (int32_t i = 0; i < n; i++) {
 		struct method_bits b;
@@ -622,9 +625,17 @@ int hotspot_method_name(struct hotspot *h, uint64_t method, char *buf, size_t le
 	    read_symbol(h, kname, klass, sizeof(klass)) || read_symbol(h, b.name_sym, name, sizeof(name)) ||
 	    read_symbol(h, b.sig_sym, sig, sizeof(sig)))
 		return -EFAULT;
+	/* external name, as the JVM prints it: '/' -> '.', and a hidden
+	 * class's "+0x..." suffix -> "/0x..." */
 	for (char *p = klass; *p; p++)
 		if (*p == '/')
 			*p = '.';
+	{
+		char *plus = strrchr(klass, '+');
+
+		if (plus && plus[1] == '0' && plus[2] == 'x')
+			*plus = '/';
+	}
 	if (overloaded(h, b.holder, method, b.name_sym))
 		snprintf(full, sizeof(full), "%s.%s%s", klass, name, sig);
 	else

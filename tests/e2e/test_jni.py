@@ -53,13 +53,14 @@ def shutil_which(name):
 class Jvm:
     """The JniTarget JVM, driven over stdin."""
 
-    def __init__(self, t, xcheck, lib_name="jnitarget"):
-        argv = ["java", "-Xmx256m", "-XX:ErrorFile=%s/hs_err_%%p.log" % t.tmp,
+    def __init__(self, t, xcheck, lib_name="jnitarget", java="java"):
+        argv = [java, "-Xmx256m", "-XX:ErrorFile=%s/hs_err_%%p.log" % t.tmp,
                 "-Djni.lib=" + lib_name]
         if xcheck:
             argv.append("-Xcheck:jni")
         argv += ["-Djava.library.path=" + JNI_OUT, "-cp", JNI_OUT, "JniTarget", "2"]
         self.tmp = t.tmp
+        self.java = java
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=open(os.path.join(t.tmp, "jvm.stderr"), "wb"),
                                      text=True, cwd=t.tmp, start_new_session=True)
@@ -89,9 +90,15 @@ class Jvm:
         self.proc.stdin.flush()
         return self.line()
 
+    def jcmd(self, *args):
+        """jcmd of this JVM's own JDK."""
+        java = os.path.realpath(shutil_which(self.java) or self.java)
+        jcmd = os.path.join(os.path.dirname(java), "jcmd")
+        return subprocess.run([jcmd, str(self.pid)] + list(args), capture_output=True, text=True,
+                              timeout=60)
+
     def jcmd_counts(self):
-        r = subprocess.run(["jcmd", str(self.pid), "Thread.print"], capture_output=True,
-                           text=True, timeout=60)
+        r = self.jcmd("Thread.print")
         m = JCMD_RE.search(r.stdout)
         if not m:
             lib.fail("jcmd Thread.print: no JNI ref line: %r" % r.stdout[-300:])
@@ -305,13 +312,25 @@ JAVA_SITES = {"leak": ("JniTarget.leak", "global"), "balanced": ("JniTarget.bala
               "weak": ("JniTarget.weak", "weak"), "tail": ("JniTarget.tailLeak", "global")}
 
 
+def jdks():
+    """(id, java) of the installed JDKs this covers: the system one
+    (Debian's openjdk-17) and, when present, Temurin 25 / openjdk-21."""
+    out = [("", "java")]
+    for ident, path in (("_jdk21", "/usr/lib/jvm/java-21-openjdk-amd64/bin/java"),
+                        ("_jdk25", "/usr/lib/jvm/temurin-25-jdk-amd64/bin/java")):
+        if os.access(path, os.X_OK):
+            out.append((ident, path))
+    return out
+
+
 def nofp_cases():
-    return [("nofp", (False,)), ("nofp_xcheck", (True,))]
+    return [("nofp%s%s" % ("_xcheck" if x else "", j), (x, java))
+            for j, java in jdks() for x in (False, True)]
 
 
 @lib.cases(nofp_cases)
 @lib.timeout(240)
-def test_jni_java_names(t, xcheck):
+def test_jni_java_names(t, xcheck, java):
     """The JNI target rebuilt -O2 -fomit-frame-pointer (libjnitarget_nofp.so,
     where tailLeak is a tail call into NewGlobalRef and not on the stack):
     every site is named by its Java method (interpreted, JIT-compiled or the
@@ -320,7 +339,7 @@ def test_jni_java_names(t, xcheck):
     exactly; totals equal jcmd's."""
     lib.need_root_bpf()
     build_target()
-    jvm = Jvm(t, xcheck, lib_name="jnitarget_nofp")
+    jvm = Jvm(t, xcheck, lib_name="jnitarget_nofp", java=java)
     jvm.cmd("run 200")
     md = Attach(t, jvm.pid)
     jvm.cmd("mark")
@@ -347,8 +366,9 @@ def test_jni_java_names(t, xcheck):
     o, g, w = jvm_agrees(jvm, md)
     md.stop()
     jvm.quit()  # its own check counts the native pools; tailLeak refs stay
-    t.note("nofp%s: tailLeak %d, leak %d live; JVM %d/%d = memdrift %d/%d"
-           % ("+Xcheck" if xcheck else "", java_site(o, "JniTarget.tailLeak", "global"),
+    t.note("%s nofp%s: tailLeak %d, leak %d live; JVM %d/%d = memdrift %d/%d"
+           % (os.path.basename(os.path.dirname(os.path.dirname(os.path.realpath(
+               shutil_which(java) or java)))), "+Xcheck" if xcheck else "", java_site(o, "JniTarget.tailLeak", "global"),
               java_site(o, "JniTarget.leak", "global"), g, w, o["global_refs"], o["weak_refs"]))
 
 
@@ -361,6 +381,7 @@ class JnaJvm(Jvm):
 
     def __init__(self, t, classpath):
         self.tmp = t.tmp
+        self.java = "java"
         self.proc = subprocess.Popen(
             ["java", "-Xmx256m", "-XX:ErrorFile=%s/hs_err_%%p.log" % t.tmp, "-cp", classpath,
              "JnaTarget"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -420,3 +441,62 @@ def test_jni_jna(t):
     t.note("JNA: %d callbacks kept = memdrift %d live weak refs at %s <- %s; JVM %d/%d = memdrift "
            "%d/%d" % (truth["kept_new"], truth["kept_new"], sites[0]["frames"][0]["function"],
                       JNA_SITE_JAVA, g, w, o["global_refs"], o["weak_refs"]))
+
+
+CODELIST_RE = re.compile(r"^\d+ -?\d+ \d+ (\S+?)(\(\S*) \[0x[0-9a-f]+, (0x[0-9a-f]+) - (0x[0-9a-f]+)\]")
+
+
+def jdk_cases():
+    return [(j.lstrip("_") or "jdk17", (java,)) for j, java in jdks()]
+
+
+@lib.cases(jdk_cases)
+@lib.timeout(120)
+def test_hotspot_codelist(t, java):
+    """daemon/hotspot.c against the JVM's own list of its compiled code
+    (`jcmd PID Compiler.codelist`): every nmethod and native wrapper, looked
+    up by its first and last code byte through the code heaps' segment maps,
+    is found and named Class.method (the signature exactly when the class
+    overloads the name) like the JVM names it; native wrappers carry the
+    JNI function they are bound to."""
+    lib.need_root()
+    build_target()
+    tool = lib.tool("hotspot_dump")
+    jvm = Jvm(t, False, java=java)
+    jvm.cmd("run 3000")
+    r = jvm.jcmd("Compiler.codelist")
+    entries = []
+    for line in r.stdout.splitlines():
+        m = CODELIST_RE.match(line)
+        if m:
+            entries.append((m.group(1), m.group(1) + m.group(2), int(m.group(3), 16),
+                            int(m.group(4), 16)))
+    if len(entries) < 50:
+        lib.fail("Compiler.codelist: %d entries parsed: %r" % (len(entries), r.stdout[:400]))
+    addrs = []
+    for e in entries:
+        addrs += ["%x" % e[2], "%x" % (e[3] - 1)]
+    d = subprocess.run([tool, str(jvm.pid)] + addrs, capture_output=True, text=True, timeout=60)
+    if d.returncode != 0:
+        lib.fail("hotspot_dump: %s" % d.stderr[-400:])
+    blobs = json.loads(d.stdout)["blobs"]
+    named = flushed = natives = 0
+    for i, (name, full, lo, hi) in enumerate(entries):
+        for b in blobs[2 * i:2 * i + 2]:
+            if b["kind"] == "free":
+                flushed += 1  # made not-entrant and flushed since jcmd listed it
+                continue
+            if b["kind"] not in ("nmethod", "native"):
+                lib.fail("%s at %#x: kind %s (%s)" % (full, b["addr"], b["kind"], b.get("name")))
+            if b.get("method") not in (name, full):
+                lib.fail("%s at %#x named %r" % (full, b["addr"], b.get("method")))
+            if b["kind"] == "native":
+                natives += 1
+                if not b["native_fn"]:
+                    lib.fail("native wrapper %s: no bound JNI function" % full)
+            named += 1
+    if flushed > len(addrs) // 20:
+        lib.fail("%d of %d addresses in freed code" % (flushed, len(addrs)))
+    jvm.quit()
+    t.note("%d compiled methods (%d native wrappers): %d addresses named as the JVM names them, "
+           "%d in code flushed meanwhile" % (len(entries), natives // 2, named, flushed))
