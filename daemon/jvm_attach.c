@@ -280,6 +280,10 @@ static void print_json(struct jvm_view *v, const struct totals *t, bool final)
 	json_object_object_add(o, "lost_events", json_object_new_int64((int64_t)lost_events(t)));
 	json_object_object_add(o, "stack_errors",
 			       json_object_new_int64((int64_t)t->stats[JNI_STAT_STACK_ERRORS]));
+	/* new-stack events the ring buffer could not take: those stacks are
+	 * named from the frame-pointer walk, late */
+	json_object_object_add(o, "stack_events_lost",
+			       json_object_new_int64((int64_t)t->stats[JNI_STAT_EVENTS_LOST]));
 	json_object_object_add(o, "sites_dropped", json_object_new_int64((int64_t)v->sites_dropped));
 	hs = json_object_new_object();
 	if (t->hs_ok) {

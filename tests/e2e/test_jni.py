@@ -10,8 +10,10 @@ exactly and the second in total, including refs made before attach.
 
 Contract of `attach --json` on a JVM: one object per interval with ts, pid,
 global_refs, weak_refs (totals incl. pre-attach), tracked_*_refs,
-pre_attach_*_refs, jvm_*_refs, lost_events, hsperf{...}, sites[{kind, live,
-created, deleted, function, object, frames[{function, object, offset}]}];
+pre_attach_*_refs, jvm_*_refs, lost_events, stack_events_lost, hsperf{...},
+sites[{kind, live, created, deleted, function, object, frames[{function,
+object, offset, unwind ("regs", "cfi", "fp", "java"), java (Java frames:
+"interpreted", "jit", "native-wrapper", "stub", "unresolved")}]}];
 the last object (after SIGINT) has "final": true.
 
 JNI_ATTACH_CMD (space-separated argv prefix taking PID then options)
@@ -203,8 +205,9 @@ def check_quiet_point(t, jvm, md, truth):
     o = md.after(time.time())
     lib.require_keys(o, ("ts", "pid", "global_refs", "weak_refs", "sites", "lost_events",
                          "hsperf", "pre_attach_global_refs", "jvm_global_refs"), "interval")
-    if o["lost_events"]:
-        lib.fail("lost_events %s" % o["lost_events"])
+    if o["lost_events"] or o.get("stack_events_lost"):
+        lib.fail("lost_events %s, stack_events_lost %s" % (o["lost_events"],
+                                                          o.get("stack_events_lost")))
     for name, (fn, kind) in SITES.items():
         got = site_live(o, fn, kind)
         want = truth[name + "_new"]
