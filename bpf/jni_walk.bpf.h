@@ -20,10 +20,14 @@ _Static_assert((JNI_STACK_DEPTH & (JNI_STACK_DEPTH - 1)) == 0, "depth: a power o
 
 struct jni_code_ranges jni_code = {};
 
+/* Stack maps allocate per stack seen (BPF_F_NO_PREALLOC): a JVM with a
+ * few creating stacks costs kilobytes, not the bound. */
+
 /* stack id -> the key hash that owns it */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, JNI_MAX_STACKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, __u64);
 } jni_id_owner SEC(".maps");
@@ -31,13 +35,15 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, JNI_MAX_STACKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, __s32);
 } jni_stack_ids SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, JNI_MAX_STACKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct jni_walk);
 } jni_stacks SEC(".maps");
@@ -50,8 +56,10 @@ struct {
 } jni_walk_scratch SEC(".maps");
 
 struct {
+	/* ~120 new-stack events between two reads; more fall back to the
+	 * frame-pointer walk, named late (stack_events_lost) */
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, 1 << 20);
 } jni_events SEC(".maps");
 
 static long jni_vma_exec(struct task_struct *task, struct vm_area_struct *vma, void *data)

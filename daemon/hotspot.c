@@ -442,7 +442,9 @@ static int find_block(const struct hotspot *h, const struct hs_heap *hp, uint64_
 	uint64_t idx = (pc - hp->low) >> hp->log2seg;
 	uint8_t map[256];
 
-	for (int hops = 0; hops < 100000; hops++) {
+	/* 1024 windows of 255 segments: blobs up to ~32 MiB at 128-byte
+	 * segments (a hostile map costs at most 1024 reads) */
+	for (int hops = 0; hops < 1024; hops++) {
 		uint64_t from = idx >= 255 ? idx - 255 : 0;
 		size_t n = (size_t)(idx - from + 1);
 		uint8_t b;
