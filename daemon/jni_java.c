@@ -223,6 +223,8 @@ size_t jni_java_stack(struct jni_java *j, struct native_symbolizer *sym, int32_t
 	if (!j || id < 0 || id >= JNI_MAX_STACKS)
 		return 0;
 	s = &j->stacks[id];
+	if (!s->f) /* a stack made since the last poll: its event may be queued */
+		ring_buffer__consume(j->rb);
 	if (!s->f && walk && walk->n)
 		from_walk(j, s, walk);
 	for (size_t i = 0; i < s->n && n < max; i++) {
