@@ -389,7 +389,7 @@ static void print_text(struct jvm_view *v, const struct totals *t, bool final)
 		       t->hs.gc_policy);
 	if (n)
 		printf("  %8s %7s %9s %9s  %-6s %s\n", "live", "trend", "created", "deleted", "kind",
-		       "site (native stack, leaf first)");
+		       "site (native and Java frames, leaf first)");
 	for (size_t i = 0; i < n && (final || i < SITES_SHOWN_TEXT); i++)
 		if (order[i]->created)
 			print_site_text(order[i], final);
