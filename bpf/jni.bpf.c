@@ -19,6 +19,10 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 targ_tgid = 0;
+/* 1: the kernel's frame-pointer stack only (bpf_get_stackid into
+ * jni_fp_stacks, no stack copy, no Java names): what memdrift did before
+ * the Java-aware walk, kept for MEMDRIFT_JNI_STACKS=fp and the cost bench */
+const volatile __u32 jni_fp_only = 0;
 const volatile struct jni_usdt_arg jni_usdt_args[JNI_USDT_MAX] = {};
 
 struct {
@@ -36,13 +40,6 @@ struct {
 	__type(value, struct jni_site_counts);
 } jni_sites SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, JNI_MAX_STACKS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, JNI_STACK_DEPTH * sizeof(__u64));
-} jni_stacks SEC(".maps");
-
 __u64 jni_stats[JNI_STAT_MAX] = {};
 
 static __always_inline void stat_inc(__u32 s)
@@ -50,6 +47,15 @@ static __always_inline void stat_inc(__u32 s)
 	if (s < JNI_STAT_MAX)
 		__sync_fetch_and_add(&jni_stats[s], 1);
 }
+
+#include "jni_walk.bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, JNI_MAX_STACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, JNI_STACK_DEPTH * sizeof(__u64));
+} jni_fp_stacks SEC(".maps");
 
 static __always_inline int site_add(__u32 tgid, __s32 stackid, __u32 kind, int created)
 {
@@ -73,7 +79,7 @@ static __always_inline int site_add(__u32 tgid, __s32 stackid, __u32 kind, int c
 	return 0;
 }
 
-static __always_inline int on_created(void *ctx, __u64 handle, __u32 kind)
+static __always_inline int on_created(struct pt_regs *ctx, __u64 handle, __u32 kind)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct jni_ref_key key = { .tgid = tgid, .handle = handle };
@@ -87,7 +93,8 @@ static __always_inline int on_created(void *ctx, __u64 handle, __u32 kind)
 		return 0;
 	}
 	stat_inc(JNI_STAT_CREATED + kind);
-	id = bpf_get_stackid(ctx, &jni_stacks, BPF_F_USER_STACK);
+	id = jni_fp_only ? bpf_get_stackid(ctx, &jni_fp_stacks, BPF_F_USER_STACK)
+			 : jni_stack_id(ctx, tgid);
 	if (id < 0) {
 		stat_inc(JNI_STAT_STACK_ERRORS);
 		id = JNI_NO_STACK;

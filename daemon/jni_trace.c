@@ -14,6 +14,7 @@
 
 #include "bpf_util.h"
 #include "jni.skel.h"
+#include "jni_java.h"
 #include "log.h"
 #include "proc.h"
 #include "symbolize.h"
@@ -86,6 +87,8 @@ struct jni_trace {
 	/* JVM's own counts */
 	uint64_t global_handles_addr, weak_handles_addr; /* runtime addresses */
 	int64_t count_field;                             /* OopStorage::_allocation_count */
+	struct jni_java *java; /* Java-aware stacks (NULL: native names only) */
+	bool fp_only;          /* MEMDRIFT_JNI_STACKS=fp: kernel fp stacks (jni_fp_stacks) */
 };
 
 static const char *const usdt_names[JNI_USDT_MAX] = {
@@ -308,6 +311,12 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 		return ret;
 	}
 	t->skel->rodata->targ_tgid = (__u32)pid;
+	t->fp_only = getenv("MEMDRIFT_JNI_STACKS") && !strcmp(getenv("MEMDRIFT_JNI_STACKS"), "fp");
+	t->skel->rodata->jni_fp_only = t->fp_only;
+	if (t->fp_only) /* the stack map is only created when used */
+		bpf_map__set_max_entries(t->skel->maps.jni_stacks, 1);
+	else
+		bpf_map__set_max_entries(t->skel->maps.jni_fp_stacks, 1);
 	memcpy((void *)t->skel->rodata->jni_usdt_args, args, sizeof(args));
 	{
 		bool usdt = t->info.mode == JNI_PROBES_USDT;
@@ -327,6 +336,10 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 		free(t);
 		return set_err(err, errlen, ret, "load jni BPF programs: %s", strerror(-ret));
 	}
+	ret = t->fp_only ? -ENOTSUP : jni_java_new(pid, t->info.libjvm_open, t->info.libjvm_bias,
+			   bpf_map__fd(t->skel->maps.jni_events), &t->skel->bss->jni_code, &t->java);
+	if (ret && !t->fp_only)
+		log_warn("pid %d: stacks without Java names: %s", (int)pid, strerror(-ret));
 	*out = t;
 	return 0;
 }
@@ -380,6 +393,8 @@ int jni_trace_read_sites(struct jni_trace *t, struct jni_site *out, size_t max, 
 	struct jni_site_counts c;
 	void *prev = NULL;
 
+	if (t->java)
+		jni_java_poll(t->java); /* name new stacks before they are counted */
 	*n = 0;
 	while (*n < max && !bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
@@ -393,14 +408,23 @@ int jni_trace_read_sites(struct jni_trace *t, struct jni_site *out, size_t max, 
 
 int jni_trace_read_stack(struct jni_trace *t, __s32 stackid, uint64_t *ips, size_t max, size_t *n)
 {
-	uint64_t buf[JNI_STACK_DEPTH];
+	struct jni_walk w;
 	__u32 id = (__u32)stackid;
 
 	*n = 0;
-	if (stackid < 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_stacks), &id, buf))
+	if (stackid >= 0 && t->fp_only) {
+		uint64_t buf[JNI_STACK_DEPTH];
+
+		if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_fp_stacks), &id, buf))
+			return -ENOENT;
+		for (size_t i = 0; i < JNI_STACK_DEPTH && *n < max && buf[i]; i++)
+			ips[(*n)++] = buf[i];
+		return 0;
+	}
+	if (stackid < 0 || bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_stacks), &id, &w))
 		return -ENOENT;
-	for (size_t i = 0; i < JNI_STACK_DEPTH && *n < max && buf[i]; i++)
-		ips[(*n)++] = buf[i];
+	for (size_t i = 0; i < w.n && i < JNI_STACK_DEPTH && *n < max && w.pc[i]; i++)
+		ips[(*n)++] = w.pc[i];
 	return 0;
 }
 
@@ -416,6 +440,7 @@ void jni_trace_free(struct jni_trace *t)
 		return;
 	for (int i = 0; i < 4; i++)
 		bpf_link__destroy(t->links[i]);
+	jni_java_free(t->java);
 	jni_bpf__destroy(t->skel);
 	free(t);
 }
@@ -428,10 +453,24 @@ size_t jni_symbolized_stack(struct jni_trace *t, struct native_symbolizer *sym, 
 
 	if (max > JNI_STACK_DEPTH)
 		max = JNI_STACK_DEPTH;
-	if (stackid >= 0)
+	if (stackid >= 0 && t->java) {
+		struct jni_walk w;
+		__u32 id = (__u32)stackid;
+
+		if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.jni_stacks), &id, &w))
+			w.n = 0;
+		n = jni_java_stack(t->java, sym, stackid, &w, nf, max);
+		if (log_threshold <= LOG_LEVEL_DEBUG)
+			log_debug("stack %d: walk %u [%llx %llx %llx %llx] -> %s <- %s <- %s", stackid, w.n,
+				  w.n > 0 ? w.pc[0] : 0ull, w.n > 1 ? w.pc[1] : 0ull,
+				  w.n > 2 ? w.pc[2] : 0ull, w.n > 3 ? w.pc[3] : 0ull,
+				  n > 0 ? nf[0].function : "", n > 1 ? nf[1].function : "",
+				  n > 2 ? nf[2].function : "");
+	} else if (stackid >= 0) {
 		jni_trace_read_stack(t, stackid, ips, max, &n);
-	for (size_t i = 0; i < n; i++)
-		native_symbolize(sym, ips[i], &nf[i]);
+		for (size_t i = 0; i < n; i++)
+			native_symbolize(sym, ips[i], &nf[i]);
+	}
 	*first = 0;
 	while (*first < n && nf[*first].in_libjvm)
 		(*first)++;

@@ -66,6 +66,9 @@ struct native_frame {
 	const char *object;   /* path of the mapped object, "" for jit/unknown */
 	uint64_t offset;      /* ip - symbol start, or object-relative address */
 	bool in_libjvm;
+	const char *unwind;   /* how the frame was found: "regs", "cfi", "fp", "java"; NULL unknown */
+	const char *java;     /* Java frames: "interpreted", "jit", "native-wrapper", "stub",
+			       * "unresolved"; NULL for native frames */
 };
 
 int native_symbolizer_new(pid_t pid, struct native_symbolizer **out);

@@ -33,9 +33,11 @@
 #define SITES_SHOWN_JSON 1000
 
 struct frame_text {
-	char function[128];
+	char function[256];
 	char object[PATH_MAX];
 	uint64_t offset;
+	char unwind[8]; /* "regs", "cfi", "fp", "java" */
+	char java[16];  /* Java frame kind, "" native */
 };
 
 /* Sites merged by their symbolized stack (JNI implementation frames
@@ -124,6 +126,8 @@ static int site_for_stack(struct jvm_view *v, __s32 stackid, __u32 kind)
 		snprintf(ft->function, sizeof(ft->function), "%s", nf[i].function);
 		snprintf(ft->object, sizeof(ft->object), "%s", nf[i].object);
 		ft->offset = nf[i].offset;
+		snprintf(ft->unwind, sizeof(ft->unwind), "%s", nf[i].unwind ? nf[i].unwind : "");
+		snprintf(ft->java, sizeof(ft->java), "%s", nf[i].java ? nf[i].java : "");
 	}
 	if (!n) {
 		snprintf(s->frames[0].function, sizeof(s->frames[0].function), "[no stack]");
@@ -276,6 +280,10 @@ static void print_json(struct jvm_view *v, const struct totals *t, bool final)
 	json_object_object_add(o, "lost_events", json_object_new_int64((int64_t)lost_events(t)));
 	json_object_object_add(o, "stack_errors",
 			       json_object_new_int64((int64_t)t->stats[JNI_STAT_STACK_ERRORS]));
+	/* new-stack events the ring buffer could not take: those stacks are
+	 * named from the frame-pointer walk, late */
+	json_object_object_add(o, "stack_events_lost",
+			       json_object_new_int64((int64_t)t->stats[JNI_STAT_EVENTS_LOST]));
 	json_object_object_add(o, "sites_dropped", json_object_new_int64((int64_t)v->sites_dropped));
 	hs = json_object_new_object();
 	if (t->hs_ok) {
@@ -315,6 +323,11 @@ static void print_json(struct jvm_view *v, const struct totals *t, bool final)
 					       json_object_new_string(s->frames[f].function));
 			json_object_object_add(fo, "object", json_object_new_string(s->frames[f].object));
 			json_object_object_add(fo, "offset", json_object_new_int64((int64_t)s->frames[f].offset));
+			if (*s->frames[f].unwind)
+				json_object_object_add(fo, "unwind",
+						       json_object_new_string(s->frames[f].unwind));
+			if (*s->frames[f].java)
+				json_object_object_add(fo, "java", json_object_new_string(s->frames[f].java));
 			json_object_array_add(fr, fo);
 		}
 		json_object_object_add(so, "frames", fr);
@@ -376,7 +389,7 @@ static void print_text(struct jvm_view *v, const struct totals *t, bool final)
 		       t->hs.gc_policy);
 	if (n)
 		printf("  %8s %7s %9s %9s  %-6s %s\n", "live", "trend", "created", "deleted", "kind",
-		       "site (native stack, leaf first)");
+		       "site (native and Java frames, leaf first)");
 	for (size_t i = 0; i < n && (final || i < SITES_SHOWN_TEXT); i++)
 		if (order[i]->created)
 			print_site_text(order[i], final);
@@ -412,19 +425,22 @@ static int report(struct jvm_view *v, bool final)
 
 /* ---- pprof ---- */
 
-static int pprof_symbolize(void *ctx, uint64_t addr, size_t index, struct pprof_frame *frames,
-			   size_t max, size_t *n)
+/* Location address of a named frame: a hash of what it shows (a Java
+ * method is one location wherever its code is now; unwound native frames
+ * are not all in the BPF walk, so there is no pc to key by). */
+static uint64_t frame_addr(const struct native_frame *f)
 {
-	struct jvm_view *v = ctx;
-	struct native_frame nf;
+	uint64_t h = 1469598103934665603ull;
+	char buf[64];
 
-	*n = 0;
-	if (!max)
-		return 0;
-	native_symbolize(v->sym, index ? addr - 1 : addr, &nf);
-	frames[0] = (struct pprof_frame){ .function = nf.function, .file = nf.object };
-	*n = 1;
-	return 0;
+	snprintf(buf, sizeof(buf), "+%" PRIx64 "@", f->java ? 0 : f->offset);
+	for (const char *s = f->function; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	for (const char *s = buf; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	for (const char *s = f->object; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h | 1;
 }
 
 static int write_pprof(struct jvm_view *v)
@@ -446,17 +462,29 @@ static int write_pprof(struct jvm_view *v)
 	jni_trace_read_sites(v->trace, v->raw, JNI_MAX_SITES, &n);
 	native_symbolizer_refresh(v->sym);
 	for (size_t i = 0; i < n; i++) {
-		uint64_t ips[MAX_FRAMES];
-		size_t nips = 0;
+		struct native_frame nf[MAX_FRAMES];
+		uint64_t locs[MAX_FRAMES];
+		size_t first, nloc = 0;
+		size_t nfr = jni_symbolized_stack(v->trace, v->sym, v->raw[i].stackid, nf, MAX_FRAMES,
+						  &first);
 		int64_t vals[2] = { (int64_t)v->raw[i].created - (int64_t)v->raw[i].deleted,
 				    (int64_t)v->raw[i].created };
 		struct pprof_label label = { .key = "kind", .str = kind_name(v->raw[i].kind) };
 
-		if (jni_trace_read_stack(v->trace, v->raw[i].stackid, ips, MAX_FRAMES, &nips) || !nips) {
-			ips[0] = 0;
-			nips = 1;
+		ret = 0;
+		for (size_t f = 0; f < nfr && !ret; f++) {
+			struct pprof_frame pf = { .function = nf[f].function, .file = nf[f].object };
+
+			ret = pprof_add_location(b, frame_addr(&nf[f]), &pf, 1, &locs[nloc]);
+			nloc++;
 		}
-		ret = pprof_add_sample_addrs(b, ips, nips, vals, &label, 1, pprof_symbolize, v);
+		if (!ret && !nloc) {
+			struct pprof_frame pf = { .function = "[no stack]", .file = "" };
+
+			ret = pprof_add_location(b, 0, &pf, 1, &locs[nloc++]);
+		}
+		if (!ret)
+			ret = pprof_add_sample(b, locs, nloc, vals, &label, 1);
 		if (ret < 0)
 			log_warn("pprof: sample dropped: %s", strerror(-ret));
 	}

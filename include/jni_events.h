@@ -19,8 +19,44 @@ enum jni_ref_kind {
 	JNI_KIND_MAX = 2,
 };
 
-/* Stack id stored when bpf_get_stackid failed (counted in JNI_STAT_STACK_ERRORS). */
+/* Stack id stored when no id could be given (counted in JNI_STAT_STACK_ERRORS). */
 #define JNI_NO_STACK (-1)
+
+/* Bytes of user stack (from sp) copied into a new-stack event, largest
+ * first: a read that would cross the stack's top fails whole, so smaller
+ * windows are tried after it. */
+#define JNI_STACK_COPY 8192
+#define JNI_STACK_COPY_MIN 1024
+
+/* The creating stack as the BPF side walks it (frame pointers, bounded):
+ * its key. The walk stops at the first JIT-compiled frame; through
+ * interpreter frames it continues and keys by their Method* too (all
+ * interpreted methods run the same code). id -> this in jni_stacks. */
+struct jni_walk {
+	__u32 n;
+	__u32 pad;
+	__u64 pc[JNI_STACK_DEPTH];
+	__u64 method[JNI_STACK_DEPTH]; /* interpreter frames: Method*, else 0 */
+};
+
+/* Ring-buffer event sent once per new stack id: registers at the probe and
+ * a copy of the stack window, unwound and named in user space when read
+ * (daemon/stack_unwind.c, daemon/hotspot.c) while the JIT code it points
+ * into is still there. */
+struct jni_stack_event {
+	__u32 tgid;
+	__s32 stackid;
+	__u32 copied; /* bytes of stack[] valid */
+	__u32 pad;
+	__u64 ip, sp, bp;
+	__u8 stack[JNI_STACK_COPY];
+};
+
+/* Code ranges the BPF walk needs (set by user space once the JVM
+ * published them; 0 before). */
+struct jni_code_ranges {
+	__u64 code_lo, code_hi, interp_lo, interp_hi;
+};
 
 /* Outstanding reference: key = (process, opaque handle returned by the JVM). */
 struct jni_ref_key {
@@ -86,7 +122,8 @@ enum jni_stat {
 	JNI_STAT_SITES_FULL = 9,     /* site map full: counts lost */
 	JNI_STAT_STACK_ERRORS = 10,  /* bpf_get_stackid failed (stack map full, ...) */
 	JNI_STAT_REPLACED = 11,      /* handle re-created while tracked (missed delete) */
-	JNI_STAT_MAX = 12,
+	JNI_STAT_EVENTS_LOST = 12,   /* new-stack event not delivered (ring buffer full) */
+	JNI_STAT_MAX = 13,
 };
 
 #endif

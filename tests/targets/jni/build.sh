@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the JNI test target into OUTDIR (default .output/targets/jni):
-# JniTarget.class and libjnitarget.so (frame pointers kept). Incremental.
+# JniTarget.class, libjnitarget.so (frame pointers kept) and
+# libjnitarget_nofp.so (-O2 -fomit-frame-pointer, as most JNI libraries are
+# built: tail calls, no frame chain). Incremental.
 #   bash tests/targets/jni/build.sh [OUTDIR]
 set -euo pipefail
 
@@ -27,4 +29,10 @@ if newer "$out/libjnitarget.so" "$here/jnitarget.c"; then
 	gcc -O2 -g -fno-omit-frame-pointer -shared -fPIC -Wall -Wextra -Wno-unused-parameter \
 		-I"$jdk/include" -I"$jdk/include/linux" \
 		-o "$out/libjnitarget.so" "$here/jnitarget.c" -lpthread
+fi
+if newer "$out/libjnitarget_nofp.so" "$here/jnitarget.c"; then
+	printf '  %-8s %s\n' CC targets/jni/libjnitarget_nofp.so
+	gcc -O2 -g -fomit-frame-pointer -shared -fPIC -Wall -Wextra -Wno-unused-parameter \
+		-I"$jdk/include" -I"$jdk/include/linux" \
+		-o "$out/libjnitarget_nofp.so" "$here/jnitarget.c" -lpthread
 fi

@@ -1,5 +1,8 @@
 /* Native half of JniTarget: each site is its own noinline function so its
- * frame names the site in memdrift's stacks. Built with frame pointers. */
+ * frame names the site in memdrift's stacks. Built twice (build.sh): with
+ * frame pointers, and -O2 -fomit-frame-pointer (libjnitarget_nofp.so),
+ * where Java_JniTarget_tailLeak ends in a tail call into NewGlobalRef and
+ * is not on the stack at all. */
 #include <jni.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -140,4 +143,13 @@ JNIEXPORT void JNICALL Java_JniTarget_releaseAll(JNIEnv *env, jclass c)
 	release_down_to(env, &balanced_pool, 0, 0);
 	release_down_to(env, &weak_pool, 0, 1);
 	pthread_mutex_unlock(&lock);
+}
+
+/* The ref is returned to Java (which sees the object) and never deleted:
+ * one leaked global ref per call, counted by the Java side. At -O2 this is
+ * a tail call (jmp *NewGlobalRef): only the JVM's native wrapper for
+ * JniTarget.tailLeak is on the stack. */
+JNIEXPORT jobject JNICALL Java_JniTarget_tailLeak(JNIEnv *env, jclass c, jobject o)
+{
+	return (*env)->NewGlobalRef(env, o);
 }
