@@ -22,8 +22,10 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -390,11 +392,28 @@ def test_daemon_hostile_fake_jvm_fifo_utf8(t):
     promtool = shutil.which("promtool")
     if promtool is None:
         lib.skip_or_fail("promtool not installed (Debian package promtool)")
-    libdir = os.path.join(t.tmp, "jdk", "lib", "server")
-    os.makedirs(libdir)
+    # The fake runs as nobody: its FIFO sits in /tmp/hsperfdata_nobody, where
+    # no real JVM of the suite (root's) looks. A JVM starting while a FIFO is
+    # in its own user's hsperfdata directory hangs in open() when it sweeps
+    # stale files, so a FIFO left in /tmp/hsperfdata_root by a killed run
+    # would hang every later JVM on the machine.
+    user = "nobody"
+    pmdir = "/tmp/hsperfdata_" + user
+    if os.path.isdir(pmdir):
+        for name in os.listdir(pmdir):
+            path = os.path.join(pmdir, name)
+            if stat.S_ISFIFO(os.lstat(path).st_mode):
+                os.unlink(path)  # left by an earlier, killed run
+    top = tempfile.mkdtemp(prefix="memdrift-fakejvm-")
+    t.cleanup(lambda: shutil.rmtree(top, ignore_errors=True))
+    os.chmod(top, 0o755)
+    libdir = os.path.join(top, "jdk", "lib", "server")
+    os.makedirs(libdir, mode=0o755)
     shutil.copyfile("/bin/true", os.path.join(libdir, "libjvm.so"))
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_JVM, os.path.join(libdir, "libjvm.so"),
-                             __import__("pwd").getpwuid(os.getuid()).pw_name],
+    os.chmod(os.path.join(libdir, "libjvm.so"), 0o644)
+    fake = subprocess.Popen(["setpriv", "--reuid=" + user, "--regid=" + lib.user_group(user),
+                             "--clear-groups", sys.executable, "-c", FAKE_JVM,
+                             os.path.join(libdir, "libjvm.so"), user],
                             stdout=subprocess.PIPE, start_new_session=True)
     lib._live.append(fake)
     t.cleanup(fake.terminate)
