@@ -169,7 +169,7 @@ def test_daemon_security_profiles(t):
         f.write(token + "\n")
     os.chmod(token_file, 0o600)
     cert, key = self_signed(t, share)
-    port = td.free_port()
+    port = lib.free_port()
     root_tg = start_parker(t, "root", share)
     nobody_tg = start_parker(t, "nobody", share)
     base = "https://127.0.0.1:%d" % port
@@ -287,7 +287,7 @@ def test_daemon_security_idle_connections(t):
     after metrics.timeout. Profiles over TCP without a token: 403 to root and
     nobody alike."""
     lib.need_root_bpf()
-    port = td.free_port()
+    port = lib.free_port()
     base = "http://127.0.0.1:%d" % port
     d = Svc(t, ["--duration", "50s", "--set", "metrics.listen=127.0.0.1:%d" % port,
                 "--set", "metrics.timeout=4s", "--set", select_targets(),
@@ -345,7 +345,7 @@ def test_daemon_security_reload_faults(t):
     symlink planted at alerts.file is refused (its target untouched); stdout
     a pipe whose reader is gone: the daemon lives on."""
     lib.need_root_bpf()
-    port, busy = td.free_port(), socket.socket()
+    port, busy = lib.free_port(), socket.socket()
     busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
@@ -435,7 +435,7 @@ def test_daemon_security_postmortem_retention(t):
         os.utime(p, (now - 1000 + i, now - 1000 + i))
     other = os.path.join(state, "not-a-postmortem")
     os.makedirs(other)
-    port = td.free_port()
+    port = lib.free_port()
     d = Svc(t, ["--duration", "20s", "--set", "metrics.listen=127.0.0.1:%d" % port,
                 "--set", "state.dir=" + state, "--set", "state.postmortem_max_count=5",
                 "--set", select_targets()],
@@ -470,7 +470,7 @@ def test_daemon_security_cpu_budget(t):
     detached at the next sample: logged, counted, the target unharmed and
     still leaking at its rate."""
     lib.need_root_bpf()
-    port = td.free_port()
+    port = lib.free_port()
     url = "http://127.0.0.1:%d/metrics" % port
     argv = ["--duration", "120s", "--set", "metrics.listen=127.0.0.1:%d" % port,
             "--set", "state.dir=" + os.path.join(t.tmp, "state"), "--set", select_targets(),
@@ -520,7 +520,7 @@ def test_daemon_security_nonroot(t):
     share = shared_dir(t, "nonroot")
     tg = start_parker(t, "root", share)
     state = os.path.join(share, "state")
-    port = td.free_port()
+    port = lib.free_port()
     url = "http://127.0.0.1:%d/metrics" % port
     d = Svc(t, ["--duration", "40s", "--set", "metrics.listen=127.0.0.1:%d" % port,
                 "--set", "state.dir=" + state, "--set", select_targets()], user="nobody",
@@ -558,7 +558,7 @@ def test_daemon_security_state_dir_readonly(t):
     os.makedirs(state)
     os.chown(state, 65534, 65534)
     os.chmod(state, 0o500)
-    port = td.free_port()
+    port = lib.free_port()
     url = "http://127.0.0.1:%d/metrics" % port
     d = Svc(t, ["--duration", "120s", "--set", "metrics.listen=127.0.0.1:%d" % port,
                 "--set", "state.dir=" + state, "--set", select_targets(),
@@ -609,7 +609,7 @@ def test_daemon_security_watchdog(t):
     ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     ns.bind(path)
     t.cleanup(ns.close)
-    port = td.free_port()
+    port = lib.free_port()
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
     argv = [lib.MEMDRIFT, "daemon", "--duration", "4s", "--set",
             "metrics.listen=127.0.0.1:%d" % port, "--set", "select.include_exe=/nonexistent/*",
@@ -646,7 +646,7 @@ def test_daemon_security_slow_stdout(t):
     rd, wr = os.pipe()
     fcntl.fcntl(wr, 1031, 4096)  # F_SETPIPE_SZ: the smallest pipe
     alerts = os.path.join(t.tmp, "alerts.json")
-    port = td.free_port()
+    port = lib.free_port()
     url = "http://127.0.0.1:%d/metrics" % port
     d = Svc(t, ["--duration", "80s", "--set", "metrics.listen=127.0.0.1:%d" % port,
                 "--set", "alerts.file=" + alerts, "--set", "alerts.rate_limit=0",

@@ -123,7 +123,7 @@ class Program:
                              % (spec["pkg"], os.path.relpath(path, lib.ROOT)))
         with open(os.path.join(REAL, spec["pkg"], ".version")) as f:
             self.deb_version = f.read().strip()
-        self.port, port2 = test_daemon.free_port(), test_daemon.free_port()
+        self.port, port2 = lib.free_port(), lib.free_port()
         self.health = spec["health"]
         self.proc, self.log = t.spawn([path] + spec["argv"](t.tmp, self.port, port2),
                                       log_name=name + ".log")
