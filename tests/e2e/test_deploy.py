@@ -484,14 +484,23 @@ def test_daemonset_container(t):
     assert code == 401, "a profile without the token -> %d, want 401" % code
     print("  %s: a profile without the bearer token -> 401" % scheme.upper())
     for kind, want in (("goroutine", "main.handleRequest"), ("heap", "main.remember")):
-        code, body = fetch_in_netns(dpid, "%s/debug/pprof/%s?pid=%d" % (url, kind, tpid), token)
-        assert code == 200, "/debug/pprof/%s?pid=%d -> %d %r (read-only / and /tmp)" % (
-            kind, tpid, code, body[:300])
-        path = os.path.join(t.tmp, kind + ".pb.gz")
-        with open(path, "wb") as f:
-            f.write(body)
-        raw = pprof_raw(t, path)
-        assert want in raw, "%s profile lacks %s: %s" % (kind, want, raw[:800])
+        # the runtime publishes heap samples at the end of a GC cycle: a
+        # target seconds old may not have finished the one that holds them
+        deadline = time.monotonic() + 30
+        while True:
+            code, body = fetch_in_netns(dpid, "%s/debug/pprof/%s?pid=%d" % (url, kind, tpid),
+                                        token)
+            assert code == 200, "/debug/pprof/%s?pid=%d -> %d %r (read-only / and /tmp)" % (
+                kind, tpid, code, body[:300])
+            path = os.path.join(t.tmp, kind + ".pb.gz")
+            with open(path, "wb") as f:
+                f.write(body)
+            raw = pprof_raw(t, path)
+            if want in raw:
+                break
+            assert time.monotonic() < deadline, "%s profile lacks %s after 30s: %s" % (
+                kind, want, raw[:800])
+            time.sleep(1)
         print("  /debug/pprof/%s?pid=%d -> 200, %d bytes; go tool pprof -raw names %s"
               % (kind, tpid, len(body), want))
 
