@@ -9,8 +9,10 @@ returns [(case_id, args_tuple), ...]; each case runs as test_NAME_<case_id>.
 """
 
 import ctypes
+import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -96,6 +98,19 @@ def target(ver, name, flavor):
 
 
 # ---------------------------------------------------------------- prerequisites
+
+def go_tool():
+    """The newest installed go command whose pprof is prebuilt (it reads
+    every profile; from 1.26 `go tool pprof` first compiles the tool, a
+    minute on a cold cache)."""
+    gos = sorted(glob.glob("/usr/lib/go-1.*/bin/go"),
+                 key=lambda p: int(re.search(r"go-1\.(\d+)", p).group(1)))
+    if not gos:
+        skip_or_fail("no Go toolchain for `go tool pprof`")
+    built = [g for g in gos if os.path.exists(
+        os.path.join(os.path.dirname(os.path.dirname(g)), "pkg/tool/linux_amd64/pprof"))]
+    return (built or gos)[-1]
+
 
 def tool(name):
     """Path of the developer tool tests/tools/NAME.c, built by the Makefile

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import lib
-from test_heap import CHURN, RETAIN, go_tool, start_heapleak
+from test_heap import CHURN, RETAIN, start_heapleak
 
 
 @lib.timeout(120)
@@ -52,7 +52,7 @@ def test_attach_trace_heap(t):
         path = os.path.join(prof, name)
         if not os.path.exists(path):
             lib.fail("--pprof wrote no %s (dir has %s)" % (name, os.listdir(prof)))
-    top = subprocess.run([go_tool(), "tool", "pprof", "-top", "-sample_index=inuse_space",
+    top = subprocess.run([lib.go_tool(), "tool", "pprof", "-top", "-sample_index=inuse_space",
                           os.path.join(prof, "heap.pb.gz")],
                          capture_output=True, text=True, timeout=60)
     if top.returncode != 0 or RETAIN not in top.stdout:

@@ -333,21 +333,8 @@ def series(metrics, name):
     return out
 
 
-def go_tool():
-    """The newest go whose toolchain ships a built pprof (newer ones build
-    it on first `go tool pprof`, which takes minutes here)."""
-    gos = sorted((p for p in os.listdir("/usr/lib") if p.startswith("go-1.")),
-                 key=lambda s: [int(x) for x in s[3:].split(".")])
-    for g in reversed(gos):
-        path = os.path.join("/usr/lib", g, "bin", "go")
-        if os.access(path, os.X_OK) and \
-                os.path.exists(os.path.join("/usr/lib", g, "pkg", "tool", "linux_amd64", "pprof")):
-            return path
-    lib.skip_or_fail("no Go toolchain with a built pprof tool")
-
-
 def pprof_raw(t, path):
-    p = subprocess.run([go_tool(), "tool", "pprof", "-raw", path], capture_output=True,
+    p = subprocess.run([lib.go_tool(), "tool", "pprof", "-raw", path], capture_output=True,
                        text=True, timeout=120, env=dict(os.environ, HOME=t.tmp,
                                                         GOTOOLCHAIN="local"))
     if p.returncode != 0:
@@ -535,8 +522,18 @@ def test_daemonset_container(t):
 # ---------------------------------------------------------------- systemd
 
 SYSTEMD_IMAGE = "localhost/memdrift-test-systemd:latest"
-RUNTIME_LIBS = ("libbpf1 libelf1 libdw1 libcapstone4 zlib1g libprotobuf-c1 libmicrohttpd12 "
-                "libjson-c5 libsystemd0 libcap2")
+def runtime_libs():
+    """The packages the image's runtime stage installs (the last `apt-get
+    install` of scripts/Containerfile): the systemd stand-in gets the same."""
+    with open(CONTAINERFILE) as f:
+        text = f.read().replace("\\\n", " ")
+    runs = [l for l in text.splitlines() if l.startswith("RUN ") and "apt-get install" in l]
+    assert runs, "no apt-get install in %s" % CONTAINERFILE
+    words = runs[-1].split("apt-get install", 1)[1].split("&&")[0].split()
+    return " ".join(w for w in words if not w.startswith("-"))
+
+
+RUNTIME_LIBS = runtime_libs()
 
 
 def base_image():

@@ -9,9 +9,7 @@ non-runtime frame, and its pprof.WriteHeapProfile output. Contract of
 alloc_objects} sorted by inuse_bytes; `--pprof DIR` writes DIR/heap.pb.gz.
 """
 
-import glob
 import os
-import re
 import subprocess
 
 import lib
@@ -56,24 +54,11 @@ def by_function(sites, key="inuse_bytes"):
     return out
 
 
-def go_tool():
-    """The newest installed go command whose pprof is prebuilt (it reads
-    every profile; from 1.26 `go tool pprof` first compiles the tool, a
-    minute on a cold cache)."""
-    gos = sorted(glob.glob("/usr/lib/go-1.*/bin/go"),
-                 key=lambda p: int(re.search(r"go-1\.(\d+)", p).group(1)))
-    if not gos:
-        lib.skip_or_fail("no Go toolchain for `go tool pprof`")
-    built = [g for g in gos if os.path.exists(
-        os.path.join(os.path.dirname(os.path.dirname(g)), "pkg/tool/linux_amd64/pprof"))]
-    return (built or gos)[-1]
-
-
 def pprof_top(path, sample_index="inuse_space"):
     """(top flat function, its flat value text, whole output) of `go tool pprof -top`."""
     env = dict(os.environ, GOTOOLCHAIN="local", GOPROXY="off", GOFLAGS="-mod=mod",
                GOCACHE=os.path.join(lib.OUT, "gocache"), GOTELEMETRY="off")
-    p = subprocess.run([go_tool(), "tool", "pprof", "-top", "-sample_index=" + sample_index,
+    p = subprocess.run([lib.go_tool(), "tool", "pprof", "-top", "-sample_index=" + sample_index,
                         path], capture_output=True, timeout=120, env=env)
     out = p.stdout.decode(errors="replace")
     if p.returncode != 0:

@@ -24,7 +24,6 @@ import urllib.request
 
 import lib
 import test_daemon
-from test_heap import go_tool
 
 REAL = os.path.join(lib.OUT, "realprogs")
 SERVING = ("net/http.(*Server).Serve", "net/http.(*connReader).startBackgroundRead")
@@ -87,7 +86,7 @@ def created_by(dump):
 
 def pprof_total_inuse(path):
     """Sum of inuse_space over every sample of a heap profile (`go tool pprof -raw`)."""
-    p = subprocess.run([go_tool(), "tool", "pprof", "-raw", path], capture_output=True,
+    p = subprocess.run([lib.go_tool(), "tool", "pprof", "-raw", path], capture_output=True,
                        text=True, timeout=60)
     if p.returncode != 0:
         lib.fail("go tool pprof -raw %s: %s" % (path, p.stderr[-400:]))
