@@ -678,8 +678,11 @@ static int on_oom(void *ctx, const struct procmon_event *oom)
 	const struct procmon_event *ev = oom;
 
 	d->n.oom_kills++;
-	if (!w)
+	/* a victim slow to die can be chosen again (its memory cgroup still
+	 * over the limit): the kernel counts both, the alert is one */
+	if (!w || w->oom_reported)
 		return 0;
+	w->oom_reported = true;
 	/* the pre-6.8 record carries no RSS: the last one seen stands in */
 	if (!oom->rss_valid && w->rss_known) {
 		copy = *oom;

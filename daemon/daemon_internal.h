@@ -144,6 +144,7 @@ struct watched {
 	bool ready;                    /* first snapshot succeeded */
 	struct procmon_rss rss;
 	bool rss_known;
+	bool oom_reported;             /* one alert and post-mortem per victim */
 	uint64_t first_seen_ns;
 	uint64_t start_ticks;          /* proc_start_time at discovery (PID reuse) */
 	/* latest numbers, for metrics and post-mortems */

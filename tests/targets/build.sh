@@ -28,9 +28,40 @@ export GOTOOLCHAIN=local GOPROXY=off GOFLAGS="-mod=mod -buildvcs=false"
 export GOCACHE="$gocache" GOPATH="$gocache/gopath" GOENV=off GOTELEMETRY=off
 export GOFLAGS
 
+# One target in one flavor, built to a temporary name and renamed, so an
+# interrupted build never leaves a half-written binary that looks fresh.
+build_one() {
+	local ver=$1 goroot=$2 gobin=$3 dir=$4 name=$5 flavor=$6 out=$7
+	local cgo=0 args=() goexp=${GOEXPERIMENT:-}
+
+	case $flavor in
+	plain) ;;
+	stripped) args=(-ldflags=-s\ -w) ;;
+	pie) args=(-buildmode=pie) ;;
+	cgo) cgo=1 ;;
+	nogreentea) goexp=nogreenteagc ;; # 1.26+: the pre-Green-Tea GC
+	esac
+	printf '  %-8s %s\n' GO "targets/$ver/$name-$flavor"
+	if (cd "$dir" && export GOEXPERIMENT=$goexp &&
+	    { [ ! -f build.env ] || . ./build.env; } &&
+	    GOROOT="$goroot" CGO_ENABLED=$cgo \
+	    "$gobin" build "${args[@]}" -o "$out.tmp" .); then
+		mv -f "$out.tmp" "$out"
+	else
+		rm -f "$out.tmp"
+		echo "build.sh: $ver $name-$flavor failed" >&2
+		return 1
+	fi
+}
+
 flavors="plain stripped pie cgo"
 versions=()
 failed=0
+# Two builds at a time on two cores: one go build links alone for seconds
+# while the other compiles (BUILD_JOBS= to change).
+jobs=${BUILD_JOBS:-$(nproc)}
+running=0
+todo=()
 
 for gobin in /usr/lib/go-1.*/bin/go; do
 	[ -x "$gobin" ] || continue
@@ -62,31 +93,24 @@ for gobin in /usr/lib/go-1.*/bin/go; do
 			   [ -z "$(find "$dir" "$here/build.sh" -newer "$out" -type f -print -quit)" ]; then
 				continue
 			fi
-			cgo=0
-			args=()
-			goexp=${GOEXPERIMENT:-}
-			case $flavor in
-			plain) ;;
-			stripped) args=(-ldflags=-s\ -w) ;;
-			pie) args=(-buildmode=pie) ;;
-			cgo) cgo=1 ;;
-			nogreentea) goexp=nogreenteagc ;; # 1.26+: the pre-Green-Tea GC
-			esac
-			printf '  %-8s %s\n' GO "targets/$ver/$name-$flavor"
-			# Build to a temporary name and rename, so an interrupted
-			# build never leaves a half-written binary that looks fresh.
-			if (cd "$dir" && export GOEXPERIMENT=$goexp &&
-			    { [ ! -f build.env ] || . ./build.env; } &&
-			    GOROOT="$goroot" CGO_ENABLED=$cgo \
-			    "$gobin" build "${args[@]}" -o "$out.tmp" .); then
-				mv -f "$out.tmp" "$out"
-			else
-				rm -f "$out.tmp"
-				echo "build.sh: $ver $name-$flavor failed" >&2
-				failed=1
-			fi
+			todo+=("$name|$flavor|$ver|$goroot|$gobin|$dir|$out")
 		done
 	done
+done
+# Ordered by target and flavor, then version: the builds that run side by
+# side use different toolchains, so no two compile the same cold runtime.
+while IFS='|' read -r name flavor ver goroot gobin dir out; do
+	[ -n "$name" ] || continue
+	build_one "$ver" "$goroot" "$gobin" "$dir" "$name" "$flavor" "$out" &
+	running=$((running + 1))
+	if [ "$running" -ge "$jobs" ]; then
+		wait -n || failed=1
+		running=$((running - 1))
+	fi
+done < <(printf '%s\n' "${todo[@]}" | sort -s -t'|' -k1,1 -k2,2)
+while [ "$running" -gt 0 ]; do
+	wait -n || failed=1
+	running=$((running - 1))
 done
 
 printf '%s\n' "${versions[@]}" > "$outdir/versions.txt.tmp"
