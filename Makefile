@@ -15,6 +15,8 @@ CFLAGS ?= -g -O2
 ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -D_GNU_SOURCE \
 	-Iinclude -Idaemon -I$(OUTPUT) -I$(OUTPUT)/proto $(PKG_CFLAGS)
+# every object's header dependencies, written by the compiler (-MMD -MP)
+DEPFLAGS = -MMD -MP
 LDLIBS := $(PKG_LIBS) -lm -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -Ibpf -I$(OUTPUT) \
 	-Wall -Wno-unused-function
@@ -29,17 +31,18 @@ endif
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_SKELS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
-PROTO_SRCS := $(wildcard daemon/*.proto)
-PROTO_C := $(patsubst daemon/%.proto,$(OUTPUT)/proto/%.pb-c.c,$(PROTO_SRCS))
+PROTO_SRCS := $(wildcard daemon/output/*.proto)
+PROTO_C := $(patsubst daemon/output/%.proto,$(OUTPUT)/proto/%.pb-c.c,$(PROTO_SRCS))
 PROTO_OBJS := $(patsubst $(OUTPUT)/proto/%.c,$(OUTPUT)/proto/%.o,$(PROTO_C))
-DAEMON_SRCS := $(wildcard daemon/*.c)
+# the product: daemon/<stage>/*.c (README "How it works" names the stages)
+DAEMON_SRCS := $(wildcard daemon/*/*.c)
 DAEMON_OBJS := $(patsubst daemon/%.c,$(OUTPUT)/daemon/%.o,$(DAEMON_SRCS))
-LIB_OBJS := $(filter-out $(OUTPUT)/daemon/main.o,$(DAEMON_OBJS)) $(PROTO_OBJS)
+LIB_OBJS := $(filter-out $(OUTPUT)/daemon/cli/main.o,$(DAEMON_OBJS)) $(PROTO_OBJS)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(FUZZ_SRCS))
-FUZZ_LIB_SRCS := $(filter-out daemon/main.c,$(DAEMON_SRCS))
+FUZZ_LIB_SRCS := $(filter-out daemon/cli/main.c,$(DAEMON_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
@@ -59,25 +62,27 @@ $(OUTPUT)/vmlinux.h: | $(OUTPUT)
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
 endif
 
-$(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard include/*.h) $(wildcard bpf/*.bpf.h) $(VMLINUX_H) | $(OUTPUT)
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(VMLINUX_H) | $(OUTPUT)
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -include $(VMLINUX_H) -c $< -o $@
+	$(Q)$(CLANG) $(BPF_CFLAGS) $(DEPFLAGS) -include $(VMLINUX_H) -c $< -o $@
 
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
-$(OUTPUT)/proto/%.pb-c.c $(OUTPUT)/proto/%.pb-c.h: daemon/%.proto | $(OUTPUT)/proto
+$(OUTPUT)/proto/%.pb-c.c $(OUTPUT)/proto/%.pb-c.h: daemon/output/%.proto | $(OUTPUT)/proto
 	$(call msg,PROTOC,$@)
-	$(Q)$(PROTOC_C) --proto_path=daemon --c_out=$(OUTPUT)/proto $<
+	$(Q)$(PROTOC_C) --proto_path=daemon/output --c_out=$(OUTPUT)/proto $<
 
 $(OUTPUT)/proto/%.o: $(OUTPUT)/proto/%.c
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(OUTPUT)/daemon/%.o: daemon/%.c $(wildcard daemon/*.h) $(wildcard include/*.h) $(BPF_SKELS) $(PROTO_C) | $(OUTPUT)/daemon
+# generated headers (skeletons, protobuf) are order-only: the first build
+# makes them, -MMD records which object includes which
+$(OUTPUT)/daemon/%.o: daemon/%.c | $(BPF_SKELS) $(PROTO_C)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D) && $(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(OUTPUT)/memdrift: $(DAEMON_OBJS) $(PROTO_OBJS)
 	$(call msg,LINK,$@)
@@ -96,9 +101,9 @@ FUZZ_OBJS := $(patsubst daemon/%.c,$(OUTPUT)/fuzzobj/%.o,$(FUZZ_LIB_SRCS)) \
 $(OUTPUT)/fuzzobj:
 	$(Q)mkdir -p $@
 
-$(OUTPUT)/fuzzobj/%.o: daemon/%.c $(wildcard daemon/*.h) $(wildcard include/*.h) $(BPF_SKELS) $(PROTO_C) | $(OUTPUT)/fuzzobj
+$(OUTPUT)/fuzzobj/%.o: daemon/%.c | $(BPF_SKELS) $(PROTO_C)
 	$(call msg,FUZZ-CC,$@)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D) && $(CLANG) $(FUZZ_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(OUTPUT)/fuzzobj/%.o: $(OUTPUT)/proto/%.c | $(OUTPUT)/fuzzobj
 	$(call msg,FUZZ-CC,$@)
@@ -163,7 +168,7 @@ install: $(OUTPUT)/memdrift
 		> $(DESTDIR)$(PREFIX)/lib/systemd/system/memdrift.service
 	$(Q)chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/memdrift.service
 	$(Q)[ -e $(DESTDIR)/etc/memdrift/memdrift.conf ] || \
-		install -m 0644 daemon/memdrift.conf.example $(DESTDIR)/etc/memdrift/memdrift.conf
+		install -m 0644 daemon/service/memdrift.conf.example $(DESTDIR)/etc/memdrift/memdrift.conf
 	$(Q)$(OUTPUT)/memdrift help --man > $(DESTDIR)$(PREFIX)/share/man/man8/memdrift.8
 	$(Q)install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/memdrift/README.md
 	$(Q)echo "installed under $(DESTDIR)$(PREFIX) (unit: $(PREFIX)/lib/systemd/system/memdrift.service)"
@@ -179,6 +184,8 @@ bench: deps
 clean:
 	$(call msg,CLEAN,$(OUTPUT))
 	$(Q)rm -rf $(OUTPUT)
+
+-include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/daemon/*/*.d $(OUTPUT)/fuzzobj/*/*.d)
 
 .DELETE_ON_ERROR:
 .SECONDARY:

@@ -11,18 +11,18 @@
  *                         a record with the TID only, user space resolves
  *                         the TGID. Loads on both prototypes (CO-RE), so a
  *                         test forces it on a newer kernel.
- * daemon/procmon.c reads the kernel's BTF and loads one program of each pair. */
+ * daemon/discover/procmon.c reads the kernel's BTF and loads one program of each pair. */
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-#include "procmon.h"
+#include "procmon_abi.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 #define PF_KTHREAD 0x00200000
 
-/* Set before load by daemon/procmon.c. */
+/* Set before load by daemon/discover/procmon.c. */
 const volatile __u64 pm_page_size = 4096;
 const volatile __u64 pm_rss_min_delta_bytes = PM_RSS_MIN_DELTA_BYTES;
 const volatile __u32 pm_rss_min_delta_permille = PM_RSS_MIN_DELTA_PERMILLE;

@@ -1,5 +1,5 @@
 /* The Go stack-check filter shared by every probe on Go code (bpf/goroutines,
- * bpf/heap; set by daemon/probe_place.c's placement). A probe that sits on
+ * bpf/heap; set by daemon/probe/probe_place.c's placement). A probe that sits on
  * the prologue's `jbe morestack` (or `jb morestack` after `sub r12,N` in
  * big frames) is hit twice when the stack must grow: the first hit branches
  * to morestack and the function starts over, so it is not a real call and

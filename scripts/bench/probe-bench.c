@@ -1,7 +1,7 @@
 /* Helper of scripts/bench/probe-cost.
  *   probe-bench offset ELF SYMBOL entry|place
  *       prints "<file offset> <instruction>" of SYMBOL's entry, or of the
- *       point memdrift's placement (daemon/probe_place.c) chooses;
+ *       point memdrift's placement (daemon/probe/probe_place.c) chooses;
  *   probe-bench run ELF OFFSET -- CMD [ARGS]
  *       attaches a no-op BPF uprobe at OFFSET (every process), runs CMD,
  *       prints the hit count to stderr, detaches, exits with CMD's status. */
@@ -18,7 +18,7 @@
 #include <bpf/libbpf.h>
 
 #include "bench_noop.skel.h"
-#include "probe_place.h"
+#include "probe/probe_place.h"
 
 static int find_symbol(Elf *elf, const char *name, uint64_t *vaddr)
 {

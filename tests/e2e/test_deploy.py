@@ -27,7 +27,7 @@ import lib
 DAEMONSET = os.path.join(lib.ROOT, "scripts", "k8s", "daemonset.yaml")
 UNIT = os.path.join(lib.ROOT, "scripts", "systemd", "memdrift.service")
 CONTAINERFILE = os.path.join(lib.ROOT, "scripts", "Containerfile")
-EXAMPLE_CONF = os.path.join(lib.ROOT, "daemon", "memdrift.conf.example")
+EXAMPLE_CONF = os.path.join(lib.ROOT, "daemon", "service", "memdrift.conf.example")
 IMAGE = "localhost/memdrift:latest"
 TARGET_IMAGE = "localhost/memdrift-test-leaky:latest"
 PODMAN = ["podman", "--runtime", "runc"]

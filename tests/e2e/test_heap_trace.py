@@ -1,4 +1,4 @@
-"""Go heap probes (daemon/heap_trace.c, bpf/heap.bpf.c) against real Go
+"""Go heap probes (daemon/trace/heap_trace.c, bpf/heap_trace.bpf.c) against real Go
 programs, through the developer tool tests/tools/heap_dump (the module's
 JSON live view, one line per interval; built here with the Makefile's own
 flags) until `memdrift attach` wires it.

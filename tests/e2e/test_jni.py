@@ -456,7 +456,7 @@ def jdk_cases():
 @lib.cases(jdk_cases)
 @lib.timeout(120)
 def test_hotspot_codelist(t, java):
-    """daemon/hotspot.c against the JVM's own list of its compiled code
+    """daemon/symbols/hotspot.c against the JVM's own list of its compiled code
     (`jcmd PID Compiler.codelist`): every nmethod and native wrapper, looked
     up by its first and last code byte through the code heaps' segment maps,
     is found and named Class.method (the signature exactly when the class

@@ -1,4 +1,4 @@
-"""C memory tracing (daemon/native_trace.c, bpf/native.bpf.c) against real
+"""C memory tracing (daemon/trace/native_trace.c, bpf/native_trace.bpf.c) against real
 cgo programs, through the developer tool tests/tools/native_dump (the
 module's JSON live view, one line per interval; built here with the
 Makefile's own flags) until `memdrift attach --trace cgo,native` is wired.

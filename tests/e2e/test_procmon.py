@@ -1,4 +1,4 @@
-"""daemon/procmon.c + bpf/procmon.bpf.c against real processes, through the
+"""daemon/discover/procmon.c + bpf/procmon.bpf.c against real processes, through the
 developer tool tests/tools/procmon_dump (built here with the Makefile's own
 flags), which prints every procmon event as a JSON line.
 

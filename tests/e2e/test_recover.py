@@ -1,4 +1,4 @@
-"""Layouts read from the runtime's own code (daemon/gobin_layout.c) for a Go
+"""Layouts read from the runtime's own code (daemon/binary/gobin_layout.c) for a Go
 version newer than the offset table, stripped (no DWARF).
 
 Two ways to be "newer than the table" with the toolchains installed here:

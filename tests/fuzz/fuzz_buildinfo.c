@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gobin.h"
+#include "binary/gobin.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

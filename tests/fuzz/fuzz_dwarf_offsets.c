@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "go_offsets.h"
+#include "binary/go_offsets.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

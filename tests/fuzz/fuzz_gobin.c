@@ -7,8 +7,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "gobin.h"
-#include "gobin_internal.h"
+#include "binary/gobin.h"
+#include "binary/gobin_internal.h"
 
 static const char *const names[] = {
 	"main.main", "runtime.newproc", "runtime.forEachGRace", "runtime.(*mcache).refill",

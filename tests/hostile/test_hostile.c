@@ -25,18 +25,18 @@
 
 #include <cmocka.h>
 
-#include "../../daemon/go_offsets.h"
-#include "../../daemon/gobin.h"
-#include "../../daemon/gobin_internal.h"
-#include "../../daemon/heapprof.h"
-#include "../../daemon/hsperf.h"
-#include "../../daemon/proc.h"
-#include "../../daemon/snapshot.h"
-#include "../../daemon/strbuf.h"
-#include "../../daemon/symbolize.h"
-#include "../../daemon/target.h"
-#include "../../daemon/usdt_notes.h"
-#include "../../daemon/util.h"
+#include "binary/go_offsets.h"
+#include "binary/gobin.h"
+#include "binary/gobin_internal.h"
+#include "watch/heapprof.h"
+#include "watch/hsperf.h"
+#include "discover/proc.h"
+#include "watch/snapshot.h"
+#include "base/strbuf.h"
+#include "symbols/symbolize.h"
+#include "discover/target.h"
+#include "probe/usdt_notes.h"
+#include "base/util.h"
 
 void prom_escape(struct strbuf *sb, const char *s); /* daemon_http.c */
 

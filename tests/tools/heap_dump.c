@@ -20,10 +20,10 @@
 
 #include <json-c/json.h>
 
-#include "heap_trace.h"
-#include "heapprof.h"
-#include "log.h"
-#include "target.h"
+#include "trace/heap_trace.h"
+#include "watch/heapprof.h"
+#include "base/log.h"
+#include "discover/target.h"
 #include "tool.h"
 
 static void emit(struct heap_trace *t, const struct go_target *go, bool text, bool watch,

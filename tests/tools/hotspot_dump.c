@@ -1,5 +1,5 @@
 /* hotspot_dump: names code-cache addresses of a live HotSpot JVM through
- * daemon/hotspot.c (vmStructs read with process_vm_readv), for the e2e
+ * daemon/symbols/hotspot.c (vmStructs read with process_vm_readv), for the e2e
  * test that compares them with `jcmd PID Compiler.codelist`.
  *
  *   hotspot_dump PID [ADDR...]    ADDR in hex; none: only the ranges
@@ -14,9 +14,9 @@
 
 #include <json-c/json.h>
 
-#include "hotspot.h"
-#include "proc.h"
-#include "symbolize.h"
+#include "symbols/hotspot.h"
+#include "discover/proc.h"
+#include "symbols/symbolize.h"
 
 static const char *const kinds[] = { "none", "free", "interpreter", "nmethod", "native", "stub" };
 

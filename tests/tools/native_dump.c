@@ -17,9 +17,9 @@
 
 #include <json-c/json.h>
 
-#include "log.h"
-#include "native_trace.h"
-#include "target.h"
+#include "base/log.h"
+#include "trace/native_trace.h"
+#include "discover/target.h"
 #include "tool.h"
 
 static void emit(struct native_trace *t, pid_t pid, bool text, size_t nsites, bool final)

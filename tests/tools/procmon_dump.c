@@ -1,4 +1,4 @@
-/* Developer tool and e2e driver for daemon/procmon.c: prints every procmon
+/* Developer tool and e2e driver for daemon/discover/procmon.c: prints every procmon
  * event as one JSON line on stdout.
  *
  *   procmon_dump [--scan] [--watch-all] [--watch PID]... [--no-rss] [--no-oom]
@@ -20,7 +20,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "../../daemon/procmon.h"
+#include "discover/procmon.h"
 
 static const char *const type_names[] = {
 	[PROCMON_EXEC] = "exec", [PROCMON_EXIT] = "exit", [PROCMON_FORK] = "fork",

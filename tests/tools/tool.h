@@ -6,7 +6,7 @@
 
 #include <signal.h>
 
-#include "util.h"
+#include "base/util.h"
 
 static volatile sig_atomic_t tool_stop;
 

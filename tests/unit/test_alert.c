@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "alert.h"
+#include "detect/alert.h"
 
 #define SEC 1000000000ull
 #define MIB (1024.0 * 1024.0)

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "service/config.h"
 
 #define SEC 1000000000ull
 
@@ -384,15 +384,15 @@ static void example_is_the_written_defaults(void **state)
 	f = open_memstream(&buf, &len);
 	config_write(f, &c);
 	fclose(f);
-	f = fopen("daemon/memdrift.conf.example", "r");
+	f = fopen("daemon/service/memdrift.conf.example", "r");
 	if (!f)
-		f = fopen("../../daemon/memdrift.conf.example", "r");
+		f = fopen("../../daemon/service/memdrift.conf.example", "r");
 	assert_non_null(f);
 	n = fread(file, 1, (1 << 16) - 1, f);
 	fclose(f);
 	file[n] = '\0';
 	assert_string_equal(file, buf);
-	if (config_load("daemon/memdrift.conf.example", &loaded, err, sizeof(err)) == 0)
+	if (config_load("daemon/service/memdrift.conf.example", &loaded, err, sizeof(err)) == 0)
 		assert_memory_equal(&loaded, &c, sizeof(c));
 	free(buf);
 	free(file);

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "detect.h"
-#include "series.h"
+#include "detect/detect.h"
+#include "state/series.h"
 
 #define SEC 1000000000ull
 #define MIB (1024.0 * 1024.0)

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "go_offsets.h"
+#include "binary/go_offsets.h"
 
 #define CACHE ".output/unit-go-offsets"
 #define FIRST_MINOR 17

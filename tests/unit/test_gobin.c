@@ -18,9 +18,9 @@
 
 #include <cmocka.h>
 
-#include "go_offsets.h"
-#include "gobin.h"
-#include "gobin_internal.h"
+#include "binary/go_offsets.h"
+#include "binary/gobin.h"
+#include "binary/gobin_internal.h"
 
 #define UNIT_DIR ".output/unit-go"
 

@@ -19,12 +19,12 @@
 
 #include <cmocka.h>
 
-#include "go_offsets.h"
-#include "gobin.h"
-#include "gobin_internal.h"
-#include "heap_trace.h"
-#include "heap_walk.h"
-#include "heapprof.h"
+#include "binary/go_offsets.h"
+#include "binary/gobin.h"
+#include "binary/gobin_internal.h"
+#include "trace/heap_trace.h"
+#include "watch/heap_walk.h"
+#include "watch/heapprof.h"
 
 /* What gobin_layout.c recovers; every other field stays the table's. */
 static const char *const covered[] = {

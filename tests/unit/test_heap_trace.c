@@ -14,10 +14,10 @@
 
 #include <cmocka.h>
 
-#include "go_offsets.h"
-#include "heap_trace.h"
-#include "heapprof.h"
-#include "probe_place.h"
+#include "binary/go_offsets.h"
+#include "trace/heap_trace.h"
+#include "watch/heapprof.h"
+#include "probe/probe_place.h"
 
 static void test_size_class(void **state)
 {

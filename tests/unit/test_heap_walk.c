@@ -1,4 +1,4 @@
-/* The heap walk (daemon/heap_walk.c) against a synthetic Go heap built in
+/* The heap walk (daemon/watch/heap_walk.c) against a synthetic Go heap built in
  * this process's own memory and read back through process_vm_readv on our
  * own pid: mheap_.arenas / allArenas, heapArena.spans / pageSpecials, the
  * mspans and their special lists, in both record layouts (Go <= 1.23:
@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "heap_walk.h"
+#include "watch/heap_walk.h"
 
 #define PAGES 8192
 #define ARENA_IDX 0x203000ull /* the arena at 0xc000000000 */

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "hsperf.h"
+#include "watch/hsperf.h"
 
 struct builder {
 	uint8_t buf[16384];

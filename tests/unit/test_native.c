@@ -1,5 +1,5 @@
 /* C memory tracing, pure parts: the realloc and munmap rules the BPF side
- * applies (include/native_events.h), per-stack aggregation, the Go caller
+ * applies (include/native_trace_abi.h), per-stack aggregation, the Go caller
  * choice, and runtime.cgocall placement on real Go 1.19 / 1.22 code. */
 #include <errno.h>
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "native_trace.h"
+#include "trace/native_trace.h"
 
 static void test_realloc_rules(void **state)
 {

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "pprof.h"
+#include "output/pprof.h"
 #include "profile.pb-c.h"
 
 static const struct pprof_value_type heap_types[] = {

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "go_stack_check.h"
-#include "probe_place.h"
+#include "probe/probe_place.h"
 
 #define BASE 0x401000ull
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "../../daemon/procmon.h"
+#include "discover/procmon.h"
 
 #define MIB (1024ull * 1024)
 #define PAGE 4096ull

@@ -1,4 +1,4 @@
-/* daemon/stack_unwind.c on this process's own stack: a chain of functions
+/* daemon/symbols/stack_unwind.c on this process's own stack: a chain of functions
  * built without frame pointers (the unit tests are -O2; the chain forces
  * -fomit-frame-pointer and uses rbp as a scratch register) copies its stack
  * window and registers the way the BPF side does; the unwinder must find
@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "stack_unwind.h"
-#include "symbolize.h"
+#include "symbols/stack_unwind.h"
+#include "symbols/symbolize.h"
 
 #define WINDOW 8192
 

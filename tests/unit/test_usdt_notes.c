@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "usdt_notes.h"
+#include "probe/usdt_notes.h"
 
 #define VBASE 0x400000ull
 

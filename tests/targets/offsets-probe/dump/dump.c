@@ -4,7 +4,7 @@
  *                            reader (go_offsets_from_dwarf, no table merged)
  *   waitconst VALUE NAME     DWARF constants runtime.waitReason*
  *   waitstr INDEX TEXT       runtime.waitReasonStrings[INDEX], from .symtab
- * Built by the generator against daemon/go_offsets.c; not part of memdrift. */
+ * Built by the generator against daemon/binary/go_offsets.c; not part of memdrift. */
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "go_offsets.h"
+#include "binary/go_offsets.h"
 
 static int dump_wait_constants(Elf *elf)
 {
