@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run every test memdrift has, after `make all unit fuzz targets`:
+#   0. tree checks  scripts/check-architecture (file sizes, folders, one owner per fact)
 #   1. unit tests   .output/tests/test_*  (cmocka, TAP output; one count per case)
 #   2. fuzzers      .output/fuzz/fuzz_*   (libFuzzer, FUZZ_TIME s each, default 20;
 #                   one count per fuzzer; seeds from tests/fuzz/corpus/<name>/ and
@@ -27,6 +28,17 @@ stage() {   # NAME PASS FAIL SKIP
 	total_fail=$((total_fail + $3))
 	total_skip=$((total_skip + $4))
 }
+
+# ------------------------------------------------------------------ tree checks
+echo "== tree checks (scripts/check-architecture)"
+clog="$log_dir/check-architecture.log"
+python3 scripts/check-architecture >"$clog" 2>&1
+sed 's/^/   /' "$clog"
+if [[ $(tail -1 "$clog") =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+	stage "tree checks" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" 0
+else
+	stage "tree checks" 0 1 0
+fi
 
 # ------------------------------------------------------------------ unit tests
 echo "== unit tests"

@@ -1,5 +1,5 @@
-/* Go binary analysis: one immutable description per executable (cached by
- * build-id by the caller). Reads the ELF only; never touches a process.
+/* Go binary analysis: one immutable description per executable (the
+ * caller caches it by (dev, inode): binary/gobin_cache.h). Reads the ELF only; never touches a process.
  * All addresses are link-time virtual addresses; callers add the load bias
  * of a PIE mapping themselves (see proc.h). */
 #ifndef MEMDRIFT_GOBIN_H

@@ -101,16 +101,12 @@ struct attach {
 
 static bool startpc_is_system(struct attach *a, uint64_t startpc)
 {
-	struct gobin_pcinfo pi;
-	bool sys = false;
+	bool sys;
 
 	for (size_t i = 0; i < a->nmemo; i++)
 		if (a->memo[i].pc == startpc)
 			return a->memo[i].system;
-	/* Same rule as the snapshot (the runtime's isSystemGoroutine). */
-	if (!gobin_pc_lookup(a->t.bin, startpc - a->t.bias, &pi) && pi.func &&
-	    !strncmp(pi.func, "runtime.", 8))
-		sys = strcmp(pi.func, "runtime.main") && strcmp(pi.func, "runtime.corostart");
+	sys = go_start_is_system(&a->t, startpc);
 	if (a->nmemo < sizeof(a->memo) / sizeof(a->memo[0]))
 		a->memo[a->nmemo++] = (typeof(a->memo[0])){startpc, sys};
 	return sys;

@@ -1,4 +1,5 @@
 #include "detect/alert.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -407,8 +408,7 @@ static void put_site(struct text *t, const struct alert_site *site)
 		return;
 	put(t, " at %s", site->function);
 	if (site->file[0] && site->line)
-		put(t, " (%s:%u)", strrchr(site->file, '/') ? strrchr(site->file, '/') + 1 : site->file,
-		    site->line);
+		put(t, " (%s:%u)", path_base(site->file), site->line);
 	else if (site->file[0])
 		put(t, " (%s)", site->file);
 }

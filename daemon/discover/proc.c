@@ -212,10 +212,11 @@ int proc_exe_info(pid_t pid, struct proc_exe *out)
 }
 
 /* Parses one /proc/PID/maps line. */
-static int parse_maps_line(const char *line, uint64_t *start, uint64_t *end, uint64_t *off,
-			   unsigned *maj, unsigned *min, unsigned long *ino, const char **path)
+static int parse_maps_line(const char *line, struct proc_map *m)
 {
 	size_t len = strcspn(line, "\n");
+	unsigned long long start, end, off, ino;
+	unsigned maj, min;
 	char copy[160], perms[8];
 	int pos = 0;
 
@@ -225,44 +226,35 @@ static int parse_maps_line(const char *line, uint64_t *start, uint64_t *end, uin
 		len = sizeof(copy) - 1;
 	memcpy(copy, line, len);
 	copy[len] = '\0';
-	if (sscanf(copy, "%lx-%lx %7s %lx %x:%x %lu%n", start, end, perms, off, maj, min, ino,
-		   &pos) < 7)
+	if (sscanf(copy, "%llx-%llx %7s %llx %x:%x %llu%n", &start, &end, perms, &off, &maj, &min,
+		   &ino, &pos) < 7 || pos <= 0)
 		return -EINVAL;
-	*path = line + pos;
-	while (**path == ' ' || **path == '\t')
-		(*path)++;
+	*m = (struct proc_map){ .start = start, .end = end, .offset = off,
+				.dev = makedev(maj, min), .ino = ino };
+	snprintf(m->perms, sizeof(m->perms), "%.4s", perms);
+	m->path = line + pos;
+	while (*m->path == ' ' || *m->path == '\t')
+		m->path++;
+	m->path_len = strcspn(m->path, "\n");
 	return 0;
 }
 
-int proc_maps_find_start(const char *maps, dev_t dev, ino_t ino, uint64_t *start)
+int proc_maps_foreach(const char *maps, proc_map_cb cb, void *ctx)
 {
-	const char *line = maps;
-	bool found = false;
-	uint64_t best = 0;
+	for (const char *line = maps; line && *line;) {
+		struct proc_map m;
+		int ret;
 
-	while (line && *line) {
-		uint64_t s, e, off;
-		unsigned maj, min;
-		unsigned long i;
-		const char *path;
-
-		if (parse_maps_line(line, &s, &e, &off, &maj, &min, &i, &path) == 0 &&
-		    i == (unsigned long)ino && makedev(maj, min) == dev && off == 0 &&
-		    (!found || s < best)) {
-			best = s;
-			found = true;
-		}
+		if (parse_maps_line(line, &m) == 0 && (ret = cb(&m, ctx)) != 0)
+			return ret;
 		line = strchr(line, '\n');
 		if (line)
 			line++;
 	}
-	if (!found)
-		return -ENOENT;
-	*start = best;
 	return 0;
 }
 
-static char *read_maps(pid_t pid, int *err)
+char *proc_maps_read(pid_t pid, int *err)
 {
 	char path[64];
 	size_t cap = 1 << 16;
@@ -295,10 +287,78 @@ static char *read_maps(pid_t pid, int *err)
 	}
 }
 
+int proc_maps_foreach_pid(pid_t pid, proc_map_cb cb, void *ctx)
+{
+	int err = 0;
+	char *maps = proc_maps_read(pid, &err);
+
+	if (!maps)
+		return err;
+	err = proc_maps_foreach(maps, cb, ctx);
+	free(maps);
+	return err;
+}
+
+struct find_start {
+	dev_t dev;
+	ino_t ino;
+	bool found;
+	uint64_t best;
+};
+
+static int find_start_cb(const struct proc_map *m, void *ctx)
+{
+	struct find_start *f = ctx;
+
+	if (m->ino == (unsigned long)f->ino && m->dev == f->dev && m->offset == 0 &&
+	    (!f->found || m->start < f->best)) {
+		f->best = m->start;
+		f->found = true;
+	}
+	return 0;
+}
+
+int proc_maps_find_start(const char *maps, dev_t dev, ino_t ino, uint64_t *start)
+{
+	struct find_start f = { .dev = dev, .ino = ino };
+
+	proc_maps_foreach(maps, find_start_cb, &f);
+	if (!f.found)
+		return -ENOENT;
+	*start = f.best;
+	return 0;
+}
+
+struct find_text {
+	dev_t dev;
+	ino_t ino;
+	uint64_t *start, *end, *offset;
+};
+
+static int find_text_cb(const struct proc_map *m, void *ctx)
+{
+	struct find_text *f = ctx;
+
+	if (m->perms[2] != 'x' || m->ino != (unsigned long)f->ino || m->dev != f->dev)
+		return 0;
+	*f->start = m->start;
+	*f->end = m->end;
+	*f->offset = m->offset;
+	return 1;
+}
+
+int proc_maps_find_text(const char *maps, dev_t dev, ino_t ino, uint64_t *start, uint64_t *end,
+			uint64_t *offset)
+{
+	struct find_text f = { dev, ino, start, end, offset };
+
+	return proc_maps_foreach(maps, find_text_cb, &f) == 1 ? 0 : -ENOENT;
+}
+
 int proc_exe_map_start(pid_t pid, dev_t dev, ino_t ino, uint64_t *start)
 {
 	int err = 0;
-	char *maps = read_maps(pid, &err);
+	char *maps = proc_maps_read(pid, &err);
 
 	if (!maps)
 		return err;
@@ -307,39 +367,33 @@ int proc_exe_map_start(pid_t pid, dev_t dev, ino_t ino, uint64_t *start)
 	return err;
 }
 
+struct find_lib {
+	const char *suffix;
+	size_t slen;
+	char *path;
+	size_t pathlen;
+	uint64_t *start;
+};
+
+static int find_lib_cb(const struct proc_map *m, void *ctx)
+{
+	struct find_lib *f = ctx;
+
+	if (m->offset != 0 || m->path_len < f->slen ||
+	    strncmp(m->path + m->path_len - f->slen, f->suffix, f->slen))
+		return 0;
+	snprintf(f->path, f->pathlen, "%.*s", (int)m->path_len, m->path);
+	*f->start = m->start;
+	return 1;
+}
+
 int proc_find_mapped_lib(pid_t pid, const char *suffix, char *path, size_t pathlen,
 			 uint64_t *start)
 {
-	int err = 0;
-	char *maps = read_maps(pid, &err);
-	const char *line;
-	size_t slen = strlen(suffix);
+	struct find_lib f = { suffix, strlen(suffix), path, pathlen, start };
+	int ret = proc_maps_foreach_pid(pid, find_lib_cb, &f);
 
-	if (!maps)
-		return err;
-	err = -ENOENT;
-	for (line = maps; line && *line;) {
-		uint64_t s, e, off;
-		unsigned maj, min;
-		unsigned long ino;
-		const char *p;
-		size_t plen;
-
-		if (parse_maps_line(line, &s, &e, &off, &maj, &min, &ino, &p) == 0 && off == 0) {
-			plen = strcspn(p, "\n");
-			if (plen >= slen && strncmp(p + plen - slen, suffix, slen) == 0) {
-				snprintf(path, pathlen, "%.*s", (int)plen, p);
-				*start = s;
-				err = 0;
-				break;
-			}
-		}
-		line = strchr(line, '\n');
-		if (line)
-			line++;
-	}
-	free(maps);
-	return err;
+	return ret == 1 ? 0 : ret < 0 ? ret : -ENOENT;
 }
 
 int proc_read(pid_t pid, uint64_t addr, void *buf, size_t len)
@@ -364,47 +418,41 @@ struct rrange {
 	uint64_t lo, hi;
 };
 
+struct rranges {
+	struct rrange *v;
+	size_t n, cap;
+};
+
+static int readable_cb(const struct proc_map *m, void *ctx)
+{
+	struct rranges *r = ctx;
+
+	if (m->perms[0] != 'r')
+		return 0;
+	if (r->n && r->v[r->n - 1].hi == m->start) {
+		r->v[r->n - 1].hi = m->end;
+		return 0;
+	}
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 256;
+		struct rrange *nv = realloc(r->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return 1;
+		r->v = nv;
+		r->cap = cap;
+	}
+	r->v[r->n++] = (struct rrange){ m->start, m->end };
+	return 0;
+}
+
 static size_t readable_ranges(pid_t pid, struct rrange **out)
 {
-	char path[64], line[512];
-	struct rrange *v = NULL;
-	size_t n = 0, cap = 0;
-	FILE *f;
+	struct rranges r = { 0 };
 
-	*out = NULL;
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long lo, hi;
-		char perms[8];
-
-		if (!strchr(line, '\n') && !feof(f)) { /* a long path: skip the rest */
-			int c;
-
-			while ((c = fgetc(f)) != EOF && c != '\n')
-				;
-		}
-		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
-			continue;
-		if (n && v[n - 1].hi == lo) {
-			v[n - 1].hi = hi;
-			continue;
-		}
-		if (n == cap) {
-			struct rrange *nv = realloc(v, (cap ? cap * 2 : 256) * sizeof(*v));
-
-			if (!nv)
-				break;
-			v = nv;
-			cap = cap ? cap * 2 : 256;
-		}
-		v[n++] = (struct rrange){ lo, hi };
-	}
-	fclose(f);
-	*out = v;
-	return n;
+	proc_maps_foreach_pid(pid, readable_cb, &r);
+	*out = r.v;
+	return r.n;
 }
 
 static bool range_readable(const struct rrange *v, size_t n, uint64_t addr, size_t len)

@@ -22,11 +22,38 @@ struct proc_exe {
 /* 0, -ESRCH (no such process), -EACCES, or another negative errno. */
 int proc_exe_info(pid_t pid, struct proc_exe *out);
 
+/* One line of /proc/PID/maps. path points into the text (path_len bytes,
+ * not NUL-terminated; "" for an anonymous mapping). */
+struct proc_map {
+	uint64_t start, end, offset;
+	char perms[5];
+	dev_t dev;
+	unsigned long ino;
+	const char *path;
+	size_t path_len;
+};
+/* Returns 0 to go on; anything else stops the walk and is returned. */
+typedef int (*proc_map_cb)(const struct proc_map *m, void *ctx);
+
+/* The one /proc/PID/maps parser: cb for every well-formed line of maps
+ * text (others are skipped). */
+int proc_maps_foreach(const char *maps, proc_map_cb cb, void *ctx);
+/* /proc/PID/maps read whole (bounded at 64 MiB; free() it), NULL with *err
+ * (-ESRCH when the process is gone). */
+char *proc_maps_read(pid_t pid, int *err);
+/* Both: read, walk, free. A read error is returned as a negative errno. */
+int proc_maps_foreach_pid(pid_t pid, proc_map_cb cb, void *ctx);
+
 /* Start address of the lowest mapping of the executable (dev, ino) with file
  * offset 0; load bias = that - gobin_base_vaddr(). -ENOENT when not mapped. */
 int proc_exe_map_start(pid_t pid, dev_t dev, ino_t ino, uint64_t *start);
 /* Same, parsed from /proc/PID/maps text. */
 int proc_maps_find_start(const char *maps, dev_t dev, ino_t ino, uint64_t *start);
+
+/* Executable text mapping of (dev, ino) in /proc/PID/maps text: start, end,
+ * file offset of the first executable mapping. 0 or -ENOENT. */
+int proc_maps_find_text(const char *maps, dev_t dev, ino_t ino, uint64_t *start, uint64_t *end,
+			uint64_t *offset);
 
 /* Finds a mapped object whose path ends with suffix ("/libc.so.6",
  * "/libjvm.so"); path (as in maps) and start of its offset-0 mapping. */

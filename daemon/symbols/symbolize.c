@@ -360,35 +360,32 @@ static int object_get(struct symbolizer *s, dev_t dev, ino_t ino, const char *pa
 	return (int)s->nobjects++;
 }
 
+static int refresh_cb(const struct proc_map *pm, void *ctx)
+{
+	struct symbolizer *s = ctx;
+	char path[PATH_MAX];
+	struct sym_map *m;
+
+	if (pm->perms[2] != 'x')
+		return 0; /* code addresses only */
+	if (s->nmaps >= SYMBOLIZE_MAX_MAPS)
+		return 1;
+	m = &s->maps[s->nmaps++];
+	*m = (struct sym_map){ pm->start, pm->end, pm->offset, -1 };
+	if (pm->ino && pm->path_len && pm->path[0] == '/' && pm->path_len < sizeof(path)) {
+		snprintf(path, sizeof(path), "%.*s", (int)pm->path_len, pm->path);
+		m->object = object_get(s, pm->dev, (ino_t)pm->ino, path, pm->start, pm->end);
+	}
+	return 0;
+}
+
 int symbolizer_refresh(struct symbolizer *s)
 {
-	char path[64], line[PATH_MAX + 256];
-	FILE *f;
+	int ret;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)s->pid);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? -ESRCH : -errno;
 	s->nmaps = 0;
-	while (fgets(line, sizeof(line), f) && s->nmaps < SYMBOLIZE_MAX_MAPS) {
-		unsigned long long start, end, off, ino;
-		unsigned int maj, min;
-		char perms[8], *p;
-		struct sym_map *m;
-		int pos = 0;
-
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &off, &maj,
-			   &min, &ino, &pos) < 7 || perms[2] != 'x')
-			continue; /* code addresses only */
-		m = &s->maps[s->nmaps++];
-		*m = (struct sym_map){ start, end, off, -1 };
-		p = line + pos;
-		p[strcspn(p, "\n")] = 0;
-		if (ino && *p == '/')
-			m->object = object_get(s, makedev(maj, min), (ino_t)ino, p, start, end);
-	}
-	fclose(f);
-	return 0;
+	ret = proc_maps_foreach_pid(s->pid, refresh_cb, s);
+	return ret < 0 ? ret : 0;
 }
 
 int symbolizer_new(pid_t pid, const struct go_target *go, struct symbolizer **out)

@@ -497,29 +497,6 @@ json_object *heap_sites_to_json(const struct heap_site *sites, size_t n, size_t 
 	return arr;
 }
 
-int heap_maps_find_text(const char *maps, dev_t dev, ino_t ino, uint64_t *start, uint64_t *end,
-			uint64_t *offset)
-{
-	for (const char *line = maps; line && *line;) {
-		unsigned long long s, e, off, inode;
-		unsigned maj, min;
-		char perms[8];
-
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &s, &e, perms, &off, &maj, &min,
-			   &inode) == 7 &&
-		    perms[2] == 'x' && inode == (unsigned long long)ino && makedev(maj, min) == dev) {
-			*start = s;
-			*end = e;
-			*offset = off;
-			return 0;
-		}
-		line = strchr(line, '\n');
-		if (line)
-			line++;
-	}
-	return -ENOENT;
-}
-
 static int symbolize_heap(void *ctx, uint64_t address, size_t index, struct pprof_frame *frames,
 			  size_t max, size_t *n)
 {
@@ -545,11 +522,10 @@ int heap_profile_build_pprof(const struct go_target *t, const struct heap_profil
 		{ "inuse_space", "bytes" },
 	};
 	struct pprof_builder *b;
-	char maps_path[64], comment[128];
+	char comment[128];
 	char *maps;
-	size_t cap = 1 << 20;
-	ssize_t len;
 	uint64_t start, end, off;
+	int maps_err = 0;
 	int ret;
 
 	*out = NULL;
@@ -567,14 +543,8 @@ int heap_profile_build_pprof(const struct go_target *t, const struct heap_profil
 	if ((ret = pprof_add_comment(b, comment)) < 0)
 		goto fail;
 
-	snprintf(maps_path, sizeof(maps_path), "/proc/%d/maps", t->pid);
-	maps = malloc(cap);
-	if (!maps) {
-		ret = -ENOMEM;
-		goto fail;
-	}
-	len = proc_read_file(maps_path, maps, cap);
-	if (len >= 0 && heap_maps_find_text(maps, t->exe.dev, t->exe.ino, &start, &end, &off) == 0)
+	maps = proc_maps_read(t->pid, &maps_err);
+	if (maps && proc_maps_find_text(maps, t->exe.dev, t->exe.ino, &start, &end, &off) == 0)
 		ret = pprof_add_mapping(b, start, end, off, t->exe.exe, gobin_build_id(t->bin), true,
 					NULL);
 	else

@@ -2,21 +2,9 @@
  * heap-profile buckets (runtime.mbuckets), walked from outside with
  * process_vm_readv. No probe, nothing written into the target.
  *
- * Wiring (the lead's commands):
- *
- *   `memdrift snapshot PID --json --heap`:
- *	struct heap_profile hp;
- *	struct heap_site *sites; size_t n;
- *	if (heap_profile_read(&t, &hp, err, sizeof(err)) == 0 &&
- *	    heap_profile_sites(&t, &hp, &sites, &n) == 0) {
- *		json_object_object_add(o, "heap_profile", heap_sites_to_json(sites, n, 50));
- *		json_object_object_add(o, "heap_profile_rate", json_object_new_int64(hp.rate));
- *		free(sites);
- *	}   // on -ENODATA print err: heap profiling is off in the target
- *	heap_profile_free(&hp);
- *
- *   `--pprof DIR`:  heap_profile_write_pprof(&t, &hp, "DIR/heap.pb.gz", err, sizeof(err));
- *   live view:      heap_profile_sites() and print heap_sites[0..k] (function file:line inuse).
+ * Read by `snapshot --heap`, attach's live view, the daemon's heap-site
+ * cache and its post-mortems (heap_profile_read, heap_profile_sites,
+ * heap_profile_build_pprof).
  *
  * heap_site strings point into the target's gobin: valid while t is open. */
 #ifndef MEMDRIFT_HEAPPROF_H
@@ -151,10 +139,5 @@ int heap_profile_build_pprof(const struct go_target *t, const struct heap_profil
 /* Same, written gzip-compressed to path (e.g. DIR/heap.pb.gz). */
 int heap_profile_write_pprof(const struct go_target *t, const struct heap_profile *p,
 			     const char *path, char *err, size_t errlen);
-
-/* Executable text mapping of (dev, ino) in /proc/PID/maps text: start, end,
- * file offset of the first executable mapping. 0 or -ENOENT. */
-int heap_maps_find_text(const char *maps, dev_t dev, ino_t ino, uint64_t *start, uint64_t *end,
-			uint64_t *offset);
 
 #endif

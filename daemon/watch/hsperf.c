@@ -236,31 +236,29 @@ int hsperf_nspid(pid_t pid, pid_t *nspid)
 }
 
 /* A shared mapping of a file under an hsperfdata_ directory. */
+struct hsperf_map {
+	pid_t pid;
+	char *path;
+	size_t len;
+};
+
+static int hsperf_map_cb(const struct proc_map *m, void *ctx)
+{
+	struct hsperf_map *h = ctx;
+	const char *p = memmem(m->path, m->path_len, "/hsperfdata_", 12);
+
+	if (!p || m->path[0] != '/' || memmem(m->path, m->path_len, " (deleted)", 10))
+		return 0;
+	return (size_t)snprintf(h->path, h->len, "/proc/%d/root%.*s", (int)h->pid,
+				(int)m->path_len, m->path) < h->len;
+}
+
 static int find_in_maps(pid_t pid, char *path, size_t len)
 {
-	char maps_path[64], line[PATH_MAX + 128];
-	FILE *f;
-	int ret = -ENOENT;
+	struct hsperf_map h = { pid, path, len };
+	int ret = proc_maps_foreach_pid(pid, hsperf_map_cb, &h);
 
-	snprintf(maps_path, sizeof(maps_path), "/proc/%d/maps", (int)pid);
-	f = fopen(maps_path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char *p = strchr(line, '/');
-
-		if (!p || !strstr(p, "/hsperfdata_"))
-			continue;
-		p[strcspn(p, "\n")] = 0;
-		if (strstr(p, " (deleted)"))
-			continue;
-		if ((size_t)snprintf(path, len, "/proc/%d/root%s", (int)pid, p) >= len)
-			continue;
-		ret = 0;
-		break;
-	}
-	fclose(f);
-	return ret;
+	return ret == 1 ? 0 : ret < 0 ? ret : -ENOENT;
 }
 
 int hsperf_find(pid_t pid, char *path, size_t len)

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "base/util.h"
 
 /* Bounds that keep a corrupt or hostile target from making us allocate
  * without limit. */
@@ -22,14 +23,6 @@
 #define STATUS_WAITING 4
 #define STATUS_IDLE 0
 #define STATUS_DEAD_EXTRA 11 /* Go 1.26 _Gdeadextra */
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 static int read_u64(pid_t pid, uint64_t addr, uint64_t *v)
 {
@@ -48,9 +41,7 @@ static int max_field(const struct go_offsets *o)
 	return m + 8;
 }
 
-/* Goroutines the runtime counts as its own (isSystemGoroutine): started in
- * package runtime, except runtime.main. */
-static bool start_is_system(const struct go_target *t, uint64_t startpc)
+bool go_start_is_system(const struct go_target *t, uint64_t startpc)
 {
 	struct gobin_pcinfo pi;
 
@@ -123,12 +114,12 @@ static int read_goroutines(const struct go_target *t, struct go_snapshot *snap, 
 		ret = set_err(err, errlen, -ENOMEM, "out of memory for %zu goroutines", n);
 		goto out;
 	}
-	deadline = monotonic_ns() + SNAPSHOT_BUDGET_NS;
+	deadline = now_monotonic_ns() + SNAPSHOT_BUDGET_NS;
 	base = 0;
 	/* the list in chunks of SNAPSHOT_CHUNK gs, so memory stays bounded */
 next_chunk:
 	m = n - base < chunk ? n - base : chunk;
-	if (snap->ngs + m > SNAPSHOT_MAX_LIVE || (base && monotonic_ns() > deadline)) {
+	if (snap->ngs + m > SNAPSHOT_MAX_LIVE || (base && now_monotonic_ns() > deadline)) {
 		snap->truncated = n - base;
 		goto done;
 	}
@@ -195,7 +186,7 @@ next_chunk:
 		slot = (sg->startpc >> 4) % 64;
 		if (memo[slot].pc != sg->startpc) {
 			memo[slot].pc = sg->startpc;
-			memo[slot].system = start_is_system(t, sg->startpc);
+			memo[slot].system = go_start_is_system(t, sg->startpc);
 		}
 		sg->system = memo[slot].system;
 		if (!sg->system) {
@@ -282,7 +273,7 @@ int go_snapshot_take(const struct go_target *t, struct go_snapshot *snap, char *
 
 	memset(snap, 0, sizeof(*snap));
 	snap->pid = t->pid;
-	snap->taken_ns = monotonic_ns();
+	snap->taken_ns = now_monotonic_ns();
 	ret = read_goroutines(t, snap, err, errlen);
 	if (ret < 0) {
 		go_snapshot_free(snap);

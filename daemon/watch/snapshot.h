@@ -82,4 +82,9 @@ size_t go_snapshot_state_index(const struct snap_goroutine *g);
 /* Label for state index i of a site ("chan receive", "running", ...). */
 const char *go_snapshot_state_name(const struct go_target *t, size_t i);
 
+/* Goroutines the runtime counts as its own (isSystemGoroutine): started in
+ * package runtime, except runtime.main and runtime.corostart. The one rule,
+ * for snapshots and attach's live counts. */
+bool go_start_is_system(const struct go_target *t, uint64_t startpc);
+
 #endif

@@ -235,11 +235,11 @@ static void maps_text(void **state)
 	uint64_t s, e, o;
 
 	(void)state;
-	assert_int_equal(heap_maps_find_text(maps, makedev(0xfd, 1), 1234, &s, &e, &o), 0);
+	assert_int_equal(proc_maps_find_text(maps, makedev(0xfd, 1), 1234, &s, &e, &o), 0);
 	assert_int_equal(s, 0x401000);
 	assert_int_equal(e, 0x4a0000);
 	assert_int_equal(o, 0x1000);
-	assert_int_equal(heap_maps_find_text(maps, makedev(0xfd, 2), 1234, &s, &e, &o), -ENOENT);
+	assert_int_equal(proc_maps_find_text(maps, makedev(0xfd, 2), 1234, &s, &e, &o), -ENOENT);
 }
 
 static int live(pid_t pid, const char *pprof_path)

@@ -34,6 +34,57 @@ static void test_maps_find_start(void **state)
 	assert_int_equal(proc_maps_find_start("garbage\n\n", makedev(8, 1), 1, &start), -ENOENT);
 }
 
+struct seen {
+	struct proc_map m[8];
+	char path[8][64];
+	int n, stop_at;
+};
+
+static int collect(const struct proc_map *m, void *ctx)
+{
+	struct seen *s = ctx;
+
+	if (s->n == 8)
+		return -1;
+	s->m[s->n] = *m;
+	snprintf(s->path[s->n], sizeof(s->path[0]), "%.*s", (int)m->path_len, m->path);
+	return ++s->n == s->stop_at ? 7 : 0;
+}
+
+static void test_maps_foreach(void **state)
+{
+	/* the one maps parser: fields, anonymous and deleted mappings, a
+	 * malformed line skipped, the last line without a newline */
+	static const char maps[] =
+		"00400000-00401000 r-xp 00001000 08:01 1234     /usr/bin/my app\n"
+		"7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n"
+		"not a maps line\n"
+		"7f0000002000-7f0000003000 rw-s 00000000 00:05 77 /tmp/hsperfdata_x/1 (deleted)";
+	struct seen s = { .stop_at = -1 };
+
+	assert_int_equal(proc_maps_foreach(maps, collect, &s), 0);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(s.m[0].start, 0x400000);
+	assert_int_equal(s.m[0].end, 0x401000);
+	assert_int_equal(s.m[0].offset, 0x1000);
+	assert_string_equal(s.m[0].perms, "r-xp");
+	assert_true(s.m[0].dev == makedev(8, 1));
+	assert_int_equal(s.m[0].ino, 1234);
+	assert_string_equal(s.path[0], "/usr/bin/my app");
+	assert_string_equal(s.path[1], "");
+	assert_int_equal(s.m[1].ino, 0);
+	assert_string_equal(s.path[2], "/tmp/hsperfdata_x/1 (deleted)");
+	/* a callback's non-zero return stops the walk and is returned */
+	s = (struct seen){ .stop_at = 2 };
+	assert_int_equal(proc_maps_foreach(maps, collect, &s), 7);
+	assert_int_equal(s.n, 2);
+	/* the executable text mapping of (dev, ino) */
+	uint64_t st, en, off;
+	assert_int_equal(proc_maps_find_text(maps, makedev(8, 1), 1234, &st, &en, &off), 0);
+	assert_int_equal(off, 0x1000);
+	assert_int_equal(proc_maps_find_text(maps, makedev(0, 5), 77, &st, &en, &off), -ENOENT);
+}
+
 static void test_container_id(void **state)
 {
 	static const char docker[] =
@@ -148,6 +199,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_maps_find_start),
+		cmocka_unit_test(test_maps_foreach),
 		cmocka_unit_test(test_container_id),
 		cmocka_unit_test(test_make_dirs),
 		cmocka_unit_test(test_parse_pid),
