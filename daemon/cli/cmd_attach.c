@@ -27,6 +27,7 @@
 #include "watch/snapshot.h"
 #include "discover/target.h"
 #include "base/util.h"
+#include "output/json_out.h"
 
 #define ATTACH_MAX_SITES 4096  /* sites kept for trends */
 #define ATTACH_TEXT_ROWS 10    /* top sites on the terminal */
@@ -241,9 +242,7 @@ static json_object *sites_json(const struct view_site *v, size_t n)
 	for (size_t i = 0; i < n && i < ATTACH_JSON_SITES; i++) {
 		json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "function", json_object_new_string(v[i].function));
-		json_object_object_add(o, "file", json_object_new_string(v[i].file));
-		json_object_object_add(o, "line", json_object_new_int(v[i].line));
+		json_site_add(o, v[i].function, v[i].file, v[i].line);
 		json_object_object_add(o, "gopc", json_object_new_int64((int64_t)v[i].gopc));
 		json_object_object_add(o, "live", json_object_new_int64(v[i].live));
 		json_object_object_add(o, "created", v[i].counts_known ?

@@ -14,6 +14,7 @@
 #include "output/pprof.h"
 #include "watch/heapprof.h"
 #include "watch/snapshot.h"
+#include "output/json_out.h"
 
 static json_object *site_states_json(const struct go_target *t, const struct snap_site *s)
 {
@@ -55,9 +56,7 @@ json_object *snapshot_to_json(const struct go_target *t, const struct go_snapsho
 		const struct snap_site *s = &sites[i];
 		json_object *js = json_object_new_object();
 
-		json_object_object_add(js, "function", json_object_new_string(s->function));
-		json_object_object_add(js, "file", json_object_new_string(s->file));
-		json_object_object_add(js, "line", json_object_new_int(s->line));
+		json_site_add(js, s->function, s->file, s->line);
 		json_object_object_add(js, "start_function", json_object_new_string(s->start_function));
 		json_object_object_add(js, "count", json_object_new_int64((int64_t)s->count));
 		json_object_object_add(js, "states", site_states_json(t, s));

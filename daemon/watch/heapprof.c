@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "discover/proc.h"
 #include "base/util.h"
+#include "output/json_out.h"
 
 /* Bytes read per bucket in one go: header, a typical stack, the memRecord.
  * Deeper stacks take a second read. */
@@ -485,9 +486,7 @@ json_object *heap_sites_to_json(const struct heap_site *sites, size_t n, size_t 
 		const struct heap_site *s = &sites[i];
 		json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "function", json_object_new_string(s->function));
-		json_object_object_add(o, "file", json_object_new_string(s->file));
-		json_object_object_add(o, "line", json_object_new_int(s->line));
+		json_site_add(o, s->function, s->file, s->line);
 		json_object_object_add(o, "inuse_bytes", json_object_new_int64(s->inuse_bytes));
 		json_object_object_add(o, "inuse_objects", json_object_new_int64(s->inuse_objects));
 		json_object_object_add(o, "alloc_bytes", json_object_new_int64(s->alloc_bytes));
