@@ -33,6 +33,7 @@ export GOFLAGS
 build_one() {
 	local ver=$1 goroot=$2 gobin=$3 dir=$4 name=$5 flavor=$6 out=$7
 	local cgo=0 args=() goexp=${GOEXPERIMENT:-}
+	local minor=${ver#go1.} # what a target's build.env reads
 
 	case $flavor in
 	plain) ;;
