@@ -48,7 +48,8 @@ struct heap_trace {
 	struct heap_trace_opts opts;
 	struct heap_trace_bpf *skel;
 	const struct go_target *go;
-	struct bpf_link *links[HEAP_PROBES_MAX];
+	bool active;                 /* attached to go: the maps are about it */
+	struct probe_links links;
 	struct heap_probe probes[HEAP_PROBES_MAX];
 	size_t nprobes;
 	enum heap_profile_state state;
@@ -650,20 +651,33 @@ static int read_baseline(struct heap_trace *t)
 
 /* ------------------------------------------------------------ lifecycle */
 
-int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out)
+int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out, char *err,
+		    size_t errlen)
 {
 	struct heap_trace *t = calloc(1, sizeof(*t));
+	int ret;
 
 	if (!t)
-		return -ENOMEM;
+		return set_err(err, errlen, -ENOMEM, "out of memory");
 	t->opts = *opts;
 	if (!t->opts.sample_bytes)
 		t->opts.sample_bytes = HT_DEFAULT_SAMPLE_BYTES;
 	t->state = opts->profile ? HEAP_PROFILE_UNAVAILABLE : HEAP_PROFILE_NOT_REQUESTED;
 	t->buf = malloc(HT_BUCKET_READ);
 	if (!t->buf) {
-		free(t);
-		return -ENOMEM;
+		heap_trace__free(t);
+		return set_err(err, errlen, -ENOMEM, "out of memory");
+	}
+	t->skel = heap_trace_bpf__open_opts(bpf_util_open_opts());
+	if (!t->skel) {
+		ret = errno ? -errno : -EINVAL;
+		heap_trace__free(t);
+		return set_err(err, errlen, ret, "open heap_trace BPF object: %s", strerror(-ret));
+	}
+	ret = bpf_util_load(t->skel->skeleton, "heap_trace.bpf.o", err, errlen);
+	if (ret) {
+		heap_trace__free(t);
+		return ret;
 	}
 	*out = t;
 	return 0;
@@ -702,7 +716,7 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 	unsigned kind_profile = 0;
 	int ret, kind_off, bucket_off;
 
-	if (t->skel)
+	if (t->active)
 		return set_err(err, errlen, -EALREADY, "heap probes already attached");
 	t->go = go;
 	t->rate_addr = go_target_global(go, "runtime.MemProfileRate");
@@ -737,16 +751,7 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 			       HEAP_PROBES_MAX, &t->nprobes, err, errlen);
 	if (ret)
 		return ret;
-	ret = bpf_util_check(err, errlen);
-	if (ret)
-		return ret;
-	bpf_util_init();
-	t->skel = heap_trace_bpf__open_and_load();
-	if (!t->skel) {
-		ret = errno ? -errno : -EINVAL;
-		return set_err(err, errlen, ret, "BPF unavailable: loading heap.bpf.o: %s",
-			       strerror(-ret));
-	}
+	t->active = true;
 	/* sampled objects are tracked only where something retires them (the
 	 * walk or freeSpecial); mProf_Free tells the bucket, not the object */
 	if (v && !t->opts.mprof_free &&
@@ -823,8 +828,8 @@ int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *e
 						    (unsigned)cfg.special_bucket_off);
 			cookie |= (__u64)tgid << 32;
 		}
-		ret = bpf_util_attach_uprobe(probe_program(t, p->kind), go->pid, go->exe.open_path,
-					     p->file_offset, cookie, &t->links[i]);
+		ret = probe_links_uprobe(&t->links, probe_program(t, p->kind), go->pid,
+					 go->exe.open_path, p->file_offset, cookie);
 		if (ret)
 			return set_err(err, errlen, ret, "uprobe %s+%llu in process %d: %s", p->function,
 				       (unsigned long long)p->place.offset, go->pid, strerror(-ret));
@@ -851,8 +856,7 @@ void heap_trace__free(struct heap_trace *t)
 {
 	if (!t)
 		return;
-	for (size_t i = 0; i < HEAP_PROBES_MAX; i++)
-		bpf_link__destroy(t->links[i]);
+	probe_links_destroy(&t->links);
 	if (t->objs)
 		munmap((void *)t->objs, HT_OBJ_SETS * sizeof(struct ht_obj_set));
 	heap_trace_bpf__destroy(t->skel);
@@ -1301,7 +1305,7 @@ int heap_trace__poll(struct heap_trace *t)
 {
 	uint64_t now = now_monotonic_ns();
 
-	if (!t->skel)
+	if (!t->active)
 		return -ENOTCONN;
 	if (t->state == HEAP_PROFILE_ON)
 		poll_profile(t);
@@ -1371,7 +1375,7 @@ static const char *const stat_names[HT_STAT_MAX] = {
 void heap_trace__stats(const struct heap_trace *t, struct heap_trace_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	if (!t->skel)
+	if (!t->active)
 		return;
 	for (__u32 i = 0; i < HT_STAT_MAX; i++)
 		bpf_util_percpu_sum(bpf_map__fd(t->skel->maps.ht_stats), i, &out->counters[i]);
@@ -1620,7 +1624,7 @@ int heap_trace__write_alloc_pprof(struct heap_trace *t, const char *path)
 	size_t guard = 0;
 	int ret;
 
-	if (!t->skel || !t->opts.trace)
+	if (!t->active || !t->opts.trace)
 		return -ENODATA;
 	sfd = bpf_map__fd(t->skel->maps.ht_trace_sites);
 	stfd = bpf_map__fd(t->skel->maps.ht_trace_stacks);

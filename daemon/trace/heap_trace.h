@@ -154,7 +154,10 @@ struct heap_trace_stats {
 int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t until,
 			    enum probe_reg reg);
 
-int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out);
+/* Opens, checks (bpf_util_check) and loads the BPF object; no probes yet.
+ * 0 or negative errno with err. */
+int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out, char *err,
+		    size_t errlen);
 /* The probes for t's executable (no BPF needed). 0 or negative errno. */
 int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool free_probe,
 		     bool mprof_free, struct heap_probe *probes, size_t max, size_t *n, char *err,
@@ -162,8 +165,9 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool f
 /* The heap walk's layout for t's binary (offsets, runtime.mheap_, special
  * layout): 0, or -ENOTSUP when part of it is unknown. */
 int heap_trace_walk_layout(const struct go_target *t, struct heap_walk_layout *wl);
-/* Loads, attaches, reads the bucket baseline. 0, or negative errno with a
- * one-line err; -ENODATA: profiling off in the target and nothing else to do. */
+/* Plans, configures the maps for go, attaches, reads the bucket baseline.
+ * 0, or negative errno with a one-line err; -ENODATA: profiling off in the
+ * target and nothing else to do (t stays, reporting that state). */
 int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *err, size_t errlen);
 /* Reads the kernel maps and the target's MemProfileRate; rebuilds the views. */
 int heap_trace__poll(struct heap_trace *t);
