@@ -52,6 +52,11 @@
  *   gcSweep                mheap_.sweepArenas = mheap_.allArenas  mheap.allArenas
  * Not read from code (nothing needs them): m.procid, gcControllerState.memoryLimit,
  * mstats.last_gc_nanotime and, before 1.19, the gcControllerState.heapGoal field.
+ *
+ * Files: the value tracker is gobin_layout_flow.c (gobin_layout_flow.h), the
+ * patterns gobin_layout_g.c (g, m, sched, wait reasons) and
+ * gobin_layout_heap.c (gcController, memstats, buckets, specials, mheap);
+ * this file runs them in order and merges the result with the table.
  */
 #include <elf.h>
 #include <errno.h>

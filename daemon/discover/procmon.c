@@ -343,12 +343,9 @@ int procmon__new(const struct procmon_opts *opts, struct procmon **out, char *er
 	pm = calloc(1, sizeof(*pm));
 	if (!pm)
 		return set_err(err, errlen, -ENOMEM, "out of memory");
-	pm->skel = procmon_bpf__open_opts(bpf_util_open_opts());
-	if (!pm->skel) {
-		ret = set_err(err, errlen, errno ? -errno : -EINVAL, "procmon: open BPF object: %s",
-			      strerror(errno));
+	ret = BPF_UTIL_OPEN(pm->skel, procmon, err, errlen);
+	if (ret)
 		goto fail;
-	}
 	page = sysconf(_SC_PAGESIZE);
 	pm->skel->rodata->pm_page_size = page > 0 ? (uint64_t)page : 4096;
 	if (opts->rss_throttle_set) {
@@ -360,7 +357,7 @@ int procmon__new(const struct procmon_opts *opts, struct procmon **out, char *er
 	ret = pick_programs(pm, opts, err, errlen);
 	if (ret)
 		goto fail;
-	ret = bpf_util_load(pm->skel->skeleton, "procmon.bpf.o", err, errlen);
+	ret = bpf_util_load(pm->skel->skeleton, err, errlen);
 	if (ret)
 		goto fail;
 	pm->rb = ring_buffer__new(bpf_map__fd(pm->skel->maps.pm_events), handle_record, pm, NULL);

@@ -177,7 +177,14 @@ int bpf_util_attach_uprobe(struct bpf_program *prog, pid_t pid, const char *path
 	return 0;
 }
 
-int bpf_util_load(struct bpf_object_skeleton *skel, const char *what, char *err, size_t errlen)
+int bpf_util_open_failed(const char *name, char *err, size_t errlen)
+{
+	int ret = errno ? -errno : -EINVAL;
+
+	return set_err(err, errlen, ret, "open %s BPF object: %s", name, strerror(-ret));
+}
+
+int bpf_util_load(struct bpf_object_skeleton *skel, char *err, size_t errlen)
 {
 	int ret = bpf_util_check(err, errlen);
 
@@ -186,7 +193,7 @@ int bpf_util_load(struct bpf_object_skeleton *skel, const char *what, char *err,
 	ret = bpf_object__load_skeleton(skel);
 	if (ret) {
 		ret = ret < 0 ? ret : -EINVAL;
-		return set_err(err, errlen, ret, "BPF unavailable: loading %s: %s", what,
+		return set_err(err, errlen, ret, "BPF unavailable: loading %s: %s", skel->name,
 			       strerror(-ret));
 	}
 	return 0;

@@ -53,12 +53,17 @@ int bpf_util_caps_missing(char *names, size_t len);
 int bpf_util_drop_caps(bool keep_sys_admin);
 bool bpf_util_has_cap_sys_admin(void);
 
+/* The open step of x__new: skel = NAME_bpf__open_opts(bpf_util_open_opts())
+ * for the skeleton NAME.skel.h; 0, or a negative errno with err. */
+#define BPF_UTIL_OPEN(skel, name, err, errlen)                                  \
+	(((skel) = name##_bpf__open_opts(bpf_util_open_opts())) ? 0 :           \
+	 bpf_util_open_failed(#name, err, errlen))
+int bpf_util_open_failed(const char *name, char *err, size_t errlen);
 /* The load step of x__new: bpf_util_check (a one-line "BPF unavailable"
- * reason when this host cannot), then the skeleton's load (skel->skeleton
- * of any generated skeleton); what names the object in the message. 0 or
- * negative errno with err. */
+ * reason when this host cannot), then the load of skel (X->skeleton of any
+ * generated skeleton). 0 or negative errno with err. */
 struct bpf_object_skeleton;
-int bpf_util_load(struct bpf_object_skeleton *skel, const char *what, char *err, size_t errlen);
+int bpf_util_load(struct bpf_object_skeleton *skel, char *err, size_t errlen);
 
 /* Attaches prog as a uprobe at file offset of the ELF at path, firing only
  * in process pid (-1: every process), with cookie readable through

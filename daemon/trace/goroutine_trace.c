@@ -236,13 +236,9 @@ int goroutine_trace__new(const struct goroutine_trace_opts *opts, struct gorouti
 		return set_err(err, errlen, -ENOMEM, "out of memory");
 	gt->max_window_events = opts && opts->max_window_events ? opts->max_window_events :
 								  GT_MAX_WINDOW_EVENTS;
-	gt->skel = goroutine_trace_bpf__open_opts(bpf_util_open_opts());
-	if (!gt->skel) {
-		ret = errno ? -errno : -EINVAL;
-		free(gt);
-		return set_err(err, errlen, ret, "open goroutine_trace BPF object: %s", strerror(-ret));
-	}
-	ret = bpf_util_load(gt->skel->skeleton, "goroutine_trace.bpf.o", err, errlen);
+	ret = BPF_UTIL_OPEN(gt->skel, goroutine_trace, err, errlen);
+	if (!ret)
+		ret = bpf_util_load(gt->skel->skeleton, err, errlen);
 	if (ret) {
 		goroutine_trace__free(gt);
 		return ret;

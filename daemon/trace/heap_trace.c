@@ -34,13 +34,9 @@ int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out,
 		heap_trace__free(t);
 		return set_err(err, errlen, -ENOMEM, "out of memory");
 	}
-	t->skel = heap_trace_bpf__open_opts(bpf_util_open_opts());
-	if (!t->skel) {
-		ret = errno ? -errno : -EINVAL;
-		heap_trace__free(t);
-		return set_err(err, errlen, ret, "open heap_trace BPF object: %s", strerror(-ret));
-	}
-	ret = bpf_util_load(t->skel->skeleton, "heap_trace.bpf.o", err, errlen);
+	ret = BPF_UTIL_OPEN(t->skel, heap_trace, err, errlen);
+	if (!ret)
+		ret = bpf_util_load(t->skel->skeleton, err, errlen);
 	if (ret) {
 		heap_trace__free(t);
 		return ret;

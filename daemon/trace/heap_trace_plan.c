@@ -83,39 +83,9 @@ uint64_t heap_hist_lower(unsigned c)
 
 /* ------------------------------------------------------------ planning */
 
-/* The argument registers mProf_Malloc's p and size arrive in, every width
- * of each (a write to any of them ends the argument's life in it). */
-static const struct {
-	enum probe_reg reg;
-	x86_reg names[4];
-} spill_regs[] = {
-	{PROBE_REG_RAX, {X86_REG_RAX, X86_REG_EAX, X86_REG_AX, X86_REG_AL}},
-	{PROBE_REG_RBX, {X86_REG_RBX, X86_REG_EBX, X86_REG_BX, X86_REG_BL}},
-	{PROBE_REG_RCX, {X86_REG_RCX, X86_REG_ECX, X86_REG_CX, X86_REG_CL}},
-};
-
-static int spill_reg_index(enum probe_reg r)
-{
-	for (size_t i = 0; i < sizeof(spill_regs) / sizeof(spill_regs[0]); i++)
-		if (spill_regs[i].reg == r)
-			return (int)i;
-	return -1;
-}
-
-static bool reg_is(int ri, unsigned r)
-{
-	if ((ri == 0 && r == X86_REG_AH) || (ri == 1 && r == X86_REG_BH) || (ri == 2 && r == X86_REG_CH))
-		return true;
-	for (int j = 0; j < 4; j++)
-		if (spill_regs[ri].names[j] == r)
-			return true;
-	return false;
-}
-
 int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t until,
 			    enum probe_reg reg)
 {
-	int ri = spill_reg_index(reg);
 	const uint8_t *p = code;
 	size_t left = len;
 	uint64_t pc = addr;
@@ -125,7 +95,8 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 	cs_insn *insn;
 	csh h;
 
-	if (ri < 0)
+	/* the argument registers mProf_Malloc's p and size arrive in */
+	if (reg != PROBE_REG_RAX && reg != PROBE_REG_RBX && reg != PROBE_REG_RCX)
 		return -ENOENT;
 	if (probe_disasm_open(&h, &insn))
 		return -ENOMEM;
@@ -163,7 +134,7 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 			   x->operands[0].mem.base == X86_REG_RSP &&
 			   x->operands[0].mem.index == X86_REG_INVALID &&
 			   x->operands[1].type == X86_OP_REG &&
-			   x->operands[1].reg == spill_regs[ri].names[0]) {
+			   x->operands[1].reg == probe_reg_x86(reg)) {
 			int64_t d = x->operands[0].mem.disp - frame - (pushed ? 8 : 0) - 8;
 
 			if (d >= 0 && d % 8 == 0 && d / 8 < HT_SPILL_SLOTS)
@@ -181,7 +152,7 @@ int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint
 		if (cs_regs_access(h, insn, rd, &nrd, wr, &nwr))
 			break;
 		for (int i = 0; i < nwr; i++)
-			if (reg_is(ri, wr[i]))
+			if (probe_reg_family_x86(wr[i]) == reg)
 				written = true;
 		if (written)
 			break;

@@ -256,10 +256,9 @@ int jni_trace__new(const struct jni_trace_opts *opts, struct jni_trace **out, ch
 	}
 	setup_jvm_counts(t);
 
-	t->skel = jni_trace_bpf__open_opts(bpf_util_open_opts());
-	if (!t->skel) {
-		ret = set_err(err, errlen, errno ? -errno : -ENOMEM, "open jni_trace BPF object");
-		free(t);
+	ret = BPF_UTIL_OPEN(t->skel, jni_trace, err, errlen);
+	if (ret) {
+		jni_trace__free(t);
 		return ret;
 	}
 	t->skel->rodata->targ_tgid = (__u32)pid;
@@ -282,7 +281,7 @@ int jni_trace__new(const struct jni_trace_opts *opts, struct jni_trace **out, ch
 		bpf_program__set_autoload(t->skel->progs.jni_up_del_global, !usdt);
 		bpf_program__set_autoload(t->skel->progs.jni_up_del_weak, !usdt);
 	}
-	ret = bpf_util_load(t->skel->skeleton, "jni_trace.bpf.o", err, errlen);
+	ret = bpf_util_load(t->skel->skeleton, err, errlen);
 	if (ret) {
 		jni_trace__free(t);
 		return ret;
