@@ -228,9 +228,9 @@ int probe_links_uprobe(struct probe_links *pl, struct bpf_program *prog, pid_t p
 }
 
 int probe_links_uretprobe_c(struct probe_links *pl, struct bpf_program *prog, pid_t pid,
-			    const char *path, uint64_t offset)
+			    const char *path, uint64_t offset, uint64_t cookie)
 {
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = true);
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = cookie, .retprobe = true);
 	struct bpf_link *l = bpf_program__attach_uprobe_opts(prog, pid, path, (size_t)offset, &opts);
 
 	if (!l)

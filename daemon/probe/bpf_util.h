@@ -88,9 +88,10 @@ int probe_links_add(struct probe_links *pl, struct bpf_link *link);
 int probe_links_uprobe(struct probe_links *pl, struct bpf_program *prog, pid_t pid,
 		       const char *path, uint64_t offset, uint64_t cookie);
 /* A return probe on a C function (libjvm's jni_New*GlobalRef: the value is
- * the return value), kept in pl. Not for Go functions (see above). */
+ * the return value; libc's allocators), kept in pl. Not for Go functions
+ * (see above). */
 int probe_links_uretprobe_c(struct probe_links *pl, struct bpf_program *prog, pid_t pid,
-			    const char *path, uint64_t offset);
+			    const char *path, uint64_t offset, uint64_t cookie);
 /* Destroys every link (probes off) and leaves pl empty, reusable. */
 void probe_links_destroy(struct probe_links *pl);
 

@@ -316,7 +316,7 @@ int jni_trace__attach(struct jni_trace *t, char *err, size_t errlen)
 
 		const struct probe_point *p = &t->points[i];
 		int ret = p->retprobe ? probe_links_uretprobe_c(&t->links, progs[i], t->pid,
-								t->info.libjvm_open, p->offset) :
+								t->info.libjvm_open, p->offset, 0) :
 					probe_links_uprobe(&t->links, progs[i], t->pid,
 							   t->info.libjvm_open, p->offset, 0);
 
