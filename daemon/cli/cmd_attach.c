@@ -589,7 +589,7 @@ static int start_trace(struct attach *a)
 	char err[512];
 	int ret;
 
-	ret = goroutine_trace__new(&a->gt, err, sizeof(err));
+	ret = goroutine_trace__new(NULL, &a->gt, err, sizeof(err));
 	if (ret)
 		return log_err(ret, "%s", err);
 	ret = goroutine_trace__attach(a->gt, &a->t, err, sizeof(err));
@@ -623,9 +623,9 @@ static int start_heap(struct attach *a, const struct trace_sets *sets)
 	int ret;
 
 	a->heap_trace_tier = sets->heap;
-	ret = heap_trace__new(&o, &a->ht);
+	ret = heap_trace__new(&o, &a->ht, err, sizeof(err));
 	if (ret)
-		return log_err(ret, "heap tracing: %s", strerror(-ret));
+		return log_err(ret, "heap tracing: %s", err);
 	ret = heap_trace__attach(a->ht, &a->t, err, sizeof(err));
 	if (ret == -ENODATA) {
 		log_warn("%s", err);

@@ -57,7 +57,7 @@ struct jvm_view {
 	pid_t pid;
 	const struct attach_options *opts;
 	struct jni_trace *trace;
-	struct native_symbolizer *sym;
+	struct symbolizer *sym;
 	struct event_loop *loop;
 	char hsperf_path[PATH_MAX + 64];
 	bool hsperf_ok;
@@ -94,7 +94,7 @@ static int site_for_stack(struct jvm_view *v, __s32 stackid, __u32 kind)
 {
 	struct native_frame nf[MAX_FRAMES];
 	size_t first;
-	size_t n = jni_symbolized_stack(v->trace, v->sym, stackid, nf, MAX_FRAMES, &first);
+	size_t n = jni_trace__symbolized_stack(v->trace, v->sym, stackid, nf, MAX_FRAMES, &first);
 	char key[1024];
 	size_t klen;
 	struct agg_site *s;
@@ -157,8 +157,8 @@ static int collect(struct jvm_view *v, struct totals *t)
 	uint64_t g, w;
 
 	memset(t, 0, sizeof(*t));
-	jni_trace_stats(v->trace, t->stats);
-	jni_trace_read_sites(v->trace, v->raw, JNI_MAX_SITES, &n);
+	jni_trace__stats(v->trace, t->stats);
+	jni_trace__read_sites(v->trace, v->raw, JNI_MAX_SITES, &n);
 	for (size_t i = 0; i < v->nsites; i++)
 		v->sites[i].created = v->sites[i].deleted = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -171,7 +171,7 @@ static int collect(struct jvm_view *v, struct totals *t)
 
 		if (!*slot) {
 			if (!refreshed) { /* a library loaded since the last look */
-				native_symbolizer_refresh(v->sym);
+				symbolizer_refresh(v->sym);
 				refreshed = true;
 			}
 			idx = site_for_stack(v, r->stackid, kind);
@@ -192,7 +192,7 @@ static int collect(struct jvm_view *v, struct totals *t)
 					   : -1;
 		t->jvm[k] = -1;
 	}
-	if (!jni_trace_jvm_counts(v->trace, &g, &w)) {
+	if (!jni_trace__jvm_counts(v->trace, &g, &w)) {
 		t->jvm[JNI_KIND_GLOBAL] = (int64_t)g;
 		t->jvm[JNI_KIND_WEAK] = (int64_t)w;
 	}
@@ -254,7 +254,7 @@ static void print_json(struct jvm_view *v, const struct totals *t, bool final)
 	if (final)
 		json_object_object_add(o, "final", json_object_new_boolean(1));
 	json_object_object_add(o, "probes",
-			       json_object_new_string(jni_trace_info(v->trace)->mode == JNI_PROBES_USDT
+			       json_object_new_string(jni_trace__info(v->trace)->mode == JNI_PROBES_USDT
 							      ? "usdt"
 							      : "symtab"));
 	for (int k = 0; k < JNI_KIND_MAX; k++) {
@@ -456,13 +456,13 @@ static int write_pprof(struct jvm_view *v)
 	pprof_set_drop_frames(b, "(checked_)?jni_.*|JNIHandles.*");
 	pprof_set_time(b, (int64_t)now_realtime_ns(), (int64_t)(now_monotonic_ns() - v->start_ns));
 	pprof_add_comment(b, "memdrift: JNI global/weak-global references by creating native stack");
-	jni_trace_read_sites(v->trace, v->raw, JNI_MAX_SITES, &n);
-	native_symbolizer_refresh(v->sym);
+	jni_trace__read_sites(v->trace, v->raw, JNI_MAX_SITES, &n);
+	symbolizer_refresh(v->sym);
 	for (size_t i = 0; i < n; i++) {
 		struct native_frame nf[MAX_FRAMES];
 		uint64_t locs[MAX_FRAMES];
 		size_t first, nloc = 0;
-		size_t nfr = jni_symbolized_stack(v->trace, v->sym, v->raw[i].stackid, nf, MAX_FRAMES,
+		size_t nfr = jni_trace__symbolized_stack(v->trace, v->sym, v->raw[i].stackid, nf, MAX_FRAMES,
 						  &first);
 		int64_t vals[2] = { (int64_t)v->raw[i].created - (int64_t)v->raw[i].deleted,
 				    (int64_t)v->raw[i].created };
@@ -526,8 +526,8 @@ static void take_baseline(struct jvm_view *v)
 	uint64_t st[JNI_STAT_MAX], g, w;
 	int ret;
 
-	jni_trace_stats(v->trace, st);
-	ret = jni_trace_jvm_counts(v->trace, &g, &w);
+	jni_trace__stats(v->trace, st);
+	ret = jni_trace__jvm_counts(v->trace, &g, &w);
 	if (ret) {
 		log_warn("pid %d: the JVM's own JNI ref counts are not readable (%s): refs created "
 			 "before attach are not accounted for",
@@ -551,8 +551,8 @@ static void view_free(struct jvm_view *v)
 	free(v->sites);
 	free(v->stack_site);
 	free(v->raw);
-	native_symbolizer_free(v->sym);
-	jni_trace_free(v->trace);
+	symbolizer_free(v->sym);
+	jni_trace__free(v->trace);
 	event_loop_free(v->loop);
 }
 
@@ -574,18 +574,18 @@ int attach_jvm(pid_t pid, const struct attach_options *opts)
 		log_err(-ENOMEM, "out of memory");
 		goto out;
 	}
-	ret = jni_trace_new(pid, &v.trace, err, sizeof(err));
+	ret = jni_trace__new(&(struct jni_trace_opts){ .pid = pid }, &v.trace, err, sizeof(err));
 	if (ret) {
 		log_err(ret, "%s", err);
 		goto out;
 	}
-	info = jni_trace_info(v.trace);
-	ret = native_symbolizer_new(pid, &v.sym);
+	info = jni_trace__info(v.trace);
+	ret = symbolizer_new(pid, NULL, &v.sym);
 	if (ret) {
 		log_err(ret, "pid %d: read maps: %s", (int)pid, strerror(-ret));
 		goto out;
 	}
-	ret = jni_trace_attach(v.trace, err, sizeof(err));
+	ret = jni_trace__attach(v.trace, err, sizeof(err));
 	if (ret) {
 		log_err(ret, "%s", err);
 		goto out;

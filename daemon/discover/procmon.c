@@ -19,6 +19,7 @@
 
 struct procmon {
 	struct procmon_bpf *skel;
+	struct probe_links links;
 	struct ring_buffer *rb;
 	const struct procmon_callbacks *cbs; /* only during a poll */
 	uint64_t decode_errors;
@@ -219,7 +220,8 @@ static int tp_proto(const struct btf *btf, const char *tp, bool *first_is_ptr)
 }
 
 /* Chooses between the program variants for this kernel's prototypes. */
-static int pick_programs(struct procmon *pm, const struct procmon_opts *opts)
+static int pick_programs(struct procmon *pm, const struct procmon_opts *opts, char *err,
+			 size_t errlen)
 {
 	struct procmon_bpf *s = pm->skel;
 	enum procmon_oom_probe probe;
@@ -230,12 +232,12 @@ static int pick_programs(struct procmon *pm, const struct procmon_opts *opts)
 
 	btf = btf__load_vmlinux_btf();
 	if (!btf)
-		return log_err(-errno, "procmon: kernel BTF: %s", strerror(errno));
+		return set_err(err, errlen, -errno, "procmon: kernel BTF: %s", strerror(errno));
 
 	n = tp_proto(btf, "sched_process_exit", NULL);
 	if (n < 0) {
 		btf__free(btf);
-		return log_err(n, "procmon: no sched_process_exit tracepoint in kernel BTF");
+		return set_err(err, errlen, n, "procmon: no sched_process_exit tracepoint in kernel BTF");
 	}
 	pm->exit_group_dead = n >= 2;
 	bpf_program__set_autoload(pm->exit_group_dead ? s->progs.pm_exit_legacy :
@@ -329,25 +331,21 @@ static int handle_record(void *ctx, void *data, size_t len)
 	return cb ? cb(cbs->ctx, &ev) : 0;
 }
 
-struct procmon *procmon__new(const struct procmon_opts *opts)
+int procmon__new(const struct procmon_opts *opts, struct procmon **out, char *err, size_t errlen)
 {
 	static const struct procmon_opts defaults;
 	struct procmon *pm;
 	long page;
-	int err;
+	int ret;
 
 	if (!opts)
 		opts = &defaults;
 	pm = calloc(1, sizeof(*pm));
-	if (!pm) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	pm->skel = procmon_bpf__open_opts(bpf_util_open_opts());
-	if (!pm->skel) {
-		err = log_err(-errno, "procmon: open BPF object: %s", strerror(errno));
+	if (!pm)
+		return set_err(err, errlen, -ENOMEM, "out of memory");
+	ret = BPF_UTIL_OPEN(pm->skel, procmon, err, errlen);
+	if (ret)
 		goto fail;
-	}
 	page = sysconf(_SC_PAGESIZE);
 	pm->skel->rodata->pm_page_size = page > 0 ? (uint64_t)page : 4096;
 	if (opts->rss_throttle_set) {
@@ -356,32 +354,44 @@ struct procmon *procmon__new(const struct procmon_opts *opts)
 	}
 	pm->skel->rodata->pm_rss_watch_all = opts->rss_watch_all;
 
-	err = pick_programs(pm, opts);
-	if (err)
+	ret = pick_programs(pm, opts, err, errlen);
+	if (ret)
 		goto fail;
-	err = procmon_bpf__load(pm->skel);
-	if (err) {
-		err = log_err(err < 0 ? err : -EINVAL, "procmon: load BPF programs: %s", strerror(-err));
+	ret = bpf_util_load(pm->skel->skeleton, err, errlen);
+	if (ret)
 		goto fail;
-	}
 	pm->rb = ring_buffer__new(bpf_map__fd(pm->skel->maps.pm_events), handle_record, pm, NULL);
 	if (!pm->rb) {
-		err = log_err(-errno, "procmon: ring buffer: %s", strerror(errno));
+		ret = set_err(err, errlen, -errno, "procmon: ring buffer: %s", strerror(errno));
 		goto fail;
 	}
-	return pm;
+	*out = pm;
+	return 0;
 fail:
 	procmon__free(pm);
-	errno = -err;
-	return NULL;
+	return ret;
 }
 
-int procmon__attach(struct procmon *pm)
+int procmon__attach(struct procmon *pm, char *err, size_t errlen)
 {
-	int err = procmon_bpf__attach(pm->skel);
+	struct bpf_program *prog;
 
-	if (err)
-		return log_err(err < 0 ? err : -EINVAL, "procmon: attach tracepoints: %s", strerror(-err));
+	/* every program pick_programs left to load: its tracepoint from the
+	 * section name */
+	bpf_object__for_each_program(prog, pm->skel->obj) {
+		struct bpf_link *l;
+		int ret;
+
+		if (!bpf_program__autoload(prog))
+			continue;
+		l = bpf_program__attach(prog);
+		ret = l ? probe_links_add(&pm->links, l) : errno ? -errno : -EINVAL;
+		if (ret) {
+			probe_links_destroy(&pm->links);
+			return set_err(err, errlen, ret, "procmon: attach %s: %s",
+				       bpf_program__name(prog), strerror(-ret));
+		}
+	}
 	return 0;
 }
 
@@ -574,6 +584,7 @@ void procmon__free(struct procmon *pm)
 {
 	if (!pm)
 		return;
+	probe_links_destroy(&pm->links);
 	ring_buffer__free(pm->rb);
 	procmon_bpf__destroy(pm->skel);
 	free(pm);

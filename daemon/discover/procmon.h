@@ -2,8 +2,8 @@
  * process exit, fork, in-kernel-throttled RSS steps and OOM kills, plus a
  * /proc scan for the processes that were already running.
  *
- *   pm = procmon__new(&opts)         open, configure, load (no events yet)
- *   procmon__attach(pm)              tracepoints on
+ *   procmon__new(&opts, &pm, err, errlen)  open, configure, check, load (no events yet)
+ *   procmon__attach(pm, err, errlen)       tracepoints on
  *   procmon__scan(pm, &cbs)          PROCMON_EXEC with initial=true per running process
  *   epoll on procmon__fd(pm); procmon__poll(pm, 0, &cbs) when readable
  *   procmon__watch(pm, tgid)         RSS records for this process (unless rss_watch_all)
@@ -105,15 +105,15 @@ struct procmon_stats {
 	const char *oom_probe;    /* "tracepoint", "tracepoint-pid", "none" */
 };
 
-/* NULL opts = defaults. NULL on error (logged; errno set). */
 /* An OOM record of the pid-only variant names the chosen thread: its TGID
  * (and comm) from /proc/TID/status while the victim is dying. 0, or -ESRCH
  * when it is already reaped (then tgid = pid: the OOM killer chooses
  * thread-group leaders). */
 int procmon_resolve_tgid(struct procmon_event *ev);
 
-struct procmon *procmon__new(const struct procmon_opts *opts);
-int procmon__attach(struct procmon *pm);
+/* NULL opts = defaults. 0 or negative errno with err (bpf_util.h's shape). */
+int procmon__new(const struct procmon_opts *opts, struct procmon **out, char *err, size_t errlen);
+int procmon__attach(struct procmon *pm, char *err, size_t errlen);
 /* Ring buffer epoll fd: readable when records are waiting. */
 int procmon__fd(const struct procmon *pm);
 /* Consumes records, up to timeout_ms (0: only what is there). Returns the

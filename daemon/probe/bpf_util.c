@@ -50,6 +50,7 @@ const struct bpf_object_open_opts *bpf_util_open_opts(void)
 {
 	static struct bpf_object_open_opts opts;
 
+	bpf_util_init(); /* before the first open: libbpf's messages are ours */
 	if (!opts.sz) {
 		opts.sz = sizeof(opts);
 		opts.btf_custom_path = "/sys/kernel/btf/vmlinux";
@@ -174,6 +175,75 @@ int bpf_util_attach_uprobe(struct bpf_program *prog, pid_t pid, const char *path
 	}
 	*link = l;
 	return 0;
+}
+
+int bpf_util_open_failed(const char *name, char *err, size_t errlen)
+{
+	int ret = errno ? -errno : -EINVAL;
+
+	return set_err(err, errlen, ret, "open %s BPF object: %s", name, strerror(-ret));
+}
+
+int bpf_util_load(struct bpf_object_skeleton *skel, char *err, size_t errlen)
+{
+	int ret = bpf_util_check(err, errlen);
+
+	if (ret)
+		return ret;
+	ret = bpf_object__load_skeleton(skel);
+	if (ret) {
+		ret = ret < 0 ? ret : -EINVAL;
+		return set_err(err, errlen, ret, "BPF unavailable: loading %s: %s", skel->name,
+			       strerror(-ret));
+	}
+	return 0;
+}
+
+int probe_links_add(struct probe_links *pl, struct bpf_link *link)
+{
+	if (!link)
+		return -EINVAL;
+	if (pl->n == pl->cap) {
+		size_t cap = pl->cap ? pl->cap * 2 : 8;
+		struct bpf_link **l = realloc(pl->links, cap * sizeof(*l));
+
+		if (!l) {
+			bpf_link__destroy(link);
+			return -ENOMEM;
+		}
+		pl->links = l;
+		pl->cap = cap;
+	}
+	pl->links[pl->n++] = link;
+	return 0;
+}
+
+int probe_links_uprobe(struct probe_links *pl, struct bpf_program *prog, pid_t pid,
+		       const char *path, uint64_t offset, uint64_t cookie)
+{
+	struct bpf_link *l;
+	int ret = bpf_util_attach_uprobe(prog, pid, path, offset, cookie, &l);
+
+	return ret ? ret : probe_links_add(pl, l);
+}
+
+int probe_links_uretprobe_c(struct probe_links *pl, struct bpf_program *prog, pid_t pid,
+			    const char *path, uint64_t offset, uint64_t cookie)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = cookie, .retprobe = true);
+	struct bpf_link *l = bpf_program__attach_uprobe_opts(prog, pid, path, (size_t)offset, &opts);
+
+	if (!l)
+		return errno ? -errno : -EINVAL;
+	return probe_links_add(pl, l);
+}
+
+void probe_links_destroy(struct probe_links *pl)
+{
+	for (size_t i = 0; i < pl->n; i++)
+		bpf_link__destroy(pl->links[i]);
+	free(pl->links);
+	*pl = (struct probe_links){ 0 };
 }
 
 int bpf_util_percpu_sum(int fd, uint32_t key, uint64_t *sum)

@@ -270,28 +270,36 @@ int probe_insn_info_x86(const uint8_t *code, size_t len, uint64_t addr, bool *em
 	return err;
 }
 
-/* 64-bit register family of any GPR name (EAX, AX, AL -> RAX). */
-static enum probe_reg reg_family(unsigned int r)
-{
-	static const struct {
-		enum probe_reg fam;
-		x86_reg names[4];
-	} fams[] = {
-		{PROBE_REG_RAX, {X86_REG_RAX, X86_REG_EAX, X86_REG_AX, X86_REG_AL}},
-		{PROBE_REG_RBX, {X86_REG_RBX, X86_REG_EBX, X86_REG_BX, X86_REG_BL}},
-		{PROBE_REG_RCX, {X86_REG_RCX, X86_REG_ECX, X86_REG_CX, X86_REG_CL}},
-		{PROBE_REG_RDX, {X86_REG_RDX, X86_REG_EDX, X86_REG_DX, X86_REG_DL}},
-		{PROBE_REG_RSI, {X86_REG_RSI, X86_REG_ESI, X86_REG_SI, X86_REG_SIL}},
-		{PROBE_REG_RDI, {X86_REG_RDI, X86_REG_EDI, X86_REG_DI, X86_REG_DIL}},
-		{PROBE_REG_R8, {X86_REG_R8, X86_REG_R8D, X86_REG_R8W, X86_REG_R8B}},
-		{PROBE_REG_R9, {X86_REG_R9, X86_REG_R9D, X86_REG_R9W, X86_REG_R9B}},
-		{PROBE_REG_R10, {X86_REG_R10, X86_REG_R10D, X86_REG_R10W, X86_REG_R10B}},
-		{PROBE_REG_R11, {X86_REG_R11, X86_REG_R11D, X86_REG_R11W, X86_REG_R11B}},
-		{PROBE_REG_R12, {X86_REG_R12, X86_REG_R12D, X86_REG_R12W, X86_REG_R12B}},
-		{PROBE_REG_R13, {X86_REG_R13, X86_REG_R13D, X86_REG_R13W, X86_REG_R13B}},
-		{PROBE_REG_R15, {X86_REG_R15, X86_REG_R15D, X86_REG_R15W, X86_REG_R15B}},
-	};
+/* Every width of each register, the 64-bit name first. */
+static const struct {
+	enum probe_reg fam;
+	x86_reg names[4];
+} fams[] = {
+	{PROBE_REG_RAX, {X86_REG_RAX, X86_REG_EAX, X86_REG_AX, X86_REG_AL}},
+	{PROBE_REG_RBX, {X86_REG_RBX, X86_REG_EBX, X86_REG_BX, X86_REG_BL}},
+	{PROBE_REG_RCX, {X86_REG_RCX, X86_REG_ECX, X86_REG_CX, X86_REG_CL}},
+	{PROBE_REG_RDX, {X86_REG_RDX, X86_REG_EDX, X86_REG_DX, X86_REG_DL}},
+	{PROBE_REG_RSI, {X86_REG_RSI, X86_REG_ESI, X86_REG_SI, X86_REG_SIL}},
+	{PROBE_REG_RDI, {X86_REG_RDI, X86_REG_EDI, X86_REG_DI, X86_REG_DIL}},
+	{PROBE_REG_R8, {X86_REG_R8, X86_REG_R8D, X86_REG_R8W, X86_REG_R8B}},
+	{PROBE_REG_R9, {X86_REG_R9, X86_REG_R9D, X86_REG_R9W, X86_REG_R9B}},
+	{PROBE_REG_R10, {X86_REG_R10, X86_REG_R10D, X86_REG_R10W, X86_REG_R10B}},
+	{PROBE_REG_R11, {X86_REG_R11, X86_REG_R11D, X86_REG_R11W, X86_REG_R11B}},
+	{PROBE_REG_R12, {X86_REG_R12, X86_REG_R12D, X86_REG_R12W, X86_REG_R12B}},
+	{PROBE_REG_R13, {X86_REG_R13, X86_REG_R13D, X86_REG_R13W, X86_REG_R13B}},
+	{PROBE_REG_R15, {X86_REG_R15, X86_REG_R15D, X86_REG_R15W, X86_REG_R15B}},
+};
 
+unsigned int probe_reg_x86(enum probe_reg r)
+{
+	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
+		if (fams[i].fam == r)
+			return fams[i].names[0];
+	return X86_REG_INVALID;
+}
+
+enum probe_reg probe_reg_family_x86(unsigned int r)
+{
 	if (r == X86_REG_AH)
 		return PROBE_REG_RAX;
 	if (r == X86_REG_BH)
@@ -371,19 +379,19 @@ int probe_place_after_call_x86(const uint8_t *code, size_t len, uint64_t addr, u
 			bool copy = insn->id == X86_INS_MOV && x->op_count == 2 &&
 				    x->operands[0].type == X86_OP_REG && x->operands[1].type == X86_OP_REG &&
 				    x->operands[0].size == 8;
-			enum probe_reg src = copy ? reg_family(x->operands[1].reg) : PROBE_REG_NONE;
+			enum probe_reg src = copy ? probe_reg_family_x86(x->operands[1].reg) : PROBE_REG_NONE;
 			bool src_holds = src != PROBE_REG_NONE && (holders & (1u << src));
 
 			if (cs_regs_access(h, insn, rd, &nrd, wr, &nwr))
 				break;
 			for (int i = 0; i < nwr; i++) {
-				enum probe_reg f = reg_family(wr[i]);
+				enum probe_reg f = probe_reg_family_x86(wr[i]);
 
 				if (f != PROBE_REG_NONE)
 					holders &= ~(1u << f);
 			}
 			if (copy && src_holds) {
-				enum probe_reg dst = reg_family(x->operands[0].reg);
+				enum probe_reg dst = probe_reg_family_x86(x->operands[0].reg);
 
 				if (dst != PROBE_REG_NONE)
 					holders |= 1u << dst;

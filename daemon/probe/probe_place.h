@@ -52,6 +52,12 @@ enum probe_reg {
 	PROBE_REG_R15, PROBE_REG_NONE,
 };
 
+/* The 64-bit Capstone register of r (x86_reg), X86_REG_INVALID for none;
+ * and the register family of any GPR name (EAX, AX, AL, AH -> RAX),
+ * PROBE_REG_NONE for other registers. */
+unsigned int probe_reg_x86(enum probe_reg r);
+enum probe_reg probe_reg_family_x86(unsigned int r);
+
 /* Where the value a call returns in RAX can be read cheaply: follows that
  * value through register moves after the `call` to callee (link-time
  * address) and stops at the first emulated instruction (or a RET) while

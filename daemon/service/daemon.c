@@ -1608,10 +1608,11 @@ int cmd_daemon(int argc, char **argv)
 		return 1;
 	}
 	postmortem_prune(d); /* retention holds across restarts and new limits */
-	d->pm = procmon__new(NULL);
-	if (!d->pm || procmon__attach(d->pm) < 0) {
+	if (procmon__new(NULL, &d->pm, err, sizeof(err)) < 0 ||
+	    procmon__attach(d->pm, err, sizeof(err)) < 0) {
 		daemon_free(d);
-		return log_err(1, "daemon: cannot load the kernel tracepoints (exec, exit, rss_stat, mark_victim)");
+		return log_err(1, "daemon: cannot load the kernel tracepoints (exec, exit, rss_stat, "
+			       "mark_victim): %s", err);
 	}
 	/* start-up is over (rlimit raised, listeners bound, tracepoints on):
 	 * keep what attaching probes and reading new processes takes */

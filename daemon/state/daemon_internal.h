@@ -103,7 +103,7 @@ struct jni_site_track {
 
 struct jvm_state {
 	struct jni_trace *trace;       /* NULL: libjvm without usable probes */
-	struct native_symbolizer *sym;
+	struct symbolizer *sym;
 	char hsperf_path[PATH_MAX + 64];
 	bool hsperf_ok, hs_ok;
 	struct hsperf_stats hs;

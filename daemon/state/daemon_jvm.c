@@ -14,8 +14,8 @@ void daemon_jvm_free(struct jvm_state *j)
 	free(j->sites);
 	free(j->stack_site);
 	free(j->raw);
-	native_symbolizer_free(j->sym);
-	jni_trace_free(j->trace);
+	symbolizer_free(j->sym);
+	jni_trace__free(j->trace);
 	free(j);
 }
 
@@ -25,8 +25,8 @@ static void jvm_take_baseline(struct jvm_state *j)
 {
 	uint64_t st[JNI_STAT_MAX], g, wk;
 
-	jni_trace_stats(j->trace, st);
-	if (jni_trace_jvm_counts(j->trace, &g, &wk) < 0)
+	jni_trace__stats(j->trace, st);
+	if (jni_trace__jvm_counts(j->trace, &g, &wk) < 0)
 		return;
 	j->pre_attach[JNI_KIND_GLOBAL] = (int64_t)g - (int64_t)st[JNI_STAT_CREATED] +
 					 (int64_t)st[JNI_STAT_DELETED] +
@@ -71,11 +71,11 @@ void daemon_jvm_start(struct daemon *d, pid_t pid, const struct proc_exe *exe)
 		daemon_free_watched(w);
 		return;
 	}
-	ret = jni_trace_new(pid, &j->trace, err, sizeof(err));
-	if (ret == 0 && (ret = native_symbolizer_new(pid, &j->sym)) < 0)
+	ret = jni_trace__new(&(struct jni_trace_opts){ .pid = pid }, &j->trace, err, sizeof(err));
+	if (ret == 0 && (ret = symbolizer_new(pid, NULL, &j->sym)) < 0)
 		snprintf(err, sizeof(err), "PID %d: read maps: %s", pid, strerror(-ret));
 	if (ret == 0)
-		ret = jni_trace_attach(j->trace, err, sizeof(err));
+		ret = jni_trace__attach(j->trace, err, sizeof(err));
 	if (ret < 0) {
 		if (!proc_exists(pid)) {
 			daemon_free_watched(w);
@@ -83,11 +83,11 @@ void daemon_jvm_start(struct daemon *d, pid_t pid, const struct proc_exe *exe)
 		}
 		d->n.jni_trace_errors++;
 		log_warn("JVM PID %d (%s): no JNI ref tracking: %s", pid, exe->comm, err);
-		jni_trace_free(j->trace);
+		jni_trace__free(j->trace);
 		j->trace = NULL;
 	} else {
 		snprintf(j->probes, sizeof(j->probes), "%s",
-			 jni_trace_info(j->trace)->mode == JNI_PROBES_USDT ? "usdt" : "symtab");
+			 jni_trace__info(j->trace)->mode == JNI_PROBES_USDT ? "usdt" : "symtab");
 		jvm_take_baseline(j);
 	}
 	j->hsperf_ok = hsperf_find(pid, j->hsperf_path, sizeof(j->hsperf_path)) == 0;
@@ -203,7 +203,7 @@ static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t sta
 	struct native_frame nf[JNI_STACK_DEPTH];
 	struct jni_site_track *t;
 	size_t first, klen;
-	size_t n = jni_symbolized_stack(j->trace, j->sym, stackid, nf, JNI_STACK_DEPTH, &first);
+	size_t n = jni_trace__symbolized_stack(j->trace, j->sym, stackid, nf, JNI_STACK_DEPTH, &first);
 	char key[sizeof(t->key)], stack[sizeof(t->stack)] = "";
 
 	snprintf(key, sizeof(key), "%s|%s@%s", kind == JNI_KIND_WEAK ? "weak" : "global",
@@ -258,9 +258,9 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 	}
 	if (!j->trace)
 		return;
-	jni_trace_stats(j->trace, st);
+	jni_trace__stats(j->trace, st);
 	j->lost = st[JNI_STAT_REFS_FULL] + st[JNI_STAT_SITES_FULL];
-	if (jni_trace_read_sites(j->trace, j->raw, JNI_MAX_SITES, &n) < 0)
+	if (jni_trace__read_sites(j->trace, j->raw, JNI_MAX_SITES, &n) < 0)
 		return;
 	for (size_t i = 0; i < j->nsites; i++)
 		j->sites[i].created = j->sites[i].deleted = 0;
@@ -275,7 +275,7 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 			int idx;
 
 			if (!refreshed) { /* a library loaded since the last look */
-				native_symbolizer_refresh(j->sym);
+				symbolizer_refresh(j->sym);
 				refreshed = true;
 			}
 			idx = jni_site_for_stack(d, j, r->stackid, kind);

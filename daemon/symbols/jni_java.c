@@ -159,7 +159,7 @@ int jni_java_poll(struct jni_java *j)
 
 /* A Java frame as the profile shows it: "pkg.Class.method", a native
  * method with the JNI function it is bound to. */
-static const char *java_display(struct native_symbolizer *sym, struct sframe *f)
+static const char *java_display(struct symbolizer *sym, struct sframe *f)
 {
 	char buf[768];
 	struct native_frame nf;
@@ -171,7 +171,7 @@ static const char *java_display(struct native_symbolizer *sym, struct sframe *f)
 	} else if (!f->java) {
 		snprintf(buf, sizeof(buf), "[jit: unresolved]");
 	} else if (f->native_fn) {
-		native_symbolize(sym, f->native_fn, &nf);
+		symbolizer_lookup_jvm(sym, f->native_fn, &nf);
 		snprintf(buf, sizeof(buf), "%s [JNI %s]", f->java, nf.function);
 	} else {
 		snprintf(buf, sizeof(buf), "%s", f->java);
@@ -214,7 +214,7 @@ static void from_walk(struct jni_java *j, struct ustack *s, const struct jni_wal
 	snprintf(s->stop, sizeof(s->stop), "no stack copy (frame pointers only)");
 }
 
-size_t jni_java_stack(struct jni_java *j, struct native_symbolizer *sym, int32_t id,
+size_t jni_java_stack(struct jni_java *j, struct symbolizer *sym, int32_t id,
 		      const struct jni_walk *walk, struct native_frame *nf, size_t max)
 {
 	struct ustack *s;
@@ -231,7 +231,7 @@ size_t jni_java_stack(struct jni_java *j, struct native_symbolizer *sym, int32_t
 		struct sframe *f = &s->f[i];
 
 		if (f->kind == UW_NATIVE) {
-			native_symbolize(sym, f->pc, &nf[n]);
+			symbolizer_lookup_jvm(sym, f->pc, &nf[n]);
 		} else {
 			nf[n] = (struct native_frame){ .function = java_display(sym, f), .object = "",
 						       .offset = 0 };

@@ -15,7 +15,7 @@
 
 struct jni_java;
 struct native_frame;
-struct native_symbolizer;
+struct symbolizer;
 
 /* ringbuf_fd: jni_events; ranges: the BPF object's jni_code (mmapped .bss),
  * written once the JVM's code cache is known. 0 or -errno (the JVM is not
@@ -29,7 +29,7 @@ int jni_java_poll(struct jni_java *j);
 /* The unwound, named stack of id into nf (leaf first; strings owned by j
  * or sym). walk: the BPF side's key walk of id (used when no event arrived).
  * Returns the frame count. */
-size_t jni_java_stack(struct jni_java *j, struct native_symbolizer *sym, int32_t id,
+size_t jni_java_stack(struct jni_java *j, struct symbolizer *sym, int32_t id,
 		      const struct jni_walk *walk, struct native_frame *nf, size_t max);
 void jni_java_free(struct jni_java *j);
 

@@ -461,6 +461,17 @@ void symbolizer_lookup(struct symbolizer *s, uint64_t addr, bool is_return, stru
 	out->offset = vaddr + (addr - pc) - e->addr;
 }
 
+void symbolizer_lookup_jvm(struct symbolizer *s, uint64_t ip, struct native_frame *out)
+{
+	struct sym_frame f;
+
+	symbolizer_lookup(s, ip, false, &f);
+	*out = (struct native_frame){ .function = f.function, .object = f.object, .offset = f.offset,
+				      .in_libjvm = strstr(f.object, "/libjvm.so") != NULL };
+	if (f.mapped && !*f.object)
+		out->function = "[jit]";
+}
+
 int symbolizer_mapping(struct symbolizer *s, uint64_t addr, uint64_t *start, uint64_t *limit,
 		       uint64_t *pgoff, const char **object)
 {

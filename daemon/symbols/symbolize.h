@@ -2,7 +2,8 @@
  * symbols (.symtab, then .dynsym) of every mapped executable object, opened
  * through /proc/PID/map_files (else /proc/PID/root + path) so containers
  * work, cached per (dev, inode). Addresses in a Go binary's text resolve
- * through its pclntab (function, file:line) first, which survives stripping.
+ * through its pclntab (function, file:line) first, which survives stripping;
+ * a JVM's stacks name its code cache "[jit]" (symbolizer_lookup_jvm).
  * Also small ELF helpers for choosing probe points. */
 #ifndef MEMDRIFT_SYMBOLIZE_H
 #define MEMDRIFT_SYMBOLIZE_H
@@ -46,6 +47,22 @@ void symbolizer_lookup(struct symbolizer *s, uint64_t addr, bool is_return, stru
 int symbolizer_mapping(struct symbolizer *s, uint64_t addr, uint64_t *start, uint64_t *limit,
 		       uint64_t *pgoff, const char **object);
 void symbolizer_free(struct symbolizer *s);
+
+/* A frame as a JVM's stacks want it (symbolizer_lookup_jvm). */
+struct native_frame {
+	const char *function; /* "[jit]", "[unknown]" or a symbol (owned by the symbolizer) */
+	const char *object;   /* path of the mapped object, "" for jit/unknown */
+	uint64_t offset;      /* ip - symbol start, or object-relative address */
+	bool in_libjvm;
+	const char *unwind;   /* how the frame was found: "regs", "cfi", "fp", "java"; NULL unknown */
+	const char *java;     /* Java frames: "interpreted", "jit", "native-wrapper", "stub",
+			       * "unresolved"; NULL for native frames */
+};
+/* symbolizer_lookup for a JVM (s made without Go): ip is an instruction
+ * address (not a return address), anonymous executable memory is named
+ * "[jit]" (the code cache: JIT methods, interpreter, stubs), and frames in
+ * libjvm.so are marked. */
+void symbolizer_lookup_jvm(struct symbolizer *s, uint64_t ip, struct native_frame *out);
 
 /* A function symbol of the ELF at path (.symtab, then .dynsym): link-time
  * address, size and the file offset of its first byte. 0 or -ENOENT. */

@@ -26,8 +26,7 @@ struct gt_base {
 
 struct gt_target {
 	pid_t pid;
-	struct bpf_link *links[GT_MAX_PROBES];
-	size_t nlinks;
+	struct probe_links links;
 	bool window_open;
 	struct gr_event *window; /* events received while the window was open */
 	size_t nwindow, capwindow;
@@ -44,6 +43,7 @@ struct gt_config_slot {
 struct goroutine_trace {
 	struct goroutine_trace_bpf *skel;
 	struct ring_buffer *rb;
+	size_t max_window_events;
 	struct gt_target *targets[GT_MAX_TARGETS];
 	struct gt_config_slot configs[GR_MAX_CONFIGS];
 	uint64_t window_overflow;
@@ -209,7 +209,7 @@ static int on_event(void *ctx, void *data, size_t size)
 		size_t cap = tt->capwindow ? tt->capwindow * 2 : 4096;
 		struct gr_event *w;
 
-		if (cap > GT_MAX_WINDOW_EVENTS) {
+		if (cap > gt->max_window_events) {
 			gt->window_overflow++;
 			return 0;
 		}
@@ -225,30 +225,28 @@ static int on_event(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-int goroutine_trace__new(struct goroutine_trace **out, char *err, size_t errlen)
+int goroutine_trace__new(const struct goroutine_trace_opts *opts, struct goroutine_trace **out,
+			 char *err, size_t errlen)
 {
 	struct goroutine_trace *gt;
 	int ret;
 
-	ret = bpf_util_check(err, errlen);
-	if (ret)
-		return ret;
-	bpf_util_init();
 	gt = calloc(1, sizeof(*gt));
 	if (!gt)
-		return -ENOMEM;
-	gt->skel = goroutine_trace_bpf__open_and_load();
-	if (!gt->skel) {
-		ret = -errno;
-		free(gt);
-		return set_err(err, errlen, ret ? ret : -EINVAL, "BPF unavailable: loading goroutines.bpf.o: %s",
-			       strerror(ret ? -ret : EINVAL));
+		return set_err(err, errlen, -ENOMEM, "out of memory");
+	gt->max_window_events = opts && opts->max_window_events ? opts->max_window_events :
+								  GT_MAX_WINDOW_EVENTS;
+	ret = BPF_UTIL_OPEN(gt->skel, goroutine_trace, err, errlen);
+	if (!ret)
+		ret = bpf_util_load(gt->skel->skeleton, err, errlen);
+	if (ret) {
+		goroutine_trace__free(gt);
+		return ret;
 	}
 	gt->rb = ring_buffer__new(bpf_map__fd(gt->skel->maps.gr_events), on_event, gt, NULL);
 	if (!gt->rb) {
 		ret = -errno;
-		goroutine_trace_bpf__destroy(gt->skel);
-		free(gt);
+		goroutine_trace__free(gt);
 		return set_err(err, errlen, ret, "ring buffer: %s", strerror(-ret));
 	}
 	*out = gt;
@@ -269,8 +267,7 @@ static struct gt_target *find_target(struct goroutine_trace *gt, pid_t pid, int 
 
 static void free_target(struct gt_target *tt)
 {
-	for (size_t i = 0; i < tt->nlinks; i++)
-		bpf_link__destroy(tt->links[i]);
+	probe_links_destroy(&tt->links);
 	free(tt->window);
 	free(tt->base);
 	free(tt);
@@ -373,15 +370,14 @@ int goroutine_trace__attach(struct goroutine_trace *gt, const struct go_target *
 		if (probes[i].kind == GT_PROBE_BIRTH)
 			cookie |= (__u64)(probes[i].reg & GR_COOKIE_REG_MASK) << GR_COOKIE_REG_SHIFT;
 		cookie |= probe_stack_check_cookie(&probes[i].place);
-		ret = bpf_util_attach_uprobe(prog, t->pid, t->exe.open_path, probes[i].file_offset,
-					     cookie, &tt->links[tt->nlinks]);
+		ret = probe_links_uprobe(&tt->links, prog, t->pid, t->exe.open_path,
+					 probes[i].file_offset, cookie);
 		if (ret) {
 			set_err(err, errlen, ret, "uprobe %s+%llu in process %d: %s", probes[i].function,
 				(unsigned long long)probes[i].place.offset, t->pid, strerror(-ret));
 			goroutine_trace__detach(gt, t->pid);
 			return ret;
 		}
-		tt->nlinks++;
 		log_debug("probe %s+%llu (%s, %s) cookie %#llx", probes[i].function,
 			  (unsigned long long)probes[i].place.offset, probes[i].place.insn,
 			  probes[i].place.emulated ? "emulated" : "single-stepped",

@@ -43,8 +43,14 @@ struct gt_probe {
 int goroutine_trace__plan(const struct go_target *t, struct gt_probe *probes, size_t max,
 			  size_t *n, char *err, size_t errlen);
 
-/* Opens and loads the BPF object. 0 or negative errno with err. */
-int goroutine_trace__new(struct goroutine_trace **out, char *err, size_t errlen);
+struct goroutine_trace_opts {
+	size_t max_window_events; /* per target while the window is open; 0: GT_MAX_WINDOW_EVENTS */
+};
+
+/* Opens, checks (bpf_util_check) and loads the BPF object; opts may be
+ * NULL. 0 or negative errno with err. */
+int goroutine_trace__new(const struct goroutine_trace_opts *opts, struct goroutine_trace **out,
+			 char *err, size_t errlen);
 void goroutine_trace__free(struct goroutine_trace *gt);
 
 /* Starts tracing t: probes attached with the attach window open, so every
@@ -74,7 +80,7 @@ struct gt_stats {
 	uint64_t births, deaths;   /* probe hits (all processes) */
 	uint64_t morestack_skips;
 	uint64_t ringbuf_drops;    /* window events lost in the kernel */
-	uint64_t window_overflow;  /* window events over GT_MAX_WINDOW_EVENTS */
+	uint64_t window_overflow;  /* window events over max_window_events */
 	uint64_t sites_full;       /* hits not counted: site map full */
 	uint64_t read_errors;
 	uint64_t lost_events;      /* sum of everything that breaks exactness */

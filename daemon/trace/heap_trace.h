@@ -25,21 +25,16 @@
  * a log2 size histogram (per-CPU maps), and one user stack per sample_bytes
  * allocated per CPU, counted per stack in a map (no ring buffer).
  *
- * Wiring in `memdrift attach` (daemon/cli/cmd_attach.c, the lead's):
- *   struct heap_trace_opts ho = { .profile = true, .trace = trace_heap,
- *                                 .sample_bytes = 0 };
- *   heap_trace__new(&ho, &ht);
- *   ret = heap_trace__attach(ht, &go_target, err, sizeof(err));
- *     -ENODATA: MemProfileRate is 0 and no trace tier asked: print err as a
- *     note (it says so plainly and names `--trace heap`), free ht, go on.
- *     other errors: print err, go on without heap probes.
- *   every interval:  heap_trace__poll(ht);
- *                    heap_trace__print(ht, stdout, 5);      (live view)
- *                    heap_trace__json(ht, interval_obj, 20); (adds "heap_trace")
- *   --pprof DIR: heap.pb.gz stays heapprof's (heap_profile_write_pprof: the
- *     runtime's buckets since process start, the same samples); with the
- *     trace tier on, heap_trace__write_alloc_pprof(ht, "DIR/heap_alloc.pb.gz").
- *   exit:            heap_trace__free(ht)  (detaches).
+ * Lifecycle (bpf_util.h's shape): heap_trace__new loads the BPF object;
+ * heap_trace__attach plans, configures the maps and attaches for one
+ * go_target (-ENODATA: its MemProfileRate is 0 and no trace tier was asked;
+ * the heap_trace then only reports that state); every interval
+ * heap_trace__poll, then the views (output/heap_trace_view.c: __json,
+ * __print, __write_alloc_pprof); heap_trace__free detaches. Callers:
+ * cli/cmd_attach.c (start_heap, the live view, --pprof) and
+ * tests/tools/heap_dump.c. Code: trace/heap_trace.c (lifecycle, accessors),
+ * heap_trace_plan.c (pure logic, planning), heap_trace_poll.c (buckets,
+ * polling).
  * The go_target must outlive the heap_trace. */
 #ifndef MEMDRIFT_HEAP_TRACE_H
 #define MEMDRIFT_HEAP_TRACE_H
@@ -154,7 +149,10 @@ struct heap_trace_stats {
 int heap_arg_spill_slot_x86(const uint8_t *code, size_t len, uint64_t addr, uint64_t until,
 			    enum probe_reg reg);
 
-int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out);
+/* Opens, checks (bpf_util_check) and loads the BPF object; no probes yet.
+ * 0 or negative errno with err. */
+int heap_trace__new(const struct heap_trace_opts *opts, struct heap_trace **out, char *err,
+		    size_t errlen);
 /* The probes for t's executable (no BPF needed). 0 or negative errno. */
 int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool free_probe,
 		     bool mprof_free, struct heap_probe *probes, size_t max, size_t *n, char *err,
@@ -162,8 +160,9 @@ int heap_trace__plan(const struct go_target *t, bool profile, bool trace, bool f
 /* The heap walk's layout for t's binary (offsets, runtime.mheap_, special
  * layout): 0, or -ENOTSUP when part of it is unknown. */
 int heap_trace_walk_layout(const struct go_target *t, struct heap_walk_layout *wl);
-/* Loads, attaches, reads the bucket baseline. 0, or negative errno with a
- * one-line err; -ENODATA: profiling off in the target and nothing else to do. */
+/* Plans, configures the maps for go, attaches, reads the bucket baseline.
+ * 0, or negative errno with a one-line err; -ENODATA: profiling off in the
+ * target and nothing else to do (t stays, reporting that state). */
 int heap_trace__attach(struct heap_trace *t, const struct go_target *go, char *err, size_t errlen);
 /* Reads the kernel maps and the target's MemProfileRate; rebuilds the views. */
 int heap_trace__poll(struct heap_trace *t);

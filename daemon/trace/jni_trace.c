@@ -1,5 +1,5 @@
 /* JNI reference tracking: probe choice, BPF lifecycle, reads, the JVM's own
- * counts, and the JNI view of the native symbolizer. See jni_trace.h. */
+ * counts, and symbolized JNI stacks. See jni_trace.h. */
 #include "trace/jni_trace.h"
 
 #include <errno.h>
@@ -20,56 +20,6 @@
 #include "symbols/symbolize.h"
 #include "probe/usdt_notes.h"
 
-/* --------------------------------------------------------- symbolizer --- */
-
-/* The general symbolizer (symbolize.h, no Go) plus what JNI stacks need:
- * anonymous executable memory named "[jit]" and libjvm frames marked. */
-struct native_symbolizer {
-	struct symbolizer *sym;
-};
-
-int native_symbolizer_new(pid_t pid, struct native_symbolizer **out)
-{
-	struct native_symbolizer *s = calloc(1, sizeof(*s));
-	int ret;
-
-	if (!s)
-		return -ENOMEM;
-	ret = symbolizer_new(pid, NULL, &s->sym);
-	if (ret) {
-		free(s);
-		return ret;
-	}
-	*out = s;
-	return 0;
-}
-
-int native_symbolizer_refresh(struct native_symbolizer *s)
-{
-	return symbolizer_refresh(s->sym);
-}
-
-void native_symbolize(struct native_symbolizer *s, uint64_t ip, struct native_frame *out)
-{
-	struct sym_frame f;
-
-	symbolizer_lookup(s->sym, ip, false, &f);
-	*out = (struct native_frame){ .function = f.function, .object = f.object, .offset = f.offset,
-				      .in_libjvm = strstr(f.object, "/libjvm.so") != NULL };
-	/* Anonymous executable memory in a JVM: the code cache (JIT methods,
-	 * interpreter, stubs). */
-	if (f.mapped && !*f.object)
-		out->function = "[jit]";
-}
-
-void native_symbolizer_free(struct native_symbolizer *s)
-{
-	if (!s)
-		return;
-	symbolizer_free(s->sym);
-	free(s);
-}
-
 /* ---------------------------------------------------------- jni_trace --- */
 
 struct probe_point {
@@ -83,7 +33,7 @@ struct jni_trace {
 	struct jni_trace_info info;
 	struct jni_trace_bpf *skel;
 	struct probe_point points[4]; /* new global, new weak, del global, del weak */
-	struct bpf_link *links[4];
+	struct probe_links links;
 	/* JVM's own counts */
 	uint64_t global_handles_addr, weak_handles_addr; /* runtime addresses */
 	int64_t count_field;                             /* OopStorage::_allocation_count */
@@ -221,7 +171,7 @@ static void setup_jvm_counts(struct jni_trace *t)
 	t->info.jvm_counts = true;
 }
 
-int jni_trace_jvm_counts(struct jni_trace *t, uint64_t *global, uint64_t *weak)
+int jni_trace__jvm_counts(struct jni_trace *t, uint64_t *global, uint64_t *weak)
 {
 	uint64_t storage, v[2];
 	uint64_t addrs[2] = { t->global_handles_addr, t->weak_handles_addr };
@@ -246,8 +196,10 @@ int jni_trace_jvm_counts(struct jni_trace *t, uint64_t *global, uint64_t *weak)
 	return 0;
 }
 
-int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
+int jni_trace__new(const struct jni_trace_opts *opts, struct jni_trace **out, char *err,
+		   size_t errlen)
 {
+	pid_t pid = opts->pid;
 	struct jni_usdt_arg args[JNI_USDT_MAX] = {};
 	char usdt_missing[512], sym_missing[256];
 	const char *force = getenv("MEMDRIFT_JNI_PROBES");
@@ -304,10 +256,9 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 	}
 	setup_jvm_counts(t);
 
-	t->skel = jni_trace_bpf__open_opts(bpf_util_open_opts());
-	if (!t->skel) {
-		ret = set_err(err, errlen, -errno ? -errno : -ENOMEM, "open jni BPF object");
-		free(t);
+	ret = BPF_UTIL_OPEN(t->skel, jni_trace, err, errlen);
+	if (ret) {
+		jni_trace__free(t);
 		return ret;
 	}
 	t->skel->rodata->targ_tgid = (__u32)pid;
@@ -330,11 +281,10 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 		bpf_program__set_autoload(t->skel->progs.jni_up_del_global, !usdt);
 		bpf_program__set_autoload(t->skel->progs.jni_up_del_weak, !usdt);
 	}
-	ret = jni_trace_bpf__load(t->skel);
+	ret = bpf_util_load(t->skel->skeleton, err, errlen);
 	if (ret) {
-		jni_trace_bpf__destroy(t->skel);
-		free(t);
-		return set_err(err, errlen, ret, "load jni BPF programs: %s", strerror(-ret));
+		jni_trace__free(t);
+		return ret;
 	}
 	ret = t->fp_only ? -ENOTSUP : jni_java_new(pid, t->info.libjvm_open, t->info.libjvm_bias,
 			   bpf_map__fd(t->skel->maps.jni_events), &t->skel->bss->jni_code, &t->java);
@@ -344,7 +294,7 @@ int jni_trace_new(pid_t pid, struct jni_trace **out, char *err, size_t errlen)
 	return 0;
 }
 
-int jni_trace_attach(struct jni_trace *t, char *err, size_t errlen)
+int jni_trace__attach(struct jni_trace *t, char *err, size_t errlen)
 {
 	struct bpf_program *progs[4];
 
@@ -364,37 +314,34 @@ int jni_trace_attach(struct jni_trace *t, char *err, size_t errlen)
 	for (int k = 0; k < 4; k++) {
 		int i = (k + 2) % 4;
 
-		t->links[i] = bpf_program__attach_uprobe(progs[i], t->points[i].retprobe, t->pid,
-							 t->info.libjvm_open, t->points[i].offset);
-		if (!t->links[i]) {
-			int ret = -errno;
+		const struct probe_point *p = &t->points[i];
+		int ret = p->retprobe ? probe_links_uretprobe_c(&t->links, progs[i], t->pid,
+								t->info.libjvm_open, p->offset, 0) :
+					probe_links_uprobe(&t->links, progs[i], t->pid,
+							   t->info.libjvm_open, p->offset, 0);
 
-			for (int j = 0; j < 4; j++) {
-				bpf_link__destroy(t->links[j]);
-				t->links[j] = NULL;
-			}
-			return set_err(err, errlen, ret, "attach %s at %s+0x%llx: %s", t->points[i].what,
-				       t->info.libjvm, (unsigned long long)t->points[i].offset,
-				       strerror(-ret));
+		if (ret) {
+			probe_links_destroy(&t->links);
+			return set_err(err, errlen, ret, "attach %s at %s+0x%llx: %s", p->what,
+				       t->info.libjvm, (unsigned long long)p->offset, strerror(-ret));
 		}
 	}
 	return 0;
 }
 
-const struct jni_trace_info *jni_trace_info(const struct jni_trace *t)
+const struct jni_trace_info *jni_trace__info(const struct jni_trace *t)
 {
 	return &t->info;
 }
 
-int jni_trace_read_sites(struct jni_trace *t, struct jni_site *out, size_t max, size_t *n)
+int jni_trace__read_sites(struct jni_trace *t, struct jni_site *out, size_t max, size_t *n)
 {
 	int fd = bpf_map__fd(t->skel->maps.jni_sites);
 	struct jni_site_key key, next;
 	struct jni_site_counts c;
 	void *prev = NULL;
 
-	if (t->java)
-		jni_java_poll(t->java); /* name new stacks before they are counted */
+	jni_trace__poll(t); /* name new stacks before they are counted */
 	*n = 0;
 	while (*n < max && !bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
@@ -406,7 +353,7 @@ int jni_trace_read_sites(struct jni_trace *t, struct jni_site *out, size_t max, 
 	return 0;
 }
 
-int jni_trace_read_stack(struct jni_trace *t, __s32 stackid, uint64_t *ips, size_t max, size_t *n)
+int jni_trace__read_stack(struct jni_trace *t, __s32 stackid, uint64_t *ips, size_t max, size_t *n)
 {
 	struct jni_walk w;
 	__u32 id = (__u32)stackid;
@@ -428,25 +375,29 @@ int jni_trace_read_stack(struct jni_trace *t, __s32 stackid, uint64_t *ips, size
 	return 0;
 }
 
-void jni_trace_stats(const struct jni_trace *t, uint64_t stats[JNI_STAT_MAX])
+int jni_trace__poll(struct jni_trace *t)
+{
+	return t->java ? jni_java_poll(t->java) : 0;
+}
+
+void jni_trace__stats(const struct jni_trace *t, uint64_t stats[JNI_STAT_MAX])
 {
 	for (int i = 0; i < JNI_STAT_MAX; i++)
 		stats[i] = __atomic_load_n(&t->skel->bss->jni_stats[i], __ATOMIC_RELAXED);
 }
 
-void jni_trace_free(struct jni_trace *t)
+void jni_trace__free(struct jni_trace *t)
 {
 	if (!t)
 		return;
-	for (int i = 0; i < 4; i++)
-		bpf_link__destroy(t->links[i]);
+	probe_links_destroy(&t->links);
 	jni_java_free(t->java);
 	jni_trace_bpf__destroy(t->skel);
 	free(t);
 }
 
-size_t jni_symbolized_stack(struct jni_trace *t, struct native_symbolizer *sym, __s32 stackid,
-			    struct native_frame *nf, size_t max, size_t *first)
+size_t jni_trace__symbolized_stack(struct jni_trace *t, struct symbolizer *sym, __s32 stackid,
+				   struct native_frame *nf, size_t max, size_t *first)
 {
 	uint64_t ips[JNI_STACK_DEPTH];
 	size_t n = 0;
@@ -467,9 +418,9 @@ size_t jni_symbolized_stack(struct jni_trace *t, struct native_symbolizer *sym, 
 				  n > 0 ? nf[0].function : "", n > 1 ? nf[1].function : "",
 				  n > 2 ? nf[2].function : "");
 	} else if (stackid >= 0) {
-		jni_trace_read_stack(t, stackid, ips, max, &n);
+		jni_trace__read_stack(t, stackid, ips, max, &n);
 		for (size_t i = 0; i < n; i++)
-			native_symbolize(sym, ips[i], &nf[i]);
+			symbolizer_lookup_jvm(sym, ips[i], &nf[i]);
 	}
 	*first = 0;
 	while (*first < n && nf[*first].in_libjvm)

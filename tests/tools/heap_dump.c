@@ -118,8 +118,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "heap_dump: %s\n", err);
 		return 1;
 	}
-	if (heap_trace__new(&opts, &t)) {
-		fprintf(stderr, "heap_dump: out of memory\n");
+	if (heap_trace__new(&opts, &t, err, sizeof(err))) {
+		fprintf(stderr, "heap_dump: %s\n", err);
 		goto out;
 	}
 	if (heap_trace__attach(t, &go, err, sizeof(err))) {

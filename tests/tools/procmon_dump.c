@@ -156,6 +156,7 @@ int main(int argc, char **argv)
 	char line[256];
 	size_t used = 0;
 	struct procmon *pm;
+	char err[512];
 	int ep, sfd, i, n;
 	sigset_t mask;
 
@@ -191,12 +192,14 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 
-	pm = procmon__new(&opts);
-	if (!pm)
+	if (procmon__new(&opts, &pm, err, sizeof(err))) {
+		fprintf(stderr, "procmon_dump: %s\n", err);
 		return 1;
+	}
 	for (i = 0; i < nwatch; i++)
 		procmon__watch(pm, watch[i]);
-	if (procmon__attach(pm)) {
+	if (procmon__attach(pm, err, sizeof(err))) {
+		fprintf(stderr, "procmon_dump: %s\n", err);
 		procmon__free(pm);
 		return 1;
 	}
