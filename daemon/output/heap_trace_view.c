@@ -12,6 +12,7 @@
 #include "trace/heap_trace_internal.h"
 #include "output/pprof.h"
 #include "base/util.h"
+#include "output/json_out.h"
 
 static const char *const stat_names[HT_STAT_MAX] = {
 	[HT_STAT_MALLOC_HITS] = "mprof_malloc_hits",
@@ -65,9 +66,7 @@ int heap_trace__json(struct heap_trace *t, struct json_object *obj, size_t max_s
 			const struct heap_trace_site *s = &t->sites[i];
 			struct json_object *so = json_object_new_object();
 
-			json_object_object_add(so, "function", json_object_new_string(s->function));
-			json_object_object_add(so, "file", json_object_new_string(s->file));
-			json_object_object_add(so, "line", json_object_new_int(s->line));
+			json_site_add(so, s->function, s->file, s->line);
 			json_object_object_add(so, "inuse_bytes", json_object_new_int64(s->inuse_bytes));
 			json_object_object_add(so, "inuse_objects", json_object_new_int64(s->inuse_objects));
 			json_object_object_add(so, "alloc_bytes", json_object_new_int64(s->alloc_bytes));
@@ -121,9 +120,7 @@ int heap_trace__json(struct heap_trace *t, struct json_object *obj, size_t max_s
 			const struct heap_alloc_site *s = &t->alloc_sites[i];
 			struct json_object *so = json_object_new_object();
 
-			json_object_object_add(so, "function", json_object_new_string(s->function));
-			json_object_object_add(so, "file", json_object_new_string(s->file));
-			json_object_object_add(so, "line", json_object_new_int(s->line));
+			json_site_add(so, s->function, s->file, s->line);
 			json_object_object_add(so, "samples", json_object_new_int64((int64_t)s->samples));
 			json_object_object_add(so, "est_bytes", json_object_new_int64((int64_t)s->est_bytes));
 			json_object_array_add(arr, so);
