@@ -353,19 +353,18 @@ static void add_heap_sites(struct attach *a, json_object *o, size_t *rows)
 
 	if (a->target_exited)
 		return;
-	if (heap_profile_read(&a->t, &hp, err, sizeof(err)) < 0 ||
-	    heap_profile_sites(&a->t, &hp, &hs, &n) < 0) {
+	if (heap_profile_top_sites(&a->t, &hp, o ? 20 : (rows ? *rows : 0), &hs, &n, err,
+				   sizeof(err)) < 0) {
 		if (o)
 			json_object_object_add(o, "heap_sites_error", json_object_new_string(err));
 		else if (rows)
 			printf("in-use heap by site: %s\n", err);
-		heap_profile_free(&hp);
 		return;
 	}
 	if (o) {
-		json_object_object_add(o, "heap_sites", heap_sites_to_json(hs, n, 20));
+		json_object_object_add(o, "heap_sites", heap_sites_to_json(hs, n, n));
 	} else if (rows) {
-		for (size_t i = 0; i < n && i < *rows; i++)
+		for (size_t i = 0; i < n; i++)
 			printf("  heap %10s in use %10s allocated  %s (%s:%d)\n",
 			       fmt_bytes(b1, sizeof(b1), (uint64_t)hs[i].inuse_bytes),
 			       fmt_bytes(b2, sizeof(b2), (uint64_t)hs[i].alloc_bytes), hs[i].function,

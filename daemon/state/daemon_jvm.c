@@ -3,7 +3,14 @@
  * are re-checked for a few seconds), JNI global/weak reference tracking
  * per creating native function, hsperfdata numbers, the jni_ref_leak
  * detector and the JVM part of a post-mortem. */
-#include "state/daemon_internal.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "service/daemon.h"
+#include "state/watched.h"
 
 void daemon_jvm_free(struct jvm_state *j)
 {
@@ -98,14 +105,6 @@ void daemon_jvm_start(struct daemon *d, pid_t pid, const struct proc_exe *exe)
 		 j->hsperf_ok ? ", hsperfdata" : "");
 }
 
-bool daemon_jvm_maps_libjvm(pid_t pid)
-{
-	char path[PATH_MAX];
-	uint64_t start;
-
-	return proc_find_mapped_lib(pid, "/libjvm.so", path, sizeof(path), &start) == 0;
-}
-
 static void pending_remove(struct daemon *d, size_t i)
 {
 	d->pending[i] = d->pending[--d->npending];
@@ -145,7 +144,7 @@ void daemon_jvm_pending_check(struct daemon *d, uint64_t now)
 			pending_remove(d, i);
 			continue;
 		}
-		if (daemon_jvm_maps_libjvm(pid)) {
+		if (classify_maps_jvm(pid)) {
 			pending_remove(d, i);
 			daemon_jvm_start(d, pid, &exe);
 			continue;
@@ -244,9 +243,9 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 	size_t n = 0;
 
 	w->snapshots++;
-	if (w->rss_known) {
-		series_push(w->series.metric[SERIES_RSS_ANON], now, (double)w->rss.anon);
-		series_push(w->series.metric[SERIES_RSS_FILE], now, (double)w->rss.file);
+	if (w->rss.known) {
+		series_push(w->series.metric[SERIES_RSS_ANON], now, (double)w->rss.last.anon);
+		series_push(w->series.metric[SERIES_RSS_FILE], now, (double)w->rss.last.file);
 	}
 	if (j->hsperf_ok) {
 		char err[256];
@@ -301,31 +300,4 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 	for (size_t i = 0; i < j->nsites; i++)
 		series_push(j->sites[i].count, now,
 			    (double)(j->sites[i].created - j->sites[i].deleted));
-}
-
-/* JNI global refs outstanding per creating native stack */
-void daemon_jvm_evaluate(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
-{
-	struct jvm_state *j = w->jvm;
-	char summary[ALERT_SUMMARY_MAX];
-	struct alert_observation obs;
-	struct detect_result r;
-
-	for (size_t i = 0; i < j->nsites; i++) {
-		struct jni_site_track *t = &j->sites[i];
-
-		/* the age of the oldest ref is not kept per site: unknown */
-		if (detect_outstanding(DRIFT_JNI_REF_LEAK, t->count, now, UINT64_MAX, &d->cfg.detect,
-				       &r) < 0 || !r.enough_data)
-			continue;
-		detect_evidence_add(&r.evidence, "live_refs", (double)(t->created - t->deleted));
-		detect_evidence_add(&r.evidence, "created_refs", (double)t->created);
-		detect_evidence_add(&r.evidence, "weak", t->kind == JNI_KIND_WEAK);
-		alert_summary(DRIFT_JNI_REF_LEAK, &r.evidence, &t->site, summary, sizeof(summary));
-		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
-						  .kind = DRIFT_JNI_REF_LEAK, .site_id = t->id,
-						  .site = &t->site, .severity = r.severity,
-						  .summary = summary, .evidence = &r.evidence };
-		alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
-	}
 }

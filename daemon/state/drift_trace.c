@@ -1,0 +1,102 @@
+/* Trace on drift: the trace-tier probes a drifting process gets for
+ * trace.duration under trace.cpu_budget (state/drift_trace.h). */
+#include "state/drift_trace.h"
+
+#include <stdio.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "service/daemon.h"
+#include "state/watched.h"
+
+/* Trace on drift (trace.on_drift): the hook where a drifting process gets
+ * its trace-tier probes for trace.duration under trace.cpu_budget, to name
+ * the stack behind the drift. What each drift would switch on:
+ *   rss_growth of go+cgo with the growth outside the Go heap
+ *       -> native tracing (daemon/trace/native_trace.h: libc malloc/free by C
+ *          stack joined to the Go caller of the cgo call) -> native_leak
+ *          alert naming the top C stack and its Go caller (C.CString line);
+ *   goroutine_leak -> exact births/deaths by site (daemon/trace/goroutine_trace.h)
+ *          to confirm the site's rate without waiting for snapshots.
+ * Not wired yet, so the hook records the request: counted in
+ * memdrift_daemon_events_total{event="trace_request"} and logged once per
+ * process and kind. Wiring native tracing here means: native_trace__new +
+ * __attach(pid, &w->go.target) (one BPF object per traced process, bounded
+ * count), __poll each tick into per-site series of outstanding bytes judged
+ * by detect_outstanding(DRIFT_NATIVE_LEAK, ..., oldest_birth age), the alert
+ * site being native_go_caller() of the top site's frames, and __free after
+ * trace.duration or when the probes' cost exceeds trace.cpu_budget. */
+void drift_trace_request(struct daemon *d, struct watched *w, enum drift_kind kind,
+			  const char *why)
+{
+	if (!d->cfg.trace_on_drift || (w->trace.requested & (1u << kind)))
+		return;
+	w->trace.requested |= 1u << kind;
+	d->n.trace_requests++;
+	if (kind == DRIFT_NATIVE_LEAK && w->cls == CLASS_GO && !w->trace.native) {
+		char err[512];
+		int ret = native_watch_start(w->pid, &w->go.target, w->go.cgo, d->cfg.series_points,
+					     d->cfg.max_sites, d->cfg.max_native_allocations,
+					     &w->trace.native, err, sizeof(err));
+
+		if (ret < 0) {
+			d->n.trace_errors++;
+			log_warn("PID %d (%s): cannot trace C memory: %s", w->pid, w->comm, err);
+			return;
+		}
+		w->trace.native_until_ns = now_monotonic_ns() + d->cfg.trace_duration_ns;
+		w->trace.native_cost_ns = 0;
+		w->trace.native_cost_at_ns = native_watch_started_ns(w->trace.native);
+		log_info("PID %d (%s): %s (%s): tracing C allocations for %.0fs", w->pid, w->comm,
+			 drift_kind_name(kind), why, (double)d->cfg.trace_duration_ns / 1e9);
+		return;
+	}
+	/* goroutine sites are named by the snapshot already; exact births and
+	 * deaths are `memdrift attach --trace goroutines` */
+	log_info("PID %d (%s): %s drift (%s)", w->pid, w->comm, drift_kind_name(kind), why);
+}
+
+/* trace.cpu_budget: the probes' cost to the target over the last sample
+ * interval, as a percentage of one CPU. */
+static double native_cost_percent(struct watched *w, uint64_t now)
+{
+	uint64_t cost = native_watch_cost_ns(w->trace.native), dt = now - w->trace.native_cost_at_ns;
+	double pct = dt ? 100.0 * (double)(cost - w->trace.native_cost_ns) / (double)dt : 0;
+
+	w->trace.native_cost_ns = cost;
+	w->trace.native_cost_at_ns = now;
+	return pct;
+}
+
+void drift_trace_free(struct drift_trace *t)
+{
+	native_watch_free(t->native);
+	t->native = NULL;
+}
+
+/* Trace tier for C memory: sample while it runs, switch off when its time
+ * is up or its probes cost the target more than trace.cpu_budget (a firing
+ * native_leak alert then stays as it was). */
+void drift_trace_sample(struct daemon *d, struct watched *w, uint64_t now)
+{
+	double pct;
+
+	if (!w->trace.native)
+		return;
+	if (native_watch_sample(w->trace.native, now) < 0 || now >= w->trace.native_until_ns) {
+		log_info("PID %d (%s): C allocation tracing off (%lu bytes outstanding at the end)",
+			 w->pid, w->comm, (unsigned long)native_watch_outstanding(w->trace.native));
+		drift_trace_free(&w->trace);
+		return;
+	}
+	pct = native_cost_percent(w, now);
+	if (pct > d->cfg.trace_cpu_budget_percent) {
+		d->n.trace_over_budget++;
+		log_warn("PID %d (%s): C allocation tracing off: its probes cost %.2f%% of a CPU "
+			 "(trace.cpu_budget %g%%)", w->pid, w->comm, pct, d->cfg.trace_cpu_budget_percent);
+		drift_trace_free(&w->trace);
+		return;
+	}
+	series_push(w->series.metric[SERIES_C_OUTSTANDING], now,
+		    (double)native_watch_outstanding(w->trace.native));
+}
