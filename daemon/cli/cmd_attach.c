@@ -23,6 +23,7 @@
 #include "output/snapshot_out.h"
 #include "base/log.h"
 #include "probe/probe_place.h"
+#include "discover/classify.h"
 #include "discover/proc.h"
 #include "watch/snapshot.h"
 #include "discover/target.h"
@@ -713,8 +714,6 @@ int cmd_attach(int argc, char **argv)
 	struct attach a = {.interval_ns = 2000000000ull};
 	char err[512];
 	struct trace_sets sets = {0};
-	char libjvm[512];
-	uint64_t libjvm_start;
 	int c, ret, status = 1;
 
 	optind = 1;
@@ -763,7 +762,7 @@ int cmd_attach(int argc, char **argv)
 		return log_err(2, "attach: --pprof %s: %s", a.pprof_dir, strerror(-ret));
 	/* a JVM: JNI references instead of goroutines */
 	if (proc_exists(a.pid) &&
-	    proc_find_mapped_lib(a.pid, "/libjvm.so", libjvm, sizeof(libjvm), &libjvm_start) == 0) {
+	    classify_maps_jvm(a.pid)) {
 		struct attach_options o = { .interval_ns = a.interval_ns, .duration_ns = a.duration_ns,
 					    .json = a.json, .pprof_dir = a.pprof_dir };
 
@@ -788,11 +787,12 @@ int cmd_attach(int argc, char **argv)
 	if (a.trace && start_trace(&a))
 		goto out;
 	if (sets.all && gobin_kind(a.t.bin) != GOBIN_GO_CGO) {
-		char path[512];
+		char path[PATH_MAX];
 		uint64_t start;
+		enum libc_kind libc;
 
 		/* a static Go binary has no libc allocator and makes no cgo calls */
-		if (proc_find_mapped_lib(a.pid, "/libc.so.6", path, sizeof(path), &start) < 0)
+		if (classify_process_libc(a.pid, path, sizeof(path), &start, &libc) < 0)
 			sets.native = sets.cgo = false;
 		else
 			sets.cgo = false;
@@ -949,6 +949,7 @@ int cmd_ps_probes(int pid, int json)
 	char err[512], libc[4096];
 	size_t n = 0, np = 0;
 	uint64_t libc_start;
+	enum libc_kind libc_kind;
 	json_object *arr = NULL;
 	int ret;
 
@@ -992,7 +993,7 @@ int cmd_ps_probes(int pid, int json)
 		r->file_offset = hp[i].file_offset;
 		r->found = true;
 	}
-	if (!proc_find_mapped_lib(pid, "/libc.so.6", libc, sizeof(libc), &libc_start)) {
+	if (!classify_process_libc(pid, libc, sizeof(libc), &libc_start, &libc_kind)) {
 		char path[4200];
 
 		/* through the process's root, so containers work */

@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "service/daemon.h"
+#include "symbols/jni_site.h"
 #include "state/watched.h"
 
 void daemon_jvm_free(struct jvm_state *j)
@@ -187,15 +188,9 @@ void daemon_jvm_postmortem(struct watched *w, json_object *o)
 	}
 }
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = hash_fnv1a_str(HASH_FNV1A_INIT, s);
-
-	return h ? h : 1;
-}
-
 /* Symbolizes one stack into a JNI site (found or created), keyed by its
- * first frame beyond the JNI implementation. -1 when the table is full. */
+ * first frame beyond the JNI implementation (symbols/jni_site.h). -1 when
+ * the table is full. */
 static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t stackid,
 			      uint32_t kind)
 {
@@ -205,8 +200,7 @@ static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t sta
 	size_t n = jni_symbolized_stack(j->trace, j->sym, stackid, nf, JNI_STACK_DEPTH, &first);
 	char key[sizeof(t->key)], stack[sizeof(t->stack)] = "";
 
-	snprintf(key, sizeof(key), "%s|%s@%s", kind == JNI_KIND_WEAK ? "weak" : "global",
-		 n ? nf[first].function : "[no stack]", n ? path_base(nf[first].object) : "");
+	jni_site_key(kind, nf, n, first, key, sizeof(key));
 	klen = 0;
 	for (size_t i = first; i < n && klen < sizeof(stack); i++)
 		klen += (size_t)snprintf(stack + klen, sizeof(stack) - klen, "%s%s@%s", i > first ? ";" : "",
@@ -223,7 +217,7 @@ static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t sta
 		return -1;
 	snprintf(t->key, sizeof(t->key), "%s", key);
 	snprintf(t->stack, sizeof(t->stack), "%s", stack);
-	t->id = hash_str(key);
+	t->id = jni_site_id(key);
 	t->kind = kind;
 	if (n) {
 		snprintf(t->site.function, sizeof(t->site.function), "%s", nf[first].function);

@@ -9,23 +9,16 @@
 #include "service/daemon.h"
 #include "state/watched.h"
 
-/* Trace on drift (trace.on_drift): the hook where a drifting process gets
- * its trace-tier probes for trace.duration under trace.cpu_budget, to name
- * the stack behind the drift. What each drift would switch on:
- *   rss_growth of go+cgo with the growth outside the Go heap
- *       -> native tracing (daemon/trace/native_trace.h: libc malloc/free by C
- *          stack joined to the Go caller of the cgo call) -> native_leak
- *          alert naming the top C stack and its Go caller (C.CString line);
- *   goroutine_leak -> exact births/deaths by site (daemon/trace/goroutine_trace.h)
- *          to confirm the site's rate without waiting for snapshots.
- * Not wired yet, so the hook records the request: counted in
- * memdrift_daemon_events_total{event="trace_request"} and logged once per
- * process and kind. Wiring native tracing here means: native_trace__new +
- * __attach(pid, &w->go.target) (one BPF object per traced process, bounded
- * count), __poll each tick into per-site series of outstanding bytes judged
- * by detect_outstanding(DRIFT_NATIVE_LEAK, ..., oldest_birth age), the alert
- * site being native_go_caller() of the top site's frames, and __free after
- * trace.duration or when the probes' cost exceeds trace.cpu_budget. */
+/* What each drift switches on (each request counted in
+ * memdrift_daemon_events_total{event="trace_request"}, once per process and
+ * kind):
+ *   rss_growth of go+cgo with the growth outside the Go heap (native_leak)
+ *       -> C memory tracing (state/native_watch.h over trace/native_trace.h:
+ *          libc malloc/free by C stack joined to the Go caller of the cgo
+ *          call), sampled each tick into per-site series that the
+ *          native_leak detector judges (detect/evaluate.c), off after
+ *          trace.duration or over trace.cpu_budget (drift_trace_sample);
+ *   goroutine_leak -> logged: its sites are named by the snapshot already. */
 void drift_trace_request(struct daemon *d, struct watched *w, enum drift_kind kind,
 			  const char *why)
 {

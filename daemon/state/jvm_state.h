@@ -16,6 +16,7 @@
 #include "detect/alert.h"
 #include "discover/proc.h"
 #include "state/series.h"
+#include "symbols/jni_site.h"
 #include "trace/jni_trace.h"
 #include "watch/hsperf.h"
 
@@ -30,12 +31,11 @@
 struct daemon;
 struct watched;
 
-/* One JNI creation site of a JVM: the native function that called
- * New(Weak)GlobalRef (JNI implementation frames trimmed) and the refs it
- * holds since tracing began. All stacks through that function are one site:
- * their Java callers differ (interpreted, then JIT-compiled), the leak does not. */
+/* One JNI creation site of a JVM (keyed as symbols/jni_site.h says: the
+ * first frame past the JNI implementation) and the refs it holds since
+ * tracing began. */
 struct jni_site_track {
-	char key[320];                 /* "global|leak_site_create@libfoo.so" */
+	char key[JNI_SITE_KEY_MAX];    /* "global|leak_site_create@libfoo.so" */
 	char stack[768];               /* the first full stack seen, leaf first */
 	uint64_t id; /* alert site id: hash of key */
 	uint32_t kind;
