@@ -120,6 +120,11 @@ static int site_for_stack(struct jvm_view *v, __s32 stackid, __u32 kind)
 	return (int)v->nsites++;
 }
 
+static int new_site(void *ctx, int32_t stackid, uint32_t kind)
+{
+	return site_for_stack(ctx, stackid, kind);
+}
+
 static int64_t stat_total(const uint64_t *st, int base)
 {
 	return (int64_t)(st[base + JNI_KIND_GLOBAL] + st[base + JNI_KIND_WEAK]);
@@ -147,27 +152,16 @@ static int collect(struct jvm_view *v, struct totals *t)
 		v->sites[i].created = v->sites[i].deleted = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct jni_site *r = &v->raw[i];
-		__u32 kind = r->kind & 1;
-		int32_t *slot = r->stackid >= 0 && r->stackid < JNI_MAX_STACKS
-					? &v->stack_site[r->stackid]
-					: &v->nostack_site[kind];
-		int idx;
+		int idx = jni_site_of(r, v->stack_site, v->nostack_site, v->sym, &refreshed,
+				      new_site, v);
 
-		if (!*slot) {
-			if (!refreshed) { /* a library loaded since the last look */
-				native_symbolizer_refresh(v->sym);
-				refreshed = true;
-			}
-			idx = site_for_stack(v, r->stackid, kind);
-			if (idx < 0) {
-				v->sites_dropped++;
-				continue;
-			}
-			*slot = idx + 1;
+		if (idx < 0) {
+			v->sites_dropped++;
+			continue;
 		}
-		v->sites[*slot - 1].created += (int64_t)r->created;
-		v->sites[*slot - 1].deleted += (int64_t)r->deleted;
-		t->tracked[kind] += (int64_t)r->created - (int64_t)r->deleted;
+		v->sites[idx].created += (int64_t)r->created;
+		v->sites[idx].deleted += (int64_t)r->deleted;
+		t->tracked[r->kind & 1] += (int64_t)r->created - (int64_t)r->deleted;
 	}
 	for (int k = 0; k < JNI_KIND_MAX; k++) {
 		t->pre_attach[k] = v->have_baseline

@@ -49,11 +49,24 @@ static void replace_word(char *buf, size_t len, const char *what, const char *wi
 }
 
 
+/* One verdict into the alert table, its summary composed from the evidence. */
+static void update_alert(struct daemon *d, struct watched *w, enum drift_kind kind, uint64_t site_id,
+			 const struct alert_site *site, struct detect_result *r, uint64_t now,
+			 uint64_t ts)
+{
+	char summary[ALERT_SUMMARY_MAX];
+	struct alert_observation obs;
+
+	alert_summary(kind, &r->evidence, site, summary, sizeof(summary));
+	obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm, .kind = kind,
+					  .site_id = site_id, .site = site, .severity = r->severity,
+					  .summary = summary, .evidence = &r->evidence };
+	alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
+}
+
 static void evaluate_native(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
 {
 	const struct detect_params *p = &d->cfg.detect;
-	char summary[ALERT_SUMMARY_MAX];
-	struct alert_observation obs;
 	struct detect_result r;
 
 	if (!w->trace.native)
@@ -66,20 +79,13 @@ static void evaluate_native(struct daemon *d, struct watched *w, uint64_t now, u
 			continue;
 		detect_evidence_add(&r.evidence, "outstanding_bytes", (double)s->bytes_now);
 		detect_evidence_add(&r.evidence, "outstanding_blocks", (double)s->count_now);
-		alert_summary(DRIFT_NATIVE_LEAK, &r.evidence, &s->site, summary, sizeof(summary));
-		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
-						  .kind = DRIFT_NATIVE_LEAK, .site_id = s->id,
-						  .site = &s->site, .severity = r.severity,
-						  .summary = summary, .evidence = &r.evidence };
-		alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
+		update_alert(d, w, DRIFT_NATIVE_LEAK, s->id, &s->site, &r, now, ts);
 	}
 }
 
 static void evaluate_goroutines(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
 {
 	const struct detect_params *p = &d->cfg.detect;
-	char summary[ALERT_SUMMARY_MAX];
-	struct alert_observation obs;
 	struct detect_result r;
 
 	for (size_t i = 0; i < w->go.nsites; i++) {
@@ -91,12 +97,7 @@ static void evaluate_goroutines(struct daemon *d, struct watched *w, uint64_t no
 		if (detect_goroutine_site(t->count, now, &b, p, &r) < 0 || !r.enough_data)
 			continue;
 		detect_evidence_add(&r.evidence, "goroutines", t->live);
-		alert_summary(DRIFT_GOROUTINE_LEAK, &r.evidence, &t->site, summary, sizeof(summary));
-		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
-						  .kind = DRIFT_GOROUTINE_LEAK, .site_id = t->gopc,
-						  .site = &t->site, .severity = r.severity,
-						  .summary = summary, .evidence = &r.evidence };
-		alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
+		update_alert(d, w, DRIFT_GOROUTINE_LEAK, t->gopc, &t->site, &r, now, ts);
 		if (r.severity != DRIFT_CLEAR)
 			drift_trace_request(d, w, DRIFT_GOROUTINE_LEAK, t->site.function);
 	}
@@ -105,8 +106,6 @@ static void evaluate_goroutines(struct daemon *d, struct watched *w, uint64_t no
 /* Go heap, judged on heap marked after each GC */
 static void evaluate_go_heap(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
 {
-	char summary[ALERT_SUMMARY_MAX];
-	struct alert_observation obs;
 	struct detect_result r;
 	struct alert_site top = { 0 };
 	bool have_top = false;
@@ -131,13 +130,7 @@ static void evaluate_go_heap(struct daemon *d, struct watched *w, uint64_t now, 
 		free(hs);
 		heap_profile_free(&hp);
 	}
-	alert_summary(DRIFT_GO_HEAP_GROWTH, &r.evidence, have_top ? &top : NULL, summary,
-		      sizeof(summary));
-	obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
-					  .kind = DRIFT_GO_HEAP_GROWTH,
-					  .site = have_top ? &top : NULL, .severity = r.severity,
-					  .summary = summary, .evidence = &r.evidence };
-	alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
+	update_alert(d, w, DRIFT_GO_HEAP_GROWTH, 0, have_top ? &top : NULL, &r, now, ts);
 }
 
 /* RSS, with the layers that explain it, over the span the points cover (a
@@ -227,8 +220,6 @@ static void evaluate_rss(struct daemon *d, struct watched *w, uint64_t now, uint
 static void evaluate_jni(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
 {
 	struct jvm_state *j = w->jvm;
-	char summary[ALERT_SUMMARY_MAX];
-	struct alert_observation obs;
 	struct detect_result r;
 
 	for (size_t i = 0; i < j->nsites; i++) {
@@ -241,12 +232,7 @@ static void evaluate_jni(struct daemon *d, struct watched *w, uint64_t now, uint
 		detect_evidence_add(&r.evidence, "live_refs", (double)(t->created - t->deleted));
 		detect_evidence_add(&r.evidence, "created_refs", (double)t->created);
 		detect_evidence_add(&r.evidence, "weak", t->kind == JNI_KIND_WEAK);
-		alert_summary(DRIFT_JNI_REF_LEAK, &r.evidence, &t->site, summary, sizeof(summary));
-		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
-						  .kind = DRIFT_JNI_REF_LEAK, .site_id = t->id,
-						  .site = &t->site, .severity = r.severity,
-						  .summary = summary, .evidence = &r.evidence };
-		alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
+		update_alert(d, w, DRIFT_JNI_REF_LEAK, t->id, &t->site, &r, now, ts);
 	}
 }
 

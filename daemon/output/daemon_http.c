@@ -189,6 +189,31 @@ static void render_http_metrics(struct daemon *d, struct strbuf *sb)
 	strbuf_printf(sb, "memdrift_http_profile_seconds_total %.6f\n", (double)d->n.profile_ns / 1e9);
 }
 
+/* The trace tier's C memory, per traced process. */
+static void render_native_metrics(struct daemon *d, struct strbuf *sb)
+{
+	static const struct {
+		const char *name, *type, *help;
+		uint64_t (*value)(const struct native_watch *nw);
+	} native[] = {
+		{ "memdrift_native_outstanding_bytes", "gauge",
+		  "C memory allocated and not freed since tracing started (trace tier).",
+		  native_watch_outstanding },
+		{ "memdrift_native_lost_total", "counter",
+		  "C allocations or sites not tracked because a bound was hit.", native_watch_lost },
+	};
+	for (size_t m = 0; m < sizeof(native) / sizeof(native[0]); m++) {
+		prom_family(sb, native[m].name, native[m].type, native[m].help);
+		for (struct watched *w = d->procs; w; w = w->next) {
+			if (!w->trace.native)
+				continue;
+			strbuf_printf(sb, "%s{", native[m].name);
+			prom_proc_labels(sb, w);
+			strbuf_printf(sb, "} %lu\n", (unsigned long)native[m].value(w->trace.native));
+		}
+	}
+}
+
 static void render_metrics(struct daemon *d, struct strbuf *sb)
 {
 	static const struct {
@@ -363,24 +388,7 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 	prom_family(sb, "memdrift_binaries_analysed", "gauge",
 		    "Go executables analysed, each shared by all its processes.");
 	strbuf_printf(sb, "memdrift_binaries_analysed %zu\n", gobin_cache_entries(d->gobins));
-	prom_family(sb, "memdrift_native_outstanding_bytes", "gauge",
-		    "C memory allocated and not freed since tracing started (trace tier).");
-	for (struct watched *w = d->procs; w; w = w->next) {
-		if (!w->trace.native)
-			continue;
-		strbuf_printf(sb, "memdrift_native_outstanding_bytes{");
-		prom_proc_labels(sb, w);
-		strbuf_printf(sb, "} %lu\n", (unsigned long)native_watch_outstanding(w->trace.native));
-	}
-	prom_family(sb, "memdrift_native_lost_total", "counter",
-		    "C allocations or sites not tracked because a bound was hit.");
-	for (struct watched *w = d->procs; w; w = w->next) {
-		if (!w->trace.native)
-			continue;
-		strbuf_printf(sb, "memdrift_native_lost_total{");
-		prom_proc_labels(sb, w);
-		strbuf_printf(sb, "} %lu\n", (unsigned long)native_watch_lost(w->trace.native));
-	}
+	render_native_metrics(d, sb);
 }
 
 static int serve_profile(struct daemon *d, const char *kind, const char *pid_arg,

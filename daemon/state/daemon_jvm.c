@@ -228,6 +228,18 @@ static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t sta
 	return (int)j->nsites++;
 }
 
+struct new_site_ctx {
+	struct daemon *d;
+	struct jvm_state *j;
+};
+
+static int new_site(void *ctx, int32_t stackid, uint32_t kind)
+{
+	struct new_site_ctx *c = ctx;
+
+	return jni_site_for_stack(c->d, c->j, stackid, kind);
+}
+
 void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 {
 	struct jvm_state *j = w->jvm;
@@ -237,10 +249,7 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 	size_t n = 0;
 
 	w->snapshots++;
-	if (w->rss.known) {
-		series_push(w->series.metric[SERIES_RSS_ANON], now, (double)w->rss.last.anon);
-		series_push(w->series.metric[SERIES_RSS_FILE], now, (double)w->rss.last.file);
-	}
+	watched_push_rss(w, now);
 	if (j->hsperf_ok) {
 		char err[256];
 
@@ -259,28 +268,17 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 		j->sites[i].created = j->sites[i].deleted = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct jni_site *r = &j->raw[i];
-		uint32_t kind = r->kind & 1;
-		int32_t *slot = r->stackid >= 0 && r->stackid < JNI_MAX_STACKS
-					? &j->stack_site[r->stackid]
-					: &j->nostack_site[kind];
+		struct new_site_ctx ctx = { d, j };
+		int idx = jni_site_of(r, j->stack_site, j->nostack_site, j->sym, &refreshed, new_site,
+				      &ctx);
 
-		if (!*slot) {
-			int idx;
-
-			if (!refreshed) { /* a library loaded since the last look */
-				native_symbolizer_refresh(j->sym);
-				refreshed = true;
-			}
-			idx = jni_site_for_stack(d, j, r->stackid, kind);
-			if (idx < 0) {
-				j->sites_dropped++;
-				continue;
-			}
-			*slot = idx + 1;
+		if (idx < 0) {
+			j->sites_dropped++;
+			continue;
 		}
-		j->sites[*slot - 1].created += (int64_t)r->created;
-		j->sites[*slot - 1].deleted += (int64_t)r->deleted;
-		tracked[kind] += (int64_t)r->created - (int64_t)r->deleted;
+		j->sites[idx].created += (int64_t)r->created;
+		j->sites[idx].deleted += (int64_t)r->deleted;
+		tracked[r->kind & 1] += (int64_t)r->created - (int64_t)r->deleted;
 	}
 	for (int k = 0; k < JNI_KIND_MAX; k++) {
 		int64_t pre = j->have_baseline ? j->pre_attach[k] -

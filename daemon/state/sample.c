@@ -120,10 +120,7 @@ int daemon_sample_go(struct daemon *d, struct watched *w, uint64_t now)
 		w->go.last_numgc = (uint32_t)snap.heap.gc_cycles;
 		w->go.have_numgc = true;
 	}
-	if (w->rss.known) {
-		series_push(w->series.metric[SERIES_RSS_ANON], now, (double)w->rss.last.anon);
-		series_push(w->series.metric[SERIES_RSS_FILE], now, (double)w->rss.last.file);
-	}
+	watched_push_rss(w, now);
 
 	for (size_t i = 0; i < w->go.nsites; i++) {
 		w->go.sites[i].seen = false;

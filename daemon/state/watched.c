@@ -30,6 +30,14 @@ void daemon_free_watched(struct watched *w)
 	free(w);
 }
 
+void watched_push_rss(struct watched *w, uint64_t now)
+{
+	if (!w->rss.known)
+		return;
+	series_push(w->series.metric[SERIES_RSS_ANON], now, (double)w->rss.last.anon);
+	series_push(w->series.metric[SERIES_RSS_FILE], now, (double)w->rss.last.file);
+}
+
 static void cgroup_of(pid_t pid, char *buf, size_t len)
 {
 	if (proc_cgroup_path(pid, buf, len) < 0)

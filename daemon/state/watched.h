@@ -53,6 +53,8 @@ struct watched *daemon_watched_new(struct daemon *d, pid_t pid, const struct pro
 				   enum proc_class cls);
 void daemon_watched_link(struct daemon *d, struct watched *w);
 void daemon_free_watched(struct watched *w);
+/* The last RSS seen into w's series (one point per sample, when known). */
+void watched_push_rss(struct watched *w, uint64_t now);
 /* Forgets pid (exit, exec, or an exit the ring buffer lost). */
 void daemon_forget_process(struct daemon *d, pid_t pid);
 /* Decides whether pid is a Go or JVM process the config selects, and starts

@@ -17,3 +17,23 @@ uint64_t jni_site_id(const char *key)
 
 	return h ? h : 1;
 }
+
+int jni_site_of(const struct jni_site *r, int32_t *stack_site, int32_t *nostack_site,
+		struct native_symbolizer *sym, bool *refreshed, jni_site_new_fn new_site, void *ctx)
+{
+	uint32_t kind = r->kind & 1;
+	int32_t *slot = r->stackid >= 0 && r->stackid < JNI_MAX_STACKS ? &stack_site[r->stackid]
+								       : &nostack_site[kind];
+	int idx;
+
+	if (*slot)
+		return *slot - 1;
+	if (!*refreshed) {
+		native_symbolizer_refresh(sym);
+		*refreshed = true;
+	}
+	idx = new_site(ctx, r->stackid, kind);
+	if (idx >= 0)
+		*slot = idx + 1;
+	return idx;
+}

@@ -14,6 +14,7 @@
 #ifndef MEMDRIFT_JNI_SITE_H
 #define MEMDRIFT_JNI_SITE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,5 +28,16 @@ void jni_site_key(uint32_t kind, const struct native_frame *nf, size_t n, size_t
 		  size_t len);
 /* The site's alert id: FNV-1a of the key, never 0. */
 uint64_t jni_site_id(const char *key);
+
+/* Makes the site of a stack (symbolizing it, jni_site_key), or finds it:
+ * its index, or -1 when the caller's table is full. */
+typedef int (*jni_site_new_fn)(void *ctx, int32_t stackid, uint32_t kind);
+/* The site index of one raw record of jni_trace_read_sites: remembered per
+ * stack id in stack_site (JNI_MAX_STACKS entries, index + 1, 0 unknown) or
+ * per kind in nostack_site, else made by new_site, refreshing sym's maps
+ * first once per pass (*refreshed: a library loaded since the last look).
+ * -1 when new_site found no room (the record is dropped). */
+int jni_site_of(const struct jni_site *r, int32_t *stack_site, int32_t *nostack_site,
+		struct native_symbolizer *sym, bool *refreshed, jni_site_new_fn new_site, void *ctx);
 
 #endif

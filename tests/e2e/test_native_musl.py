@@ -21,17 +21,7 @@ import signal
 import time
 
 import lib
-
-CGOLEAK_SRC = os.path.join(lib.ROOT, "tests", "targets", "cgoleak", "leak_cgo.go")
-
-
-def site_line(marker):
-    with open(CGOLEAK_SRC) as f:
-        for i, line in enumerate(f, 1):
-            if "// SITE " + marker in line and not line.lstrip().startswith("//"):
-                return i
-    lib.fail("no '// SITE %s' line in %s" % (marker, CGOLEAK_SRC))
-
+from test_native import by_go_line, site_line
 
 def musl_cases():
     # tests/targets/cgoleak/build.env builds the musl flavor from Go 1.26
@@ -62,11 +52,6 @@ def wait_object(proc, log, pred, timeout, what):
         time.sleep(0.05)
     with open(log, errors="replace") as f:
         lib.fail("attach: no object for %s (rc %s): %s" % (what, proc.poll(), f.read()[-800:]))
-
-
-def by_go_line(native, line):
-    return [s for s in native["sites"]
-            if s.get("go_line") == line and (s.get("go_file") or "").endswith("leak_cgo.go")]
 
 
 @lib.cases(musl_cases)
