@@ -1,8 +1,8 @@
-/* The daemon's JVM side (split from daemon.c): discovering JVMs (a `java`
+/* The daemon's JVM side (state/jvm_state.h): discovering JVMs (a `java`
  * maps libjvm.so only after its launcher loads it, so new native processes
  * are re-checked for a few seconds), JNI global/weak reference tracking
- * per creating native function, hsperfdata numbers, the jni_ref_leak
- * detector and the JVM part of a post-mortem. */
+ * per site (symbols/jni_site.h), hsperfdata numbers and the JVM part of a
+ * post-mortem. Its jni_ref_leak detector is in detect/evaluate.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
