@@ -14,7 +14,7 @@ PKGS=(
   golang-go golang-1.21-go golang-1.22-go golang-1.23-go golang-1.24-go
   golang-1.26-go golang-1.27-go
   openjdk-17-jdk-headless libjna-java golang-github-mattn-go-sqlite3-dev libsqlite3-dev
-  gcc libc6-dev procps python3 openssl curl
+  gcc libc6-dev musl-tools procps python3 openssl curl
   podman runc debootstrap python3-yaml
   prometheus prometheus-alertmanager
 )

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "binary/gobin.h"
+#include "discover/classify.h"
 #include "binary/gobin_internal.h"
 #include "base/log.h"
 #include "discover/proc.h"
@@ -296,7 +297,8 @@ static void scan_notes(struct gobin *bin, uint64_t off, uint64_t size, bool *hav
 	}
 }
 
-/* DT_NEEDED names a libc: the Go program calls into C (cgo or the cgo resolver). */
+/* DT_NEEDED names a libc (glibc or musl, discover/classify.h): the Go program
+ * calls into C (cgo or the cgo resolver). */
 static bool links_libc(const struct gobin *bin, const GElf_Phdr *dyn)
 {
 	uint64_t strtab = 0, strsz = 0;
@@ -332,7 +334,7 @@ static bool links_libc(const struct gobin *bin, const GElf_Phdr *dyn)
 		const char *s = (const char *)strs + val;
 		size_t max = strsz - val;
 
-		if (strnlen(s, max) < max && strncmp(s, "libc.so", 7) == 0)
+		if (strnlen(s, max) < max && classify_libc_soname(s) != LIBC_NONE)
 			return true;
 	}
 	return false;

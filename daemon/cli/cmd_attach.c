@@ -23,6 +23,7 @@
 #include "output/snapshot_out.h"
 #include "base/log.h"
 #include "probe/probe_place.h"
+#include "discover/classify.h"
 #include "discover/proc.h"
 #include "watch/snapshot.h"
 #include "discover/target.h"
@@ -348,19 +349,18 @@ static void add_heap_sites(struct attach *a, json_object *o, size_t *rows)
 
 	if (a->target_exited)
 		return;
-	if (heap_profile_read(&a->t, &hp, err, sizeof(err)) < 0 ||
-	    heap_profile_sites(&a->t, &hp, &hs, &n) < 0) {
+	if (heap_profile_top_sites(&a->t, &hp, o ? 20 : (rows ? *rows : 0), &hs, &n, err,
+				   sizeof(err)) < 0) {
 		if (o)
 			json_object_object_add(o, "heap_sites_error", json_object_new_string(err));
 		else if (rows)
 			printf("in-use heap by site: %s\n", err);
-		heap_profile_free(&hp);
 		return;
 	}
 	if (o) {
-		json_object_object_add(o, "heap_sites", heap_sites_to_json(hs, n, 20));
+		json_object_object_add(o, "heap_sites", heap_sites_to_json(hs, n, n));
 	} else if (rows) {
-		for (size_t i = 0; i < n && i < *rows; i++)
+		for (size_t i = 0; i < n; i++)
 			printf("  heap %10s in use %10s allocated  %s (%s:%d)\n",
 			       fmt_bytes(b1, sizeof(b1), (uint64_t)hs[i].inuse_bytes),
 			       fmt_bytes(b2, sizeof(b2), (uint64_t)hs[i].alloc_bytes), hs[i].function,
@@ -709,8 +709,6 @@ int cmd_attach(int argc, char **argv)
 	struct attach a = {.interval_ns = 2000000000ull};
 	char err[512];
 	struct trace_sets sets = {0};
-	char libjvm[512];
-	uint64_t libjvm_start;
 	int c, ret, status = 1;
 
 	optind = 1;
@@ -759,7 +757,7 @@ int cmd_attach(int argc, char **argv)
 		return log_err(2, "attach: --pprof %s: %s", a.pprof_dir, strerror(-ret));
 	/* a JVM: JNI references instead of goroutines */
 	if (proc_exists(a.pid) &&
-	    proc_find_mapped_lib(a.pid, "/libjvm.so", libjvm, sizeof(libjvm), &libjvm_start) == 0) {
+	    classify_maps_jvm(a.pid)) {
 		struct attach_options o = { .interval_ns = a.interval_ns, .duration_ns = a.duration_ns,
 					    .json = a.json, .pprof_dir = a.pprof_dir };
 
@@ -784,11 +782,12 @@ int cmd_attach(int argc, char **argv)
 	if (a.trace && start_trace(&a))
 		goto out;
 	if (sets.all && gobin_kind(a.t.bin) != GOBIN_GO_CGO) {
-		char path[512];
+		char path[PATH_MAX];
 		uint64_t start;
+		enum libc_kind libc;
 
 		/* a static Go binary has no libc allocator and makes no cgo calls */
-		if (proc_find_mapped_lib(a.pid, "/libc.so.6", path, sizeof(path), &start) < 0)
+		if (classify_process_libc(a.pid, path, sizeof(path), &start, &libc) < 0)
 			sets.native = sets.cgo = false;
 		else
 			sets.cgo = false;

@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "output/pprof.h"
 #include "discover/proc.h"
+#include "symbols/jni_site.h"
 #include "base/util.h"
 
 #define MAX_FRAMES JNI_STACK_DEPTH
@@ -40,11 +41,11 @@ struct frame_text {
 	char java[16];  /* Java frame kind, "" native */
 };
 
-/* Sites merged by their symbolized stack (JNI implementation frames
- * trimmed, JIT addresses folded): stack ids of one native call site differ
- * when its Java caller gets compiled. */
+/* Sites merged by symbols/jni_site.h's key (the first frame past the JNI
+ * implementation, as the daemon does): stack ids of one native call site
+ * differ when its Java caller gets compiled. frames: the first stack seen. */
 struct agg_site {
-	char key[1024];
+	char key[JNI_SITE_KEY_MAX];
 	__u32 kind;
 	struct frame_text *frames;
 	size_t nframes;
@@ -80,14 +81,6 @@ static const char *kind_name(__u32 kind)
 	return kind == JNI_KIND_WEAK ? "weak" : "global";
 }
 
-static void frame_key(char *buf, size_t len, const struct native_frame *f)
-{
-	if (!*f->object)
-		snprintf(buf, len, "%s;", f->function); /* [jit]/[unknown]: no address */
-	else
-		snprintf(buf, len, "%s+0x%" PRIx64 "@%s;", f->function, f->offset, path_base(f->object));
-}
-
 /* Symbolizes one stack into an agg site (found or created): -1 when the
  * table is full. */
 static int site_for_stack(struct jvm_view *v, __s32 stackid, __u32 kind)
@@ -95,19 +88,10 @@ static int site_for_stack(struct jvm_view *v, __s32 stackid, __u32 kind)
 	struct native_frame nf[MAX_FRAMES];
 	size_t first;
 	size_t n = jni_trace__symbolized_stack(v->trace, v->sym, stackid, nf, MAX_FRAMES, &first);
-	char key[1024];
-	size_t klen;
+	char key[JNI_SITE_KEY_MAX];
 	struct agg_site *s;
 
-	klen = (size_t)snprintf(key, sizeof(key), "%s|", kind_name(kind));
-	if (!n)
-		klen += (size_t)snprintf(key + klen, sizeof(key) - klen, "[no stack]");
-	for (size_t i = first; i < n && klen < sizeof(key); i++) {
-		char fk[PATH_MAX + 160];
-
-		frame_key(fk, sizeof(fk), &nf[i]);
-		klen += (size_t)snprintf(key + klen, sizeof(key) - klen, "%s", fk);
-	}
+	jni_site_key(kind, nf, n, first, key, sizeof(key));
 	for (size_t i = 0; i < v->nsites; i++)
 		if (v->sites[i].kind == kind && !strcmp(v->sites[i].key, key))
 			return (int)i;
@@ -134,6 +118,11 @@ static int site_for_stack(struct jvm_view *v, __s32 stackid, __u32 kind)
 		s->nframes = 1;
 	}
 	return (int)v->nsites++;
+}
+
+static int new_site(void *ctx, int32_t stackid, uint32_t kind)
+{
+	return site_for_stack(ctx, stackid, kind);
 }
 
 static int64_t stat_total(const uint64_t *st, int base)
@@ -163,27 +152,16 @@ static int collect(struct jvm_view *v, struct totals *t)
 		v->sites[i].created = v->sites[i].deleted = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct jni_site *r = &v->raw[i];
-		__u32 kind = r->kind & 1;
-		int32_t *slot = r->stackid >= 0 && r->stackid < JNI_MAX_STACKS
-					? &v->stack_site[r->stackid]
-					: &v->nostack_site[kind];
-		int idx;
+		int idx = jni_site_of(r, v->stack_site, v->nostack_site, v->sym, &refreshed,
+				      new_site, v);
 
-		if (!*slot) {
-			if (!refreshed) { /* a library loaded since the last look */
-				symbolizer_refresh(v->sym);
-				refreshed = true;
-			}
-			idx = site_for_stack(v, r->stackid, kind);
-			if (idx < 0) {
-				v->sites_dropped++;
-				continue;
-			}
-			*slot = idx + 1;
+		if (idx < 0) {
+			v->sites_dropped++;
+			continue;
 		}
-		v->sites[*slot - 1].created += (int64_t)r->created;
-		v->sites[*slot - 1].deleted += (int64_t)r->deleted;
-		t->tracked[kind] += (int64_t)r->created - (int64_t)r->deleted;
+		v->sites[idx].created += (int64_t)r->created;
+		v->sites[idx].deleted += (int64_t)r->deleted;
+		t->tracked[r->kind & 1] += (int64_t)r->created - (int64_t)r->deleted;
 	}
 	for (int k = 0; k < JNI_KIND_MAX; k++) {
 		t->pre_attach[k] = v->have_baseline

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "binary/gobin.h"
+#include "discover/classify.h"
 #include "base/log.h"
 #include "discover/proc.h"
 #include "base/util.h"
@@ -30,7 +31,7 @@ static const char ps_usage[] =
 struct exe_class {
 	dev_t dev;
 	ino_t ino;
-	enum gobin_kind kind;
+	enum proc_kind kind;           /* of the executable: go, go+cgo or native */
 	struct go_version ver;
 	char offsets[8];
 	char note[256];
@@ -39,11 +40,13 @@ struct exe_class {
 struct ps_row {
 	pid_t pid;
 	char comm[32];
-	const char *kind;
+	enum proc_kind kind;
 	const struct exe_class *cls;
 	struct proc_container container;
 };
 
+/* The executable's kind (discover/classify.h), and where a Go one's offsets
+ * come from; cached by (dev, inode). */
 static const struct exe_class *classify(struct exe_class *cache, size_t *ncache,
 					const struct proc_exe *exe)
 {
@@ -58,11 +61,8 @@ static const struct exe_class *classify(struct exe_class *cache, size_t *ncache,
 	memset(c, 0, sizeof(*c));
 	c->dev = exe->dev;
 	c->ino = exe->ino;
-	if (gobin_classify(exe->open_path, &c->kind, &c->ver, err, sizeof(err)) < 0) {
-		c->kind = GOBIN_NOT_GO;
-		return c;
-	}
-	if (c->kind == GOBIN_NOT_GO)
+	c->kind = classify_exe(exe->open_path, &c->ver);
+	if (c->kind == PROC_NATIVE)
 		return c;
 	if (gobin_open(exe->open_path, &bin, err, sizeof(err)) == 0) {
 		snprintf(c->offsets, sizeof(c->offsets), "%s",
@@ -73,14 +73,6 @@ static const struct exe_class *classify(struct exe_class *cache, size_t *ncache,
 		snprintf(c->note, sizeof(c->note), "%s", err);
 	}
 	return c;
-}
-
-static bool maps_jvm(pid_t pid)
-{
-	char path[512];
-	uint64_t start;
-
-	return proc_find_mapped_lib(pid, "/libjvm.so", path, sizeof(path), &start) == 0;
 }
 
 int cmd_ps(int argc, char **argv)
@@ -158,28 +150,21 @@ int cmd_ps(int argc, char **argv)
 		row.pid = pid;
 		snprintf(row.comm, sizeof(row.comm), "%s", exe.comm);
 		row.cls = classify(cache, &ncache, &exe);
-		switch (row.cls->kind) {
-		case GOBIN_GO:
-			row.kind = "go";
-			break;
-		case GOBIN_GO_CGO:
-			row.kind = "go+cgo";
-			break;
-		default:
-			row.kind = maps_jvm(pid) ? "jvm" : "native";
-		}
-		if (!all && !strcmp(row.kind, "native"))
+		row.kind = row.cls->kind;
+		if (row.kind == PROC_NATIVE && classify_maps_jvm(pid))
+			row.kind = PROC_JVM;
+		if (!all && row.kind == PROC_NATIVE)
 			continue;
 		proc_container(pid, &row.container);
 		shown++;
 		if (json) {
 			json_object *o = json_object_new_object();
-			bool go = row.cls->kind != GOBIN_NOT_GO;
+			bool go = row.cls->kind != PROC_NATIVE;
 
 			json_object_object_add(o, "pid", json_object_new_int(pid));
 			json_object_object_add(o, "comm", json_object_new_string(row.comm));
 			json_object_object_add(o, "exe", json_object_new_string(exe.exe));
-			json_object_object_add(o, "kind", json_object_new_string(row.kind));
+			json_object_object_add(o, "kind", json_object_new_string(proc_kind_name(row.kind)));
 			json_object_object_add(o, "go_version",
 					       go ? json_object_new_string(row.cls->ver.str) : NULL);
 			json_object_object_add(o, "offsets_source",
@@ -192,9 +177,9 @@ int cmd_ps(int argc, char **argv)
 				json_object_object_add(o, "note", json_object_new_string(row.cls->note));
 			json_object_array_add(arr, o);
 		} else {
-			printf("%8d  %-16s %-8s %-10s %-8s %.12s\n", pid, row.comm, row.kind,
-			       row.cls->kind != GOBIN_NOT_GO ? row.cls->ver.str : "-",
-			       row.cls->kind != GOBIN_NOT_GO ? row.cls->offsets : "-",
+			printf("%8d  %-16s %-8s %-10s %-8s %.12s\n", pid, row.comm,
+			       proc_kind_name(row.kind), row.cls->kind != PROC_NATIVE ? row.cls->ver.str : "-",
+			       row.cls->kind != PROC_NATIVE ? row.cls->offsets : "-",
 			       row.container.id[0] ? row.container.id : "-");
 		}
 	}

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "cli/commands.h"
+#include "discover/classify.h"
 #include "discover/proc.h"
 #include "discover/target.h"
 #include "probe/probe_place.h"
@@ -154,6 +155,7 @@ int cmd_ps_probes(int pid, int json)
 	char err[512], libc[4096];
 	size_t n = 0, np = 0;
 	uint64_t libc_start;
+	enum libc_kind libc_kind;
 	json_object *arr = NULL;
 	int ret;
 
@@ -191,7 +193,7 @@ int cmd_ps_probes(int pid, int json)
 			     sizeof(err)))
 		log_warn("%s", err);
 	add_heap_rows(rows, &n, hp, nhp, true);
-	if (!proc_find_mapped_lib(pid, "/libc.so.6", libc, sizeof(libc), &libc_start)) {
+	if (!classify_process_libc(pid, libc, sizeof(libc), &libc_start, &libc_kind)) {
 		char path[4200];
 
 		/* through the process's root, so containers work */

@@ -154,8 +154,8 @@ int cmd_snapshot(int argc, char **argv)
 		return log_err(1, "grouping goroutines: %s", strerror(-ret));
 	}
 	if (heap || pprof_dir) {
-		if (heap_profile_read(&t, &hp, heap_err, sizeof(heap_err)) == 0 &&
-		    heap_profile_sites(&t, &hp, &hsites, &nhsites) == 0)
+		if (heap_profile_top_sites(&t, &hp, 50, &hsites, &nhsites, heap_err,
+					   sizeof(heap_err)) == 0)
 			have_heap = true;
 		else if (!proc_exists(pid))
 			log_warn("process %d exited while reading its heap profile", pid);
@@ -171,7 +171,7 @@ int cmd_snapshot(int argc, char **argv)
 
 		if (heap) {
 			json_object_object_add(o, "heap_profile", have_heap ?
-					       heap_sites_to_json(hsites, nhsites, 50) : NULL);
+					       heap_sites_to_json(hsites, nhsites, nhsites) : NULL);
 			json_object_object_add(o, "heap_profile_rate",
 					       have_heap ? json_object_new_int64(hp.rate) : NULL);
 			if (!have_heap)

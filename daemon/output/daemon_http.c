@@ -1,6 +1,19 @@
 /* The daemon's HTTP side: Prometheus /metrics (bounded label cardinality),
  * /healthz, and pprof profiles of watched processes. */
-#include "state/daemon_internal.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/strbuf.h"
+#include "base/util.h"
+#include "output/daemon_http.h"
+#include "output/snapshot_out.h"
+#include "service/daemon.h"
+#include "state/watched.h"
 
 /* ---------------------------------------------------------------- metrics */
 
@@ -176,6 +189,31 @@ static void render_http_metrics(struct daemon *d, struct strbuf *sb)
 	strbuf_printf(sb, "memdrift_http_profile_seconds_total %.6f\n", (double)d->n.profile_ns / 1e9);
 }
 
+/* The trace tier's C memory, per traced process. */
+static void render_native_metrics(struct daemon *d, struct strbuf *sb)
+{
+	static const struct {
+		const char *name, *type, *help;
+		uint64_t (*value)(const struct native_watch *nw);
+	} native[] = {
+		{ "memdrift_native_outstanding_bytes", "gauge",
+		  "C memory allocated and not freed since tracing started (trace tier).",
+		  native_watch_outstanding },
+		{ "memdrift_native_lost_total", "counter",
+		  "C allocations or sites not tracked because a bound was hit.", native_watch_lost },
+	};
+	for (size_t m = 0; m < sizeof(native) / sizeof(native[0]); m++) {
+		prom_family(sb, native[m].name, native[m].type, native[m].help);
+		for (struct watched *w = d->procs; w; w = w->next) {
+			if (!w->trace.native)
+				continue;
+			strbuf_printf(sb, "%s{", native[m].name);
+			prom_proc_labels(sb, w);
+			strbuf_printf(sb, "} %lu\n", (unsigned long)native[m].value(w->trace.native));
+		}
+	}
+}
+
 static void render_metrics(struct daemon *d, struct strbuf *sb)
 {
 	static const struct {
@@ -184,23 +222,23 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 		bool u64;
 	} gauges[] = {
 		{ "memdrift_go_goroutines", "User goroutines (what runtime.NumGoroutine counts).",
-		  offsetof(struct watched, goroutines), false },
+		  offsetof(struct watched, go.goroutines), false },
 		{ "memdrift_go_goroutines_leaked",
 		  "Goroutines the Go runtime's own leak detector marked leaked (1.26+; set "
 		  "when something requests its goroutineleak profile).",
-		  offsetof(struct watched, goroutines_leaked), false },
+		  offsetof(struct watched, go.goroutines_leaked), false },
 		{ "memdrift_go_goroutine_stack_bytes", "Bytes of goroutine stacks.",
-		  offsetof(struct watched, stack_bytes), true },
+		  offsetof(struct watched, go.stack_bytes), true },
 		{ "memdrift_go_heap_live_bytes", "Go heap live bytes (gcController.heapLive).",
-		  offsetof(struct watched, heap.live_bytes), true },
+		  offsetof(struct watched, go.heap.live_bytes), true },
 		{ "memdrift_go_heap_marked_bytes", "Go heap retained by the last GC (heapMarked).",
-		  offsetof(struct watched, heap.marked_bytes), true },
+		  offsetof(struct watched, go.heap.marked_bytes), true },
 		{ "memdrift_go_heap_goal_bytes", "Go heap goal of the next GC.",
-		  offsetof(struct watched, heap.goal_bytes), true },
+		  offsetof(struct watched, go.heap.goal_bytes), true },
 		{ "memdrift_go_gc_cycles_total", "Completed GC cycles.",
-		  offsetof(struct watched, heap.gc_cycles), true },
+		  offsetof(struct watched, go.heap.gc_cycles), true },
 		{ "memdrift_go_cgo_calls_total", "cgo calls (runtime.NumCgoCall).",
-		  offsetof(struct watched, cgo_calls), true },
+		  offsetof(struct watched, go.cgo_calls), true },
 	};
 	const struct alert_counters *ac = alert_table_counters(d->alerts);
 	struct procmon_stats ps = { 0 };
@@ -219,7 +257,7 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 			uint64_t v = gauges[g].u64 ? *(const uint64_t *)base :
 						     (uint64_t)*(const size_t *)base;
 
-			if (!w->ready)
+			if (!w->go.ready)
 				continue;
 			strbuf_printf(sb, "%s{", gauges[g].name);
 			prom_proc_labels(sb, w);
@@ -228,14 +266,14 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 	}
 	prom_family(sb, "memdrift_rss_bytes", "gauge", "Resident memory by type (kernel rss_stat).");
 	for (struct watched *w = d->procs; w; w = w->next) {
-		if (!w->rss_known)
+		if (!w->rss.known)
 			continue;
 		strbuf_printf(sb, "memdrift_rss_bytes{");
 		prom_proc_labels(sb, w);
-		strbuf_printf(sb, ",type=\"anon\"} %lu\n", (unsigned long)w->rss.anon);
+		strbuf_printf(sb, ",type=\"anon\"} %lu\n", (unsigned long)w->rss.last.anon);
 		strbuf_printf(sb, "memdrift_rss_bytes{");
 		prom_proc_labels(sb, w);
-		strbuf_printf(sb, ",type=\"file\"} %lu\n", (unsigned long)w->rss.file);
+		strbuf_printf(sb, ",type=\"file\"} %lu\n", (unsigned long)w->rss.last.file);
 	}
 	/* per-site series are bounded by limits.label_cardinality, largest first per process */
 	prom_family(sb, "memdrift_goroutine_site_goroutines", "gauge",
@@ -245,15 +283,15 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 			const struct site_track *best = NULL;
 
 			/* k-th largest by selection: sites are few per process */
-			for (size_t i = 0; i < w->nsites; i++) {
-				const struct site_track *t = &w->sites[i];
+			for (size_t i = 0; i < w->go.nsites; i++) {
+				const struct site_track *t = &w->go.sites[i];
 				size_t larger = 0;
 
 				if (!t->live)
 					continue;
-				for (size_t j = 0; j < w->nsites; j++)
-					if (w->sites[j].live > t->live ||
-					    (w->sites[j].live == t->live && j < i))
+				for (size_t j = 0; j < w->go.nsites; j++)
+					if (w->go.sites[j].live > t->live ||
+					    (w->go.sites[j].live == t->live && j < i))
 						larger++;
 				if (larger == k) {
 					best = t;
@@ -269,8 +307,8 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 	prom_family(sb, "memdrift_goroutine_site_leaked", "gauge",
 		    "Goroutines per creation site marked leaked by the Go runtime (sites with any).");
 	for (struct watched *w = d->procs; w && budget; w = w->next) {
-		for (size_t i = 0; i < w->nsites && budget; i++) {
-			const struct site_track *t = &w->sites[i];
+		for (size_t i = 0; i < w->go.nsites && budget; i++) {
+			const struct site_track *t = &w->go.sites[i];
 
 			if (!t->leaked)
 				continue;
@@ -350,24 +388,7 @@ static void render_metrics(struct daemon *d, struct strbuf *sb)
 	prom_family(sb, "memdrift_binaries_analysed", "gauge",
 		    "Go executables analysed, each shared by all its processes.");
 	strbuf_printf(sb, "memdrift_binaries_analysed %zu\n", gobin_cache_entries(d->gobins));
-	prom_family(sb, "memdrift_native_outstanding_bytes", "gauge",
-		    "C memory allocated and not freed since tracing started (trace tier).");
-	for (struct watched *w = d->procs; w; w = w->next) {
-		if (!w->native)
-			continue;
-		strbuf_printf(sb, "memdrift_native_outstanding_bytes{");
-		prom_proc_labels(sb, w);
-		strbuf_printf(sb, "} %lu\n", (unsigned long)native_watch_outstanding(w->native));
-	}
-	prom_family(sb, "memdrift_native_lost_total", "counter",
-		    "C allocations or sites not tracked because a bound was hit.");
-	for (struct watched *w = d->procs; w; w = w->next) {
-		if (!w->native)
-			continue;
-		strbuf_printf(sb, "memdrift_native_lost_total{");
-		prom_proc_labels(sb, w);
-		strbuf_printf(sb, "} %lu\n", (unsigned long)native_watch_lost(w->native));
-	}
+	render_native_metrics(d, sb);
 }
 
 static int serve_profile(struct daemon *d, const char *kind, const char *pid_arg,
@@ -395,15 +416,15 @@ static int serve_profile(struct daemon *d, const char *kind, const char *pid_arg
 		return 0;
 	}
 	if (!strcmp(kind, "heap")) {
-		ret = heap_profile_read(&w->target, &hp, err, sizeof(err));
+		ret = heap_profile_read(&w->go.target, &hp, err, sizeof(err));
 		if (ret == 0)
-			ret = heap_profile_build_pprof(&w->target, &hp, &b, err, sizeof(err));
+			ret = heap_profile_build_pprof(&w->go.target, &hp, &b, err, sizeof(err));
 		heap_profile_free(&hp);
 	} else {
 		/* goroutine profile: the same builder as the CLI's file, in memory */
-		ret = go_snapshot_take(&w->target, &snap, err, sizeof(err));
+		ret = go_snapshot_take(&w->go.target, &snap, err, sizeof(err));
 		if (ret == 0) {
-			ret = snapshot_goroutine_pprof(&w->target, &snap, &b, err, sizeof(err));
+			ret = snapshot_goroutine_pprof(&w->go.target, &snap, &b, err, sizeof(err));
 			go_snapshot_free(&snap);
 		}
 	}

@@ -1,9 +1,17 @@
-/* The daemon's JVM side (split from daemon.c): discovering JVMs (a `java`
+/* The daemon's JVM side (state/jvm_state.h): discovering JVMs (a `java`
  * maps libjvm.so only after its launcher loads it, so new native processes
  * are re-checked for a few seconds), JNI global/weak reference tracking
- * per creating native function, hsperfdata numbers, the jni_ref_leak
- * detector and the JVM part of a post-mortem. */
-#include "state/daemon_internal.h"
+ * per site (symbols/jni_site.h), hsperfdata numbers and the JVM part of a
+ * post-mortem. Its jni_ref_leak detector is in detect/evaluate.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "service/daemon.h"
+#include "symbols/jni_site.h"
+#include "state/watched.h"
 
 void daemon_jvm_free(struct jvm_state *j)
 {
@@ -98,14 +106,6 @@ void daemon_jvm_start(struct daemon *d, pid_t pid, const struct proc_exe *exe)
 		 j->hsperf_ok ? ", hsperfdata" : "");
 }
 
-bool daemon_jvm_maps_libjvm(pid_t pid)
-{
-	char path[PATH_MAX];
-	uint64_t start;
-
-	return proc_find_mapped_lib(pid, "/libjvm.so", path, sizeof(path), &start) == 0;
-}
-
 static void pending_remove(struct daemon *d, size_t i)
 {
 	d->pending[i] = d->pending[--d->npending];
@@ -145,7 +145,7 @@ void daemon_jvm_pending_check(struct daemon *d, uint64_t now)
 			pending_remove(d, i);
 			continue;
 		}
-		if (daemon_jvm_maps_libjvm(pid)) {
+		if (classify_maps_jvm(pid)) {
 			pending_remove(d, i);
 			daemon_jvm_start(d, pid, &exe);
 			continue;
@@ -188,15 +188,9 @@ void daemon_jvm_postmortem(struct watched *w, json_object *o)
 	}
 }
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = hash_fnv1a_str(HASH_FNV1A_INIT, s);
-
-	return h ? h : 1;
-}
-
 /* Symbolizes one stack into a JNI site (found or created), keyed by its
- * first frame beyond the JNI implementation. -1 when the table is full. */
+ * first frame beyond the JNI implementation (symbols/jni_site.h). -1 when
+ * the table is full. */
 static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t stackid,
 			      uint32_t kind)
 {
@@ -206,8 +200,7 @@ static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t sta
 	size_t n = jni_trace__symbolized_stack(j->trace, j->sym, stackid, nf, JNI_STACK_DEPTH, &first);
 	char key[sizeof(t->key)], stack[sizeof(t->stack)] = "";
 
-	snprintf(key, sizeof(key), "%s|%s@%s", kind == JNI_KIND_WEAK ? "weak" : "global",
-		 n ? nf[first].function : "[no stack]", n ? path_base(nf[first].object) : "");
+	jni_site_key(kind, nf, n, first, key, sizeof(key));
 	klen = 0;
 	for (size_t i = first; i < n && klen < sizeof(stack); i++)
 		klen += (size_t)snprintf(stack + klen, sizeof(stack) - klen, "%s%s@%s", i > first ? ";" : "",
@@ -224,7 +217,7 @@ static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t sta
 		return -1;
 	snprintf(t->key, sizeof(t->key), "%s", key);
 	snprintf(t->stack, sizeof(t->stack), "%s", stack);
-	t->id = hash_str(key);
+	t->id = jni_site_id(key);
 	t->kind = kind;
 	if (n) {
 		snprintf(t->site.function, sizeof(t->site.function), "%s", nf[first].function);
@@ -233,6 +226,18 @@ static int jni_site_for_stack(struct daemon *d, struct jvm_state *j, int32_t sta
 		snprintf(t->site.function, sizeof(t->site.function), "[no stack]");
 	}
 	return (int)j->nsites++;
+}
+
+struct new_site_ctx {
+	struct daemon *d;
+	struct jvm_state *j;
+};
+
+static int new_site(void *ctx, int32_t stackid, uint32_t kind)
+{
+	struct new_site_ctx *c = ctx;
+
+	return jni_site_for_stack(c->d, c->j, stackid, kind);
 }
 
 void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
@@ -244,10 +249,7 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 	size_t n = 0;
 
 	w->snapshots++;
-	if (w->rss_known) {
-		series_push(w->series.metric[SERIES_RSS_ANON], now, (double)w->rss.anon);
-		series_push(w->series.metric[SERIES_RSS_FILE], now, (double)w->rss.file);
-	}
+	watched_push_rss(w, now);
 	if (j->hsperf_ok) {
 		char err[256];
 
@@ -266,28 +268,17 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 		j->sites[i].created = j->sites[i].deleted = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct jni_site *r = &j->raw[i];
-		uint32_t kind = r->kind & 1;
-		int32_t *slot = r->stackid >= 0 && r->stackid < JNI_MAX_STACKS
-					? &j->stack_site[r->stackid]
-					: &j->nostack_site[kind];
+		struct new_site_ctx ctx = { d, j };
+		int idx = jni_site_of(r, j->stack_site, j->nostack_site, j->sym, &refreshed, new_site,
+				      &ctx);
 
-		if (!*slot) {
-			int idx;
-
-			if (!refreshed) { /* a library loaded since the last look */
-				symbolizer_refresh(j->sym);
-				refreshed = true;
-			}
-			idx = jni_site_for_stack(d, j, r->stackid, kind);
-			if (idx < 0) {
-				j->sites_dropped++;
-				continue;
-			}
-			*slot = idx + 1;
+		if (idx < 0) {
+			j->sites_dropped++;
+			continue;
 		}
-		j->sites[*slot - 1].created += (int64_t)r->created;
-		j->sites[*slot - 1].deleted += (int64_t)r->deleted;
-		tracked[kind] += (int64_t)r->created - (int64_t)r->deleted;
+		j->sites[idx].created += (int64_t)r->created;
+		j->sites[idx].deleted += (int64_t)r->deleted;
+		tracked[r->kind & 1] += (int64_t)r->created - (int64_t)r->deleted;
 	}
 	for (int k = 0; k < JNI_KIND_MAX; k++) {
 		int64_t pre = j->have_baseline ? j->pre_attach[k] -
@@ -301,31 +292,4 @@ void daemon_jvm_sample(struct daemon *d, struct watched *w, uint64_t now)
 	for (size_t i = 0; i < j->nsites; i++)
 		series_push(j->sites[i].count, now,
 			    (double)(j->sites[i].created - j->sites[i].deleted));
-}
-
-/* JNI global refs outstanding per creating native stack */
-void daemon_jvm_evaluate(struct daemon *d, struct watched *w, uint64_t now, uint64_t ts)
-{
-	struct jvm_state *j = w->jvm;
-	char summary[ALERT_SUMMARY_MAX];
-	struct alert_observation obs;
-	struct detect_result r;
-
-	for (size_t i = 0; i < j->nsites; i++) {
-		struct jni_site_track *t = &j->sites[i];
-
-		/* the age of the oldest ref is not kept per site: unknown */
-		if (detect_outstanding(DRIFT_JNI_REF_LEAK, t->count, now, UINT64_MAX, &d->cfg.detect,
-				       &r) < 0 || !r.enough_data)
-			continue;
-		detect_evidence_add(&r.evidence, "live_refs", (double)(t->created - t->deleted));
-		detect_evidence_add(&r.evidence, "created_refs", (double)t->created);
-		detect_evidence_add(&r.evidence, "weak", t->kind == JNI_KIND_WEAK);
-		alert_summary(DRIFT_JNI_REF_LEAK, &r.evidence, &t->site, summary, sizeof(summary));
-		obs = (struct alert_observation){ .pid = w->pid, .comm = w->comm,
-						  .kind = DRIFT_JNI_REF_LEAK, .site_id = t->id,
-						  .site = &t->site, .severity = r.severity,
-						  .summary = summary, .evidence = &r.evidence };
-		alert_table_update(d->alerts, &obs, now, ts, daemon_emit_alert, d);
-	}
 }

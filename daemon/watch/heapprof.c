@@ -592,3 +592,24 @@ int heap_profile_write_pprof(const struct go_target *t, const struct heap_profil
 		return set_err(err, errlen, ret, "write %s: %s", path, strerror(-ret));
 	return 0;
 }
+
+int heap_profile_top_sites(const struct go_target *t, struct heap_profile *hp, size_t max,
+			   struct heap_site **sites, size_t *n, char *err, size_t errlen)
+{
+	int ret;
+
+	*sites = NULL;
+	*n = 0;
+	ret = heap_profile_read(t, hp, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = heap_profile_sites(t, hp, sites, n);
+	if (ret < 0) {
+		snprintf(err, errlen, "PID %d: heap sites: %s", t->pid, strerror(-ret));
+		heap_profile_free(hp);
+		return ret;
+	}
+	if (max && *n > max)
+		*n = max;
+	return 0;
+}

@@ -123,6 +123,12 @@ int heap_profile_sites(const struct go_target *t, const struct heap_profile *p,
 /* JSON array of the first max sites: {function, file, line, inuse_bytes,
  * inuse_objects, alloc_bytes, alloc_objects}. */
 json_object *heap_sites_to_json(const struct heap_site *sites, size_t n, size_t max);
+/* Reads t's heap profile into *hp and its sites (heap_profile_sites), the
+ * first max of them (0: all): the one "read the profile, take the top sites"
+ * of every caller. 0, or a negative errno with a reason in err (then *hp is
+ * freed and *sites NULL). On success: free(*sites); heap_profile_free(hp). */
+int heap_profile_top_sites(const struct go_target *t, struct heap_profile *hp, size_t max,
+			   struct heap_site **sites, size_t *n, char *err, size_t errlen);
 
 /* Is this a runtime-internal function (trimmed above the allocation site)? */
 bool heap_is_runtime_func(const char *name);

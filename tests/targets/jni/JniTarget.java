@@ -10,6 +10,8 @@
 // -Djni.lib=NAME loads libNAME.so (jnitarget_nofp: built without frame pointers).
 // "mark": from now on truth also counts, per site, the held refs created
 // after the mark (leak_new, ...): what a tracer attached before it must see.
+// "other N": N leak refs made by leak_site_create called from a second
+// native method (leakOther): one site, two stacks (tests/e2e/test_jni_agree.py).
 // "quit" deletes everything, checks the counts return to zero, exits 0.
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -17,6 +19,7 @@ import java.util.concurrent.atomic.AtomicLong;
 
 public class JniTarget {
     static native void leak(Object o);
+    static native void leakOther(Object o); // leak's site, from another native caller
     static native void balanced(Object o, int keep);
     static native void weak(Object o, int keep);
     static native long[] truth();     // leak, balanced, weak outstanding; then created/deleted
@@ -67,6 +70,10 @@ public class JniTarget {
                 for (Thread t : ts)
                     t.join();
                 lastRunNs = System.nanoTime() - t0;
+                System.out.println(truthJson(++seq));
+            } else if (w[0].equals("other")) {
+                for (int i = Integer.parseInt(w[1]); i > 0; i--)
+                    leakOther(new Object());
                 System.out.println(truthJson(++seq));
             } else if (w[0].equals("mark")) {
                 mark();

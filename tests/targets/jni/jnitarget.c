@@ -78,6 +78,15 @@ JNIEXPORT void JNICALL Java_JniTarget_leak(JNIEnv *env, jclass c, jobject o)
 	pthread_mutex_unlock(&lock);
 }
 
+/* The same leaking function from a second native caller: one site, two
+ * stacks (tests/e2e/test_jni_agree.py). */
+JNIEXPORT void JNICALL Java_JniTarget_leakOther(JNIEnv *env, jclass c, jobject o)
+{
+	pthread_mutex_lock(&lock);
+	leak_site_create(env, o);
+	pthread_mutex_unlock(&lock);
+}
+
 JNIEXPORT void JNICALL Java_JniTarget_balanced(JNIEnv *env, jclass c, jobject o, jint keep)
 {
 	pthread_mutex_lock(&lock);
