@@ -32,30 +32,32 @@
 #include "output/live_view.h"
 
 
-static const char attach_usage[] =
-	"usage: memdrift attach PID [--interval 2s] [--duration 30s] [--json] [--trace [SETS]]\n"
-	"                           [--pprof DIR]\n\n"
-	"Watches one Go process live: goroutines by creation site (the go statement),\n"
-	"births and deaths per second, heap marked/live per GC and the top in-use\n"
-	"heap sites, and a final report at --duration end or Ctrl-C.\n"
-	"Without --trace it refreshes a zero-probe snapshot each interval. Probe sets:\n"
-	"  goroutines  exact births and deaths by site (after newproc1 returns, goexit1)\n"
-	"  native      C memory outstanding by stack (the process's libc allocator)\n"
-	"  cgo         cgo calls by C function, and the Go caller of C allocations\n"
-	"  heap        every runtime.mallocgc: allocation rate, size histogram,\n"
-	"              stacks sampled by bytes; implies heap-profile\n"
-	"  heap-profile  the runtime's sampled heap-profile hook (mProf_Malloc, one\n"
-	"              hit per sample) and a walk of the heap's profile records for\n"
-	"              frees: in-use by stack with sample ages\n"
-	"--trace alone turns on every set. A JVM PID shows JNI global and weak\n"
-	"references by native stack instead (probes: hotspot_jni USDT or jni_*).\n\n"
-	"  --interval D   refresh period (default 2s)\n"
-	"  --duration D   stop after D (default: until Ctrl-C)\n"
-	"  --json         one JSON object per interval, then a final one\n"
-	"  --trace SETS   comma-separated: goroutines,native,cgo,heap,heap-profile\n"
-	"                 (all when omitted)\n"
-	"  --pprof DIR    at the end write DIR/goroutine.pb.gz, DIR/heap.pb.gz and,\n"
-	"                 with native tracing, DIR/native.pb.gz (jni.pb.gz for a JVM)\n";
+const struct command_usage attach_usage = {
+	.args = "PID [--trace [SETS]] [--interval D] [--duration D] [--json] [--pprof DIR]",
+	.text =
+		"Watches one Go process live: goroutines by creation site (the go statement),\n"
+		"births and deaths per second, heap marked/live per GC and the top in-use\n"
+		"heap sites, and a final report at --duration end or Ctrl-C.\n"
+		"Without --trace it refreshes a zero-probe snapshot each interval. Probe sets:\n"
+		"  goroutines  exact births and deaths by site (after newproc1 returns, goexit1)\n"
+		"  native      C memory outstanding by stack (the process's libc allocator)\n"
+		"  cgo         cgo calls by C function, and the Go caller of C allocations\n"
+		"  heap        every runtime.mallocgc: allocation rate, size histogram,\n"
+		"              stacks sampled by bytes; implies heap-profile\n"
+		"  heap-profile  the runtime's sampled heap-profile hook (mProf_Malloc, one\n"
+		"              hit per sample) and a walk of the heap's profile records for\n"
+		"              frees: in-use by stack with sample ages\n"
+		"--trace alone turns on every set. A JVM PID shows JNI global and weak\n"
+		"references by native stack instead (probes: hotspot_jni USDT or jni_*).\n"
+		"\n"
+		"  --interval D   refresh period (default 2s)\n"
+		"  --duration D   stop after D (default: until Ctrl-C)\n"
+		"  --json         one JSON object per interval, then a final one\n"
+		"  --trace SETS   comma-separated: goroutines,native,cgo,heap,heap-profile\n"
+		"                 (all when omitted)\n"
+		"  --pprof DIR    at the end write DIR/goroutine.pb.gz, DIR/heap.pb.gz and,\n"
+		"                 with native tracing, DIR/native.pb.gz (jni.pb.gz for a JVM)\n",
+};
 
 static bool target_gone(pid_t pid)
 {
@@ -313,7 +315,7 @@ int cmd_attach(int argc, char **argv)
 			a.pprof_dir = optarg;
 			break;
 		case 'h':
-			fputs(attach_usage, stdout);
+			command_print_usage(stdout, "attach", &attach_usage);
 			return 0;
 		default:
 			return log_err(2, "attach: unknown option or missing value '%s' (see 'memdrift attach --help')",

@@ -10,24 +10,27 @@
 #include "service/config.h"
 #include "service/daemon.h"
 
-static const char daemon_usage[] =
-	"usage: memdrift daemon [--config FILE] [--set KEY=VALUE]... [--print-config | --check-config]\n\n"
-	"Watches every Go and JVM process on the host (selectors in the config\n"
-	"choose), samples goroutines and heap from outside, counts JNI global refs\n"
-	"by native stack, follows RSS and OOM kills with kernel tracepoints, and\n"
-	"raises drift alerts as JSON lines on stdout (and\n"
-	"alerts.file). Serves Prometheus metrics and pprof profiles on\n"
-	"metrics.listen (profiles with metrics.token_file's token) and\n"
-	"metrics.unix_socket (profiles to root and each process's own user).\n"
-	"SIGHUP reloads the config and reopens alerts.file; a bad config keeps the\n"
-	"old one. Needs CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH\n"
-	"(and CAP_SYS_ADMIN for uprobes on some kernels), not root.\n\n"
-	"  --config FILE     configuration file (see daemon/service/memdrift.conf.example)\n"
-	"  --set KEY=VALUE   override one key (repeatable), e.g. --set detect.window=1m\n"
-	"  --print-config    print the effective configuration and exit\n"
-	"  --check-config    validate the configuration (file and --set) and exit:\n"
-	"                    0 and one line when valid, 2 and the error otherwise\n"
-	"  --duration D      stop after D (for tests and demos)\n";
+const struct command_usage daemon_usage = {
+	.args = "[--config FILE] [--set KEY=VALUE]... [--print-config | --check-config] [--duration D]",
+	.text =
+		"Watches every Go and JVM process on the host (selectors in the config\n"
+		"choose), samples goroutines and heap from outside, counts JNI global refs\n"
+		"by native stack, follows RSS and OOM kills with kernel tracepoints, and\n"
+		"raises drift alerts as JSON lines on stdout (and\n"
+		"alerts.file). Serves Prometheus metrics and pprof profiles on\n"
+		"metrics.listen (profiles with metrics.token_file's token) and\n"
+		"metrics.unix_socket (profiles to root and each process's own user).\n"
+		"SIGHUP reloads the config and reopens alerts.file; a bad config keeps the\n"
+		"old one. Needs CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH\n"
+		"(and CAP_SYS_ADMIN for uprobes on some kernels), not root.\n"
+		"\n"
+		"  --config FILE     configuration file (see daemon/service/memdrift.conf.example)\n"
+		"  --set KEY=VALUE   override one key (repeatable), e.g. --set detect.window=1m\n"
+		"  --print-config    print the effective configuration and exit\n"
+		"  --check-config    validate the configuration (file and --set) and exit:\n"
+		"                    0 and one line when valid, 2 and the error otherwise\n"
+		"  --duration D      stop after D (for tests and demos)\n",
+};
 
 int cmd_daemon(int argc, char **argv)
 {
@@ -77,7 +80,7 @@ int cmd_daemon(int argc, char **argv)
 			}
 			break;
 		case 'h':
-			fputs(daemon_usage, stdout);
+			command_print_usage(stdout, "daemon", &daemon_usage);
 			free(d);
 			return 0;
 		default:

@@ -15,16 +15,18 @@
 #include "discover/proc.h"
 #include "base/util.h"
 
-static const char ps_usage[] =
-	"usage: memdrift ps [--json]\n"
-	"       memdrift ps --probes PID [--json]\n\n"
-	"Lists the processes on this host that memdrift can observe: pid, comm,\n"
-	"runtime kind (go, go+cgo, jvm, native), Go version, where the runtime\n"
-	"struct offsets come from (dwarf or table) and the container id.\n"
-	"With --probes, shows for one Go process where each probe would be placed.\n\n"
-	"  --json        print a JSON array\n"
-	"  --all         include native processes (default: Go and JVM only)\n"
-	"  --probes PID  probe placement for PID\n";
+const struct command_usage ps_usage = {
+	.args = "[--json] [--all] | --probes PID [--json]",
+	.text =
+		"Lists the processes on this host that memdrift can observe: pid, comm,\n"
+		"runtime kind (go, go+cgo, jvm, native), Go version, where the runtime\n"
+		"struct offsets come from (dwarf or table) and the container id.\n"
+		"With --probes, shows for one Go process where each probe would be placed.\n"
+		"\n"
+		"  --json        print a JSON array\n"
+		"  --all         include native processes (default: Go and JVM only)\n"
+		"  --probes PID  probe placement for PID\n",
+};
 
 #define PS_CACHE_MAX 512
 
@@ -108,7 +110,7 @@ int cmd_ps(int argc, char **argv)
 			probes = optarg;
 			break;
 		case 'h':
-			fputs(ps_usage, stdout);
+			command_print_usage(stdout, "ps", &ps_usage);
 			return 0;
 		default:
 			return log_err(2, "ps: unknown option or missing value '%s' (see 'memdrift ps --help')",

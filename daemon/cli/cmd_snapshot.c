@@ -15,17 +15,20 @@
 #include "watch/snapshot.h"
 #include "base/util.h"
 
-static const char snapshot_usage[] =
-	"usage: memdrift snapshot PID [--json]\n\n"
-	"One look at a live Go process, read from outside with process_vm_readv:\n"
-	"goroutines grouped by the go statement that created them and by state,\n"
-	"the longest time blocked, the heap (live, marked by the last GC, goal),\n"
-	"GC cycles, total allocated and cgo calls. No probe is attached and\n"
-	"nothing is written into the process.\n\n"
-	"  --json        print one JSON object\n"
-	"  --heap        add the in-use heap by allocation site, read from the\n"
-	"                runtime's own sampled heap profile (runtime.mbuckets)\n"
-	"  --pprof DIR   write DIR/heap.pb.gz and DIR/goroutine.pb.gz (pprof format)\n";
+const struct command_usage snapshot_usage = {
+	.args = "PID [--json] [--heap] [--pprof DIR]",
+	.text =
+		"One look at a live Go process, read from outside with process_vm_readv:\n"
+		"goroutines grouped by the go statement that created them and by state,\n"
+		"the longest time blocked, the heap (live, marked by the last GC, goal),\n"
+		"GC cycles, total allocated and cgo calls. No probe is attached and\n"
+		"nothing is written into the process.\n"
+		"\n"
+		"  --json        print one JSON object\n"
+		"  --heap        add the in-use heap by allocation site, read from the\n"
+		"                runtime's own sampled heap profile (runtime.mbuckets)\n"
+		"  --pprof DIR   write DIR/heap.pb.gz and DIR/goroutine.pb.gz (pprof format)\n",
+};
 
 static void print_text(const struct go_target *t, const struct go_snapshot *snap,
 		       const struct snap_site *sites, size_t nsites)
@@ -125,7 +128,7 @@ int cmd_snapshot(int argc, char **argv)
 			pprof_dir = optarg;
 			break;
 		case 'h':
-			fputs(snapshot_usage, stdout);
+			command_print_usage(stdout, "snapshot", &snapshot_usage);
 			return 0;
 		default:
 			return log_err(2, "snapshot: unknown option '%s' (see 'memdrift snapshot --help')",

@@ -3,6 +3,19 @@
 #ifndef MEMDRIFT_COMMANDS_H
 #define MEMDRIFT_COMMANDS_H
 
+#include <stdio.h>
+
+/* A command's usage: the arguments after "memdrift NAME" and the text
+ * below them. --help prints both, and main.c's command table (the
+ * top-level help and the man page) reads the same args: one source. */
+struct command_usage {
+	const char *args;
+	const char *text;
+};
+extern const struct command_usage attach_usage, daemon_usage, snapshot_usage, ps_usage;
+/* "usage: memdrift NAME ARGS", a blank line, the text. */
+void command_print_usage(FILE *f, const char *name, const struct command_usage *u);
+
 int cmd_snapshot(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_attach(int argc, char **argv);

@@ -11,23 +11,32 @@
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
+static const struct command_usage version_usage = { "", "Prints memdrift's version.\n" };
+static const struct command_usage help_usage = {
+	"[--man]", "This help; --man prints the manual page (roff) from the same table.\n"
+};
+
 static const struct command {
 	const char *name;
 	int (*run)(int argc, char **argv);
-	const char *args;
+	const struct command_usage *usage;
 	const char *summary;
 } commands[] = {
-	{ "attach", cmd_attach, "PID [--trace SETS] [--interval D] [--duration D] [--json] [--pprof DIR]",
+	{ "attach", cmd_attach, &attach_usage,
 	  "watch one process live: goroutines by site, births and deaths, final report" },
-	{ "daemon", cmd_daemon, "[--config FILE] [--set KEY=VALUE]... [--print-config | --check-config]",
+	{ "daemon", cmd_daemon, &daemon_usage,
 	  "watch every Go process on the host; drift alerts, metrics, post-mortems" },
-	{ "snapshot", cmd_snapshot, "PID [--json] [--heap] [--pprof DIR]",
+	{ "snapshot", cmd_snapshot, &snapshot_usage,
 	  "one zero-overhead look at a Go process's goroutines and heap" },
-	{ "ps", cmd_ps, "[--json] | --probes PID [--json]",
-	  "processes memdrift can observe on this host, and how" },
-	{ "version", cmd_version, "", "print the version" },
-	{ "help", cmd_help, "[--man]", "this help; --man: the manual page (roff) from the same table" },
+	{ "ps", cmd_ps, &ps_usage, "processes memdrift can observe on this host, and how" },
+	{ "version", cmd_version, &version_usage, "print the version" },
+	{ "help", cmd_help, &help_usage, "this help; --man: the manual page (roff) from the same table" },
 };
+
+void command_print_usage(FILE *f, const char *name, const struct command_usage *u)
+{
+	fprintf(f, "usage: memdrift %s%s%s\n\n%s", name, u->args[0] ? " " : "", u->args, u->text);
+}
 
 static void usage(FILE *f)
 {
@@ -35,7 +44,7 @@ static void usage(FILE *f)
 		   "Watches Go and Java processes from the outside and reports memory drift.\n\n"
 		   "commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-9s %s\n  %-9s   %s\n", commands[i].name, commands[i].args, "",
+		fprintf(f, "  %-9s %s\n  %-9s   %s\n", commands[i].name, commands[i].usage->args, "",
 			commands[i].summary);
 	fprintf(f, "\n'memdrift COMMAND --help' describes a command's options.\n"
 		   "MEMDRIFT_LOG=debug|info|warning|error sets how much is logged to stderr.\n");
@@ -93,8 +102,8 @@ static void man_page(FILE *f)
 	      ".SH SYNOPSIS\n", f);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		fprintf(f, ".B memdrift %s\n", commands[i].name);
-		if (commands[i].args[0]) {
-			roff_text(f, commands[i].args);
+		if (commands[i].usage->args[0]) {
+			roff_text(f, commands[i].usage->args);
 			fputc('\n', f);
 		}
 		fputs(".br\n", f);

@@ -5,6 +5,7 @@ stdout, exactly one line on stderr starting with "memdrift: ".
 """
 
 import os
+import re
 import shutil
 import signal
 import time
@@ -30,6 +31,30 @@ def test_no_command(t):
     r = t.memdrift()
     assert r.rc > 0, "memdrift without a command: %s" % r.describe()
     assert not r.out.strip(), "usage error printed on stdout: %r" % r.out[:200]
+
+
+def test_help_agrees(t):
+    """Each command's --help starts with the arguments the top-level help
+    lists for it, and names every option its option list describes (the
+    table's strings used to disagree with the commands')."""
+    top = t.memdrift("--help").out.splitlines()
+    listed = {}
+    for line in top:
+        m = re.match(r"^  (attach|daemon|snapshot|ps)\s+(.*)$", line)
+        if m:
+            listed[m.group(1)] = m.group(2).strip()
+    if sorted(listed) != ["attach", "daemon", "ps", "snapshot"]:
+        lib.fail("top-level help lists %r" % sorted(listed))
+    for cmd, args in listed.items():
+        out = t.memdrift(cmd, "--help").out
+        first = out.splitlines()[0]
+        if first != "usage: memdrift %s %s" % (cmd, args):
+            lib.fail("%s --help says %r, the command table %r" % (cmd, first, args))
+        described = set(re.findall(r"^\s+(--[a-z-]+)", out, re.M))
+        missing = [o for o in sorted(described) if o not in args and o != "--help"]
+        if missing:
+            lib.fail("%s: options described but not in its usage line: %s" % (cmd, missing))
+    t.note("4 commands, usage lines = table")
 
 
 def test_usage_errors(t):
