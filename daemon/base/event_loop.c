@@ -43,7 +43,7 @@ int event_loop_new(struct event_loop **out)
 		int err = -errno;
 
 		free(loop);
-		return log_err(err, "epoll_create1: %s", strerror(-err));
+		return log_errno(err, "epoll_create1: %s", strerror(-err));
 	}
 	*out = loop;
 	return 0;
@@ -73,10 +73,10 @@ static int add_source(struct event_loop *loop, int fd, enum source_kind kind, ev
 		if (!loop->sources[i].used)
 			break;
 	if (i == EVENT_LOOP_MAX_SOURCES)
-		return log_err(-E2BIG, "event loop: more than %d sources", EVENT_LOOP_MAX_SOURCES);
+		return log_errno(-E2BIG, "event loop: more than %d sources", EVENT_LOOP_MAX_SOURCES);
 	ev.data.u32 = i;
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev))
-		return log_err(-errno, "epoll_ctl(ADD, %d): %s", fd, strerror(errno));
+		return log_errno(-errno, "epoll_ctl(ADD, %d): %s", fd, strerror(errno));
 	loop->sources[i] = (struct source){.fd = fd, .kind = kind, .fn = fn, .ctx = ctx, .used = true};
 	return 0;
 }
@@ -110,9 +110,9 @@ int event_loop_set_timer(struct event_loop *loop, uint64_t period_ns, event_loop
 	its.it_value = its.it_interval;
 	loop->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (loop->timer_fd < 0)
-		return log_err(-errno, "timerfd_create: %s", strerror(errno));
+		return log_errno(-errno, "timerfd_create: %s", strerror(errno));
 	if (timerfd_settime(loop->timer_fd, 0, &its, NULL))
-		return log_err(-errno, "timerfd_settime: %s", strerror(errno));
+		return log_errno(-errno, "timerfd_settime: %s", strerror(errno));
 	err = add_source(loop, loop->timer_fd, SOURCE_TIMER, fn, ctx);
 	return err;
 }
@@ -128,11 +128,11 @@ int event_loop_catch_signals(struct event_loop *loop, event_loop_fn fn, void *ct
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &mask, &loop->old_mask))
-		return log_err(-errno, "sigprocmask: %s", strerror(errno));
+		return log_errno(-errno, "sigprocmask: %s", strerror(errno));
 	loop->mask_changed = true;
 	loop->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (loop->signal_fd < 0)
-		return log_err(-errno, "signalfd: %s", strerror(errno));
+		return log_errno(-errno, "signalfd: %s", strerror(errno));
 	return add_source(loop, loop->signal_fd, SOURCE_SIGNAL, fn, ctx);
 }
 
@@ -172,7 +172,7 @@ int event_loop_run(struct event_loop *loop)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return log_err(-errno, "epoll_wait: %s", strerror(errno));
+			return log_errno(-errno, "epoll_wait: %s", strerror(errno));
 		}
 		for (int i = 0; i < n && !loop->stop; i++) {
 			struct source *s = &loop->sources[evs[i].data.u32];

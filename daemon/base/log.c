@@ -25,14 +25,24 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
-int log_err(int ret, const char *fmt, ...)
+int log_errno(int err, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
 	log_vmsg(LOG_LEVEL_ERROR, fmt, ap);
 	va_end(ap);
-	return ret;
+	return err;
+}
+
+int cli_fail(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_LEVEL_ERROR, fmt, ap);
+	va_end(ap);
+	return status;
 }
 
 int set_err(char *err, size_t errlen, int ret, const char *fmt, ...)

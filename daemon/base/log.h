@@ -1,5 +1,7 @@
-/* Logging and error helpers: functions return 0 or a negative errno and log
- * on the way out in one line, e.g. `return log_err(-errno, "open %s", path);` */
+/* Logging and error helpers. Library code returns 0 or a negative errno
+ * and says why in the caller's err buffer (set_err); where it must log,
+ * `return log_errno(-errno, "open %s", path);`. Commands end with an exit
+ * status: `return cli_fail(2, "attach: bad --interval");`. */
 #ifndef MEMDRIFT_LOG_H
 #define MEMDRIFT_LOG_H
 
@@ -12,8 +14,12 @@ extern enum log_level log_threshold;
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Logs "memdrift: <message>" at error level and returns ret. */
-int log_err(int ret, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Logs "memdrift: <message>" at error level and returns err (a negative
+ * errno, passed through). */
+int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same, returning a command's exit status (1 runtime failure, 2 usage
+ * error): cli/ and the daemon's run function only. */
+int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)

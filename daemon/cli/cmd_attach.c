@@ -164,25 +164,25 @@ static int start_trace(struct attach *a)
 
 	ret = goroutine_trace__new(NULL, &a->gt, err, sizeof(err));
 	if (ret)
-		return log_err(ret, "%s", err);
+		return log_errno(ret, "%s", err);
 	ret = goroutine_trace__attach(a->gt, &a->t, err, sizeof(err));
 	if (ret) {
 		if (!proc_exists(a->pid))
-			return log_err(-ESRCH, "process %d exited", a->pid);
-		return log_err(ret, "%s", err);
+			return log_errno(-ESRCH, "process %d exited", a->pid);
+		return log_errno(ret, "%s", err);
 	}
 	hold_window(a->gt);
 	ret = go_snapshot_take(&a->t, &snap, err, sizeof(err));
 	if (ret) {
 		if (ret == -ESRCH || !proc_exists(a->pid))
-			return log_err(-ESRCH, "process %d exited", a->pid);
-		return log_err(ret, "%s", err);
+			return log_errno(-ESRCH, "process %d exited", a->pid);
+		return log_errno(ret, "%s", err);
 	}
 	hold_window(a->gt);
 	ret = goroutine_trace__reconcile(a->gt, a->pid, &snap);
 	go_snapshot_free(&snap);
 	if (ret)
-		return log_err(ret, "process %d: reconciling the attach snapshot: %s", a->pid,
+		return log_errno(ret, "process %d: reconciling the attach snapshot: %s", a->pid,
 			       strerror(-ret));
 	return 0;
 }
@@ -198,7 +198,7 @@ static int start_heap(struct attach *a, const struct trace_sets *sets)
 	a->heap_trace_tier = sets->heap;
 	ret = heap_trace__new(&o, &a->ht, err, sizeof(err));
 	if (ret)
-		return log_err(ret, "heap tracing: %s", err);
+		return log_errno(ret, "heap tracing: %s", err);
 	ret = heap_trace__attach(a->ht, &a->t, err, sizeof(err));
 	if (ret == -ENODATA) {
 		log_warn("%s", err);
@@ -208,8 +208,8 @@ static int start_heap(struct attach *a, const struct trace_sets *sets)
 		heap_trace__free(a->ht);
 		a->ht = NULL;
 		if (!proc_exists(a->pid))
-			return log_err(-ESRCH, "process %d exited", a->pid);
-		return log_err(ret, "%s", err);
+			return log_errno(-ESRCH, "process %d exited", a->pid);
+		return log_errno(ret, "%s", err);
 	}
 	return 0;
 }
@@ -222,14 +222,14 @@ static int start_native(struct attach *a, const struct trace_sets *sets)
 
 	ret = native_trace__new(&o, &a->nt);
 	if (ret)
-		return log_err(ret, "native tracing: %s", strerror(-ret));
+		return log_errno(ret, "native tracing: %s", strerror(-ret));
 	ret = native_trace__attach(a->nt, a->pid, &a->t, err, sizeof(err));
 	if (ret) {
 		native_trace__free(a->nt);
 		a->nt = NULL;
 		if (!proc_exists(a->pid))
-			return log_err(-ESRCH, "process %d exited", a->pid);
-		return log_err(ret, "%s", err);
+			return log_errno(-ESRCH, "process %d exited", a->pid);
+		return log_errno(ret, "%s", err);
 	}
 	return 0;
 }
@@ -290,11 +290,11 @@ int cmd_attach(int argc, char **argv)
 		switch (c) {
 		case 'i':
 			if (parse_duration_ns(optarg, &a.interval_ns) || a.interval_ns < 100000000ull)
-				return log_err(2, "attach: bad --interval '%s' (at least 100ms)", optarg);
+				return cli_fail(2, "attach: bad --interval '%s' (at least 100ms)", optarg);
 			break;
 		case 'd':
 			if (parse_duration_ns(optarg, &a.duration_ns))
-				return log_err(2, "attach: bad --duration '%s'", optarg);
+				return cli_fail(2, "attach: bad --duration '%s'", optarg);
 			break;
 		case 'j':
 			a.json = true;
@@ -307,7 +307,7 @@ int cmd_attach(int argc, char **argv)
 			    parse_pid(argv[optind], &(pid_t){0}) < 0)
 				sets_arg = argv[optind++];
 			if (parse_trace_sets(sets_arg, &sets))
-				return log_err(2, "attach: unknown --trace set '%s' (known: goroutines, native, cgo, heap, heap-profile)",
+				return cli_fail(2, "attach: unknown --trace set '%s' (known: goroutines, native, cgo, heap, heap-profile)",
 					       sets_arg);
 			break;
 		}
@@ -318,16 +318,16 @@ int cmd_attach(int argc, char **argv)
 			command_print_usage(stdout, "attach", &attach_usage);
 			return 0;
 		default:
-			return log_err(2, "attach: unknown option or missing value '%s' (see 'memdrift attach --help')",
+			return cli_fail(2, "attach: unknown option or missing value '%s' (see 'memdrift attach --help')",
 				       argv[optind - 1]);
 		}
 	}
 	if (optind != argc - 1)
-		return log_err(2, "attach: expected one PID (see 'memdrift attach --help')");
+		return cli_fail(2, "attach: expected one PID (see 'memdrift attach --help')");
 	if (parse_pid(argv[optind], &a.pid) < 0)
-		return log_err(2, "attach: '%s' is not a PID", argv[optind]);
+		return cli_fail(2, "attach: '%s' is not a PID", argv[optind]);
 	if (a.pprof_dir && (ret = make_dirs(a.pprof_dir, 0700)) < 0)
-		return log_err(2, "attach: --pprof %s: %s", a.pprof_dir, strerror(-ret));
+		return cli_fail(2, "attach: --pprof %s: %s", a.pprof_dir, strerror(-ret));
 	/* a JVM: JNI references instead of goroutines */
 	if (proc_exists(a.pid) &&
 	    classify_maps_jvm(a.pid)) {
@@ -342,12 +342,12 @@ int cmd_attach(int argc, char **argv)
 	a.trace = sets.goroutines;
 	a.prev = calloc(ATTACH_MAX_SITES, sizeof(*a.prev));
 	if (!a.prev)
-		return log_err(1, "out of memory");
+		return cli_fail(1, "out of memory");
 
 	ret = go_target_open(a.pid, &a.t, err, sizeof(err));
 	if (ret) {
 		free(a.prev);
-		return log_err(1, "%s", err);
+		return cli_fail(1, "%s", err);
 	}
 	a.start_ns = a.last_ns = now_monotonic_ns();
 	if (go_snapshot_heap(&a.t, &a.heap_at_attach) == 0)

@@ -428,7 +428,7 @@ static int write_pprof(struct jvm_view *v)
 
 	ret = pprof_builder_new(types, 2, &b);
 	if (ret)
-		return log_err(ret, "pprof: %s", strerror(-ret));
+		return log_errno(ret, "pprof: %s", strerror(-ret));
 	pprof_set_default_sample_type(b, "live_refs");
 	/* The JNI implementation above the native caller */
 	pprof_set_drop_frames(b, "(checked_)?jni_.*|JNIHandles.*");
@@ -467,7 +467,7 @@ static int write_pprof(struct jvm_view *v)
 	ret = pprof_write_file(b, path);
 	pprof_builder_free(b);
 	if (ret)
-		return log_err(ret, "write %s: %s", path, strerror(-ret));
+		return log_errno(ret, "write %s: %s", path, strerror(-ret));
 	log_info("wrote %s", path);
 	return 0;
 }
@@ -544,28 +544,28 @@ int attach_jvm(pid_t pid, const struct attach_options *opts)
 
 	bpf_util_init();
 	if (bpf_util_check(err, sizeof(err)))
-		return log_err(1, "%s", err);
+		return cli_fail(1, "%s", err);
 	v.sites = calloc(MAX_AGG_SITES, sizeof(*v.sites));
 	v.stack_site = calloc(JNI_MAX_STACKS, sizeof(*v.stack_site));
 	v.raw = calloc(JNI_MAX_SITES, sizeof(*v.raw));
 	if (!v.sites || !v.stack_site || !v.raw) {
-		log_err(-ENOMEM, "out of memory");
+		log_errno(-ENOMEM, "out of memory");
 		goto out;
 	}
 	ret = jni_trace__new(&(struct jni_trace_opts){ .pid = pid }, &v.trace, err, sizeof(err));
 	if (ret) {
-		log_err(ret, "%s", err);
+		log_errno(ret, "%s", err);
 		goto out;
 	}
 	info = jni_trace__info(v.trace);
 	ret = symbolizer_new(pid, NULL, &v.sym);
 	if (ret) {
-		log_err(ret, "pid %d: read maps: %s", (int)pid, strerror(-ret));
+		log_errno(ret, "pid %d: read maps: %s", (int)pid, strerror(-ret));
 		goto out;
 	}
 	ret = jni_trace__attach(v.trace, err, sizeof(err));
 	if (ret) {
-		log_err(ret, "%s", err);
+		log_errno(ret, "%s", err);
 		goto out;
 	}
 	take_baseline(&v);

@@ -52,7 +52,7 @@ int cmd_daemon(int argc, char **argv)
 
 	d = calloc(1, sizeof(*d));
 	if (!d)
-		return log_err(1, "out of memory");
+		return cli_fail(1, "out of memory");
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:s:PCd:h", opts, NULL)) != -1) {
@@ -63,7 +63,7 @@ int cmd_daemon(int argc, char **argv)
 		case 's':
 			if (d->nsets >= DAEMON_MAX_SETS) {
 				free(d);
-				return log_err(2, "daemon: at most %d --set flags", DAEMON_MAX_SETS);
+				return cli_fail(2, "daemon: at most %d --set flags", DAEMON_MAX_SETS);
 			}
 			d->sets[d->nsets++] = optarg;
 			break;
@@ -76,7 +76,7 @@ int cmd_daemon(int argc, char **argv)
 		case 'd':
 			if (parse_duration_ns(optarg, &duration) < 0 || !duration) {
 				free(d);
-				return log_err(2, "daemon: --duration: '%s' is not a duration", optarg);
+				return cli_fail(2, "daemon: --duration: '%s' is not a duration", optarg);
 			}
 			break;
 		case 'h':
@@ -85,17 +85,17 @@ int cmd_daemon(int argc, char **argv)
 			return 0;
 		default:
 			free(d);
-			return log_err(2, "daemon: unknown option or missing value '%s' (see 'memdrift daemon --help')",
+			return cli_fail(2, "daemon: unknown option or missing value '%s' (see 'memdrift daemon --help')",
 				       argv[optind - 1]);
 		}
 	}
 	if (optind != argc) {
 		free(d);
-		return log_err(2, "daemon: unexpected argument '%s'", argv[optind]);
+		return cli_fail(2, "daemon: unexpected argument '%s'", argv[optind]);
 	}
 	if (config_load_with(d->config_path, d->sets, d->nsets, &cfg, err, sizeof(err)) < 0) {
 		free(d);
-		return log_err(2, "%s", err);
+		return cli_fail(2, "%s", err);
 	}
 	if (print || check) {
 		if (print)

@@ -113,27 +113,27 @@ int cmd_ps(int argc, char **argv)
 			command_print_usage(stdout, "ps", &ps_usage);
 			return 0;
 		default:
-			return log_err(2, "ps: unknown option or missing value '%s' (see 'memdrift ps --help')",
+			return cli_fail(2, "ps: unknown option or missing value '%s' (see 'memdrift ps --help')",
 				       argv[optind - 1]);
 		}
 	}
 	if (optind != argc)
-		return log_err(2, "ps: unexpected argument '%s'", argv[optind]);
+		return cli_fail(2, "ps: unexpected argument '%s'", argv[optind]);
 	if (probes) {
 		pid_t pid;
 
 		if (parse_pid(probes, &pid) < 0)
-			return log_err(2, "ps: '%s' is not a PID", probes);
+			return cli_fail(2, "ps: '%s' is not a PID", probes);
 		return cmd_ps_probes(pid, json);
 	}
 
 	dir = opendir("/proc");
 	if (!dir)
-		return log_err(1, "cannot read /proc: %s", strerror(errno));
+		return cli_fail(1, "cannot read /proc: %s", strerror(errno));
 	cache = calloc(PS_CACHE_MAX, sizeof(*cache));
 	if (!cache) {
 		closedir(dir);
-		return log_err(1, "out of memory");
+		return cli_fail(1, "out of memory");
 	}
 	if (json)
 		arr = json_object_new_array();

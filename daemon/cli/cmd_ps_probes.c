@@ -161,7 +161,7 @@ int cmd_ps_probes(int pid, int json)
 
 	ret = go_target_open(pid, &t, err, sizeof(err));
 	if (ret)
-		return log_err(1, "%s", err);
+		return cli_fail(1, "%s", err);
 	ret = goroutine_trace__plan(&t, probes, GT_MAX_PROBES, &np, err, sizeof(err));
 	if (ret)
 		log_warn("%s", err);

@@ -131,30 +131,30 @@ int cmd_snapshot(int argc, char **argv)
 			command_print_usage(stdout, "snapshot", &snapshot_usage);
 			return 0;
 		default:
-			return log_err(2, "snapshot: unknown option '%s' (see 'memdrift snapshot --help')",
+			return cli_fail(2, "snapshot: unknown option '%s' (see 'memdrift snapshot --help')",
 				       argv[optind - 1]);
 		}
 	}
 	if (optind != argc - 1)
-		return log_err(2, "snapshot: expected one PID (see 'memdrift snapshot --help')");
+		return cli_fail(2, "snapshot: expected one PID (see 'memdrift snapshot --help')");
 	if (parse_pid(argv[optind], &pid) < 0)
-		return log_err(2, "snapshot: '%s' is not a PID", argv[optind]);
+		return cli_fail(2, "snapshot: '%s' is not a PID", argv[optind]);
 	if (pprof_dir && (ret = make_dirs(pprof_dir, 0700)) < 0)
-		return log_err(2, "snapshot: --pprof %s: %s", pprof_dir, strerror(-ret));
+		return cli_fail(2, "snapshot: --pprof %s: %s", pprof_dir, strerror(-ret));
 
 	ret = go_target_open(pid, &t, err, sizeof(err));
 	if (ret < 0)
-		return log_err(1, "%s", err);
+		return cli_fail(1, "%s", err);
 	ret = go_snapshot_take(&t, &snap, err, sizeof(err));
 	if (ret < 0) {
 		go_target_close(&t);
-		return log_err(1, "%s", err);
+		return cli_fail(1, "%s", err);
 	}
 	ret = go_snapshot_sites(&t, &snap, &sites, &nsites);
 	if (ret < 0) {
 		go_snapshot_free(&snap);
 		go_target_close(&t);
-		return log_err(1, "grouping goroutines: %s", strerror(-ret));
+		return cli_fail(1, "grouping goroutines: %s", strerror(-ret));
 	}
 	if (heap || pprof_dir) {
 		if (heap_profile_top_sites(&t, &hp, 50, &hsites, &nhsites, heap_err,

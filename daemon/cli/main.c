@@ -33,11 +33,6 @@ static const struct command {
 	{ "help", cmd_help, &help_usage, "this help; --man: the manual page (roff) from the same table" },
 };
 
-void command_print_usage(FILE *f, const char *name, const struct command_usage *u)
-{
-	fprintf(f, "usage: memdrift %s%s%s\n\n%s", name, u->args[0] ? " " : "", u->args, u->text);
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: memdrift COMMAND [ARGS]\n\n"
@@ -140,7 +135,7 @@ static int cmd_help(int argc, char **argv)
 		return 0;
 	}
 	if (argc > 1)
-		return log_err(2, "help: unknown argument '%s'", argv[1]);
+		return cli_fail(2, "help: unknown argument '%s'", argv[1]);
 	usage(stdout);
 	return 0;
 }
@@ -175,6 +170,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);
-	log_err(2, "unknown command '%s' (see 'memdrift --help')", argv[1]);
+	cli_fail(2, "unknown command '%s' (see 'memdrift --help')", argv[1]);
 	return 2;
 }

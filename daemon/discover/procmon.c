@@ -443,7 +443,7 @@ int procmon__scan(struct procmon *pm, const struct procmon_callbacks *cbs)
 	(void)pm;
 	dir = opendir("/proc");
 	if (!dir)
-		return log_err(-errno, "procmon: open /proc: %s", strerror(errno));
+		return log_errno(-errno, "procmon: open /proc: %s", strerror(errno));
 	while ((de = readdir(dir))) {
 		pid_t pid;
 
@@ -486,7 +486,7 @@ int procmon__watch(struct procmon *pm, pid_t tgid)
 			pm->watched_full++;
 			return -ENOSPC;
 		}
-		return log_err(err, "procmon: watch %d: %s", tgid, strerror(-err));
+		return log_errno(err, "procmon: watch %d: %s", tgid, strerror(-err));
 	}
 	return 0;
 }

@@ -108,7 +108,7 @@ static int collect(struct attach *a, struct view_site **out, size_t *nout, int64
 
 		ret = go_snapshot_take(&a->t, &snap, err, sizeof(err));
 		if (ret)
-			return ret == -ESRCH ? ret : log_err(ret, "%s", err);
+			return ret == -ESRCH ? ret : log_errno(ret, "%s", err);
 		ret = go_snapshot_sites(&a->t, &snap, &ss, &ns);
 		if (ret) {
 			go_snapshot_free(&snap);

@@ -3,7 +3,7 @@
  * table of {key, type, parser, destination, min, max, default, help}.
  * Errors name the file, line and key:
  *   "/etc/memdrift.conf:12: detect.window: '10x' is not a duration"
- * (log_err adds the "memdrift: " prefix). --set KEY=VALUE flags go through the
+ * (log_errno and cli_fail add the "memdrift: " prefix). --set KEY=VALUE flags go through the
  * same config_set. Reload: config_load* fill a NEW struct and copy it out only
  * on success, so a bad file never touches the running config. */
 #ifndef MEMDRIFT_CONFIG_H

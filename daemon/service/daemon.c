@@ -131,16 +131,16 @@ static int open_alerts_file(const struct memdrift_config *cfg, FILE **out)
 	fd = open(cfg->alerts_file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
 		  0640);
 	if (fd < 0)
-		return log_err(-errno, "alerts.file %s: %s", cfg->alerts_file, strerror(errno));
+		return log_errno(-errno, "alerts.file %s: %s", cfg->alerts_file, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return log_err(-EINVAL, "alerts.file %s: not a regular file", cfg->alerts_file);
+		return log_errno(-EINVAL, "alerts.file %s: not a regular file", cfg->alerts_file);
 	}
 	fcntl(fd, F_SETFL, O_APPEND);
 	*out = fdopen(fd, "a");
 	if (!*out) {
 		close(fd);
-		return log_err(-ENOMEM, "alerts.file %s: out of memory", cfg->alerts_file);
+		return log_errno(-ENOMEM, "alerts.file %s: out of memory", cfg->alerts_file);
 	}
 	return 0;
 }
@@ -267,13 +267,13 @@ static int endpoint_secrets_read(const struct memdrift_config *cfg, struct endpo
 
 		ret = config_read_file(cfg->metrics_token_file, 4096, &s->token, err, sizeof(err));
 		if (ret < 0)
-			return log_err(ret, "metrics.token_file: %s", err);
+			return log_errno(ret, "metrics.token_file: %s", err);
 		t = s->token;
 		n = strcspn(t, "\r\n");
 		t[n] = '\0';
 		if (n < 16 || strpbrk(t, " \t")) {
 			endpoint_secrets_free(s);
-			return log_err(-EINVAL, "metrics.token_file %s: the first line must be a token of "
+			return log_errno(-EINVAL, "metrics.token_file %s: the first line must be a token of "
 				       "16 or more characters, no spaces", cfg->metrics_token_file);
 		}
 	}
@@ -283,7 +283,7 @@ static int endpoint_secrets_read(const struct memdrift_config *cfg, struct endpo
 			ret = config_read_file(cfg->metrics_tls_key, 1 << 20, &s->key, err, sizeof(err));
 		if (ret < 0) {
 			endpoint_secrets_free(s);
-			return log_err(ret, "metrics.tls_cert/tls_key: %s", err);
+			return log_errno(ret, "metrics.tls_cert/tls_key: %s", err);
 		}
 	}
 	return 0;
@@ -321,7 +321,7 @@ static int endpoint_new(struct daemon *d, const struct memdrift_config *cfg, boo
 		o.listen_fd = http_server_dup_listener(old);
 	ret = http_server_new(&o, daemon_http_handler, d, out, err, sizeof(err));
 	if (ret < 0)
-		return log_err(ret, "%s: %s", unix_socket ? "metrics.unix_socket" : "metrics.listen",
+		return log_errno(ret, "%s: %s", unix_socket ? "metrics.unix_socket" : "metrics.listen",
 			       err);
 	return 0;
 }
@@ -359,7 +359,7 @@ static int apply_config(struct daemon *d, const struct memdrift_config *cfg, boo
 	if (ret == 0)
 		ret = open_alerts_file(cfg, &alerts_file);
 	if (ret == 0 && !initial && alert_table_set_params(d->alerts, &cfg->alert) < 0)
-		ret = log_err(-EINVAL, "alert parameters rejected");
+		ret = log_errno(-EINVAL, "alert parameters rejected");
 	if (ret < 0) {
 		http_server_free(tcp);
 		http_server_free(unx);
@@ -388,7 +388,7 @@ static int on_signal(void *ctx, uint64_t signo)
 	}
 	sd_notify(0, "RELOADING=1");
 	if (config_load_with(d->config_path, d->sets, d->nsets, &cfg, err, sizeof(err)) < 0) {
-		log_err(0, "reload refused, keeping the running config: %s", err);
+		log_errno(0, "reload refused, keeping the running config: %s", err);
 	} else if (apply_config(d, &cfg, false) == 0) {
 		log_info("configuration reloaded");
 		postmortem_prune(d);
@@ -449,7 +449,7 @@ int daemon_run(struct daemon *d, const struct memdrift_config *cfg, uint64_t dur
 		log_threshold = LOG_LEVEL_INFO;
 	if (bpf_util_check(err, sizeof(err)) < 0) {
 		free(d);
-		return log_err(1, "%s", err);
+		return cli_fail(1, "%s", err);
 	}
 	bpf_util_init();
 	stdout_setup(d);
@@ -461,12 +461,12 @@ int daemon_run(struct daemon *d, const struct memdrift_config *cfg, uint64_t dur
 	/* the bound follows limits.max_processes at start (a reload keeps it) */
 	if (gobin_cache_new(cfg->max_processes, &d->gobins) < 0) {
 		daemon_free(d);
-		return log_err(1, "daemon: out of memory");
+		return cli_fail(1, "daemon: out of memory");
 	}
 	ret = d->alerts ? event_loop_new(&d->loop) : -ENOMEM;
 	if (ret < 0) {
 		daemon_free(d);
-		return log_err(1, "daemon: cannot start: %s", strerror(-ret));
+		return cli_fail(1, "daemon: cannot start: %s", strerror(-ret));
 	}
 	ret = apply_config(d, cfg, true);
 	if (ret < 0) {
@@ -477,7 +477,7 @@ int daemon_run(struct daemon *d, const struct memdrift_config *cfg, uint64_t dur
 	if (procmon__new(NULL, &d->pm, err, sizeof(err)) < 0 ||
 	    procmon__attach(d->pm, err, sizeof(err)) < 0) {
 		daemon_free(d);
-		return log_err(1, "daemon: cannot load the kernel tracepoints (exec, exit, rss_stat, "
+		return cli_fail(1, "daemon: cannot load the kernel tracepoints (exec, exit, rss_stat, "
 			       "mark_victim): %s", err);
 	}
 	/* start-up is over (rlimit raised, listeners bound, tracepoints on):
@@ -508,7 +508,7 @@ int daemon_run(struct daemon *d, const struct memdrift_config *cfg, uint64_t dur
 					   cfg->interval_ns : 250000000ull, on_tick, d);
 	if (ret < 0) {
 		daemon_free(d);
-		return log_err(1, "daemon: event loop: %s", strerror(-ret));
+		return cli_fail(1, "daemon: event loop: %s", strerror(-ret));
 	}
 	procmon__scan(d->pm, &cbs);
 	log_info("daemon started: %zu processes watched (%zu JVMs)%s%s", d->nprocs, d->njvms,

@@ -434,7 +434,7 @@ int goroutine_trace__reconcile(struct goroutine_trace *gt, pid_t pid,
 	if (!tt)
 		return -ENOENT;
 	if (bpf_map_update_elem(bpf_map__fd(gt->skel->maps.gr_tgids), &tgid, &st, BPF_EXIST))
-		return log_err(-errno, "closing the attach window of %d: %s", pid, strerror(errno));
+		return log_errno(-errno, "closing the attach window of %d: %s", pid, strerror(errno));
 	/* A probe that saw the window open may still be writing its record. */
 	nanosleep(&settle, NULL);
 	ring_buffer__consume(gt->rb);

@@ -666,7 +666,7 @@ int native_trace__poll(struct native_trace *t)
 	t->stats.kernel_missed = kernel_missed(t);
 	ret = read_allocs(t, &n);
 	if (ret)
-		return log_err(ret, "read outstanding C allocations: %s", strerror(-ret));
+		return log_errno(ret, "read outstanding C allocations: %s", strerror(-ret));
 	n = drop_go_runtime_mmaps(t, n);
 	ret = native_sites_aggregate(t->vals, n, t->sites, t->opts.max_sites, &t->nsites,
 				     &t->stats.sites_dropped);

@@ -87,9 +87,9 @@ int main(int argc, char **argv)
 	if (!go_target_open(pid, &go, err, sizeof(err)))
 		have_go = true;
 	if (native_trace__new(&opts, &t))
-		return log_err(1, "out of memory");
+		return cli_fail(1, "out of memory");
 	if (native_trace__attach(t, pid, have_go ? &go : NULL, err, sizeof(err))) {
-		log_err(0, "%s", err);
+		log_errno(0, "%s", err);
 		goto out;
 	}
 	tool_catch_stop();
@@ -134,7 +134,7 @@ int main(int argc, char **argv)
 
 		snprintf(path, sizeof(path), "%s/native.pb.gz", pprof_dir);
 		if ((c = native_trace__write_pprof(t, path))) {
-			log_err(0, "write %s: %s", path, strerror(-c));
+			log_errno(0, "write %s: %s", path, strerror(-c));
 			ret = 1;
 		}
 	}
