@@ -55,8 +55,8 @@ int proc_maps_find_start(const char *maps, dev_t dev, ino_t ino, uint64_t *start
 int proc_maps_find_text(const char *maps, dev_t dev, ino_t ino, uint64_t *start, uint64_t *end,
 			uint64_t *offset);
 
-/* Finds a mapped object whose path ends with suffix ("/libc.so.6",
- * "/libjvm.so"); path (as in maps) and start of its offset-0 mapping. */
+/* Finds a mapped object whose path ends with suffix (e.g. "/libjvm.so");
+ * path (as in maps) and start of its offset-0 mapping. */
 int proc_find_mapped_lib(pid_t pid, const char *suffix, char *path, size_t pathlen,
 			 uint64_t *start);
 

@@ -24,7 +24,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "detect/evaluate.h"
-#include "output/daemon_http.h"
+#include "http/routes.h"
 #include "output/postmortem.h"
 #include "probe/bpf_util.h"
 #include "state/watched.h"

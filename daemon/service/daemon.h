@@ -2,7 +2,7 @@
  * (service/daemon.c: tick, procmon fd, reload, signals), the per-process
  * state it holds (state/watched.h), the detectors (detect/evaluate.h), the
  * post-mortems (output/postmortem.h) and the HTTP endpoints
- * (output/daemon_http.h). Not an interface: only the daemon includes it. */
+ * (http/routes.h). Not an interface: only the daemon includes it. */
 #ifndef MEMDRIFT_SERVICE_DAEMON_H
 #define MEMDRIFT_SERVICE_DAEMON_H
 
@@ -15,7 +15,7 @@
 #include "detect/alert.h"
 #include "discover/classify.h"
 #include "discover/procmon.h"
-#include "output/http.h"
+#include "http/server.h"
 #include "service/config.h"
 #include "state/jvm_state.h"
 

@@ -10,7 +10,7 @@
 #include "base/log.h"
 #include "base/strbuf.h"
 #include "base/util.h"
-#include "output/daemon_http.h"
+#include "http/routes.h"
 #include "output/snapshot_out.h"
 #include "service/daemon.h"
 #include "state/watched.h"

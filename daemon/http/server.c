@@ -1,4 +1,4 @@
-#include "output/http.h"
+#include "http/server.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
