@@ -81,6 +81,8 @@ static __always_inline void stat_inc(__u32 s)
 	__sync_fetch_and_add(&native_stats[s & (NATIVE_STATS_SLOTS - 1)], 1);
 }
 
+#include "native_walk.bpf.h"
+
 /* The current thread when it belongs to the target, else 0. */
 static __always_inline __u32 target_thread(void)
 {
@@ -123,7 +125,7 @@ int native_alloc_entry(struct pt_regs *ctx)
 	struct native_pending *p;
 	struct native_alloc *old;
 	__u32 tid = target_thread(), zero = 0, kind;
-	long id;
+	__u64 cgo_fn;
 
 	if (!tid)
 		return 0;
@@ -176,21 +178,18 @@ int native_alloc_entry(struct pt_regs *ctx)
 	p->alloc.kind = kind;
 	p->alloc.birth_ns = bpf_ktime_get_ns();
 	p->alloc.caller = read_u64(PT_REGS_SP(ctx));
-	id = bpf_get_stackid(ctx, &native_stacks, BPF_F_USER_STACK);
-	if (id < 0) {
-		stat_inc(NATIVE_STAT_STACK_ERRORS);
-		id = NATIVE_NO_STACK;
-	}
-	p->alloc.stackid = (__s32)id;
 	p->alloc.go_stackid = NATIVE_NO_STACK;
+	cgo_fn = 0;
 	if (targ_go) {
 		struct native_cgo_thread *ct = bpf_map_lookup_elem(&native_cgo_threads, &tid);
 
 		if (ct) {
 			p->alloc.go_stackid = ct->go_stackid;
 			p->alloc.go_caller = ct->go_caller;
+			cgo_fn = ct->fn;
 		}
 	}
+	p->alloc.stackid = native_stack_id(ctx, p->alloc.caller, cgo_fn);
 	/* realloc: the old block leaves the set now, before another thread
 	 * can be handed its address; a failed realloc puts it back. */
 	if (kind == NATIVE_KIND_REALLOC && p->arg) {
@@ -388,6 +387,7 @@ int native_cgocall(struct pt_regs *ctx)
 		else
 			stat_inc(NATIVE_STAT_CGO_FNS_FULL);
 	}
+	ct.fn = fn;
 	ct.go_caller = read_u64(PT_REGS_SP(ctx) + bpf_get_attach_cookie(ctx));
 	id = bpf_get_stackid(ctx, &native_stacks, BPF_F_USER_STACK);
 	if (id < 0) {
