@@ -3,7 +3,8 @@
  * in include/native_events.h). The key is cheap: the probed pc, the return
  * address at [rsp] (right without frame pointers: the probe runs before the
  * allocator touches RSP), a bounded frame-pointer walk (each return address
- * checked to lie in an executable mapping, so a frame pointer used as a
+ * checked to lie in an executable mapping — user space's table of them,
+ * bpf_find_vma while there is none — so a frame pointer used as a
  * scratch register by code built without frame pointers ends the walk
  * instead of keying by garbage; the walk ends at the first return address
  * into Go code, whose stack runtime.cgocall gives), and the C function of
@@ -83,6 +84,25 @@ static __always_inline bool native_executable(__u64 addr)
 	return !ret && exec != 0;
 }
 
+struct native_exec_ranges native_exec = {};
+
+/* 1: addr is in a known executable mapping, 0: not, -1: the table is not
+ * there (being rewritten, or too many mappings). */
+static __always_inline int native_exec_known(__u64 addr)
+{
+	__u32 n = *(volatile __u32 *)&native_exec.n;
+
+	if (!n || n > NATIVE_EXEC_RANGES)
+		return -1;
+	for (__u32 i = 0; i < NATIVE_EXEC_RANGES; i++) {
+		if (i >= n)
+			break;
+		if (addr >= native_exec.lo[i] && addr < native_exec.hi[i])
+			return 1;
+	}
+	return 0;
+}
+
 static __always_inline __u64 native_mix(__u64 h, __u64 v)
 {
 	h ^= v;
@@ -117,8 +137,15 @@ static long native_walk_step(__u64 idx, void *data)
 	if (!ret)
 		return 1;
 	go = native_in_go(ret);
-	if (!go && !native_executable(ret))
-		return 1;
+	if (!go) {
+		/* the table user space keeps, else the kernel's mappings: a
+		 * mapping made since the table's last refresh ends the walk,
+		 * which only makes that key coarser until the next refresh */
+		int known = native_exec_known(ret);
+
+		if (!known || (known < 0 && !native_executable(ret)))
+			return 1;
+	}
 	{
 		__u32 k = i;
 

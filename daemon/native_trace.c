@@ -527,7 +527,8 @@ int native_trace__attach(struct native_trace *t, pid_t pid, const struct go_targ
 		return set_err(err, errlen, ret, "PID %d: read maps: %s", (int)pid, strerror(-ret));
 	if (!t->opts.fp_stacks &&
 	    (ret = native_unwind_new(pid, go, bpf_map__fd(t->skel->maps.native_events),
-				     bpf_map__fd(t->skel->maps.native_walks), &t->uw)))
+				     bpf_map__fd(t->skel->maps.native_walks),
+				     (struct native_exec_ranges *)&t->skel->bss->native_exec, &t->uw)))
 		return set_err(err, errlen, ret, "PID %d: C stack unwinder: %s", (int)pid,
 			       strerror(-ret));
 	/* cgo first: allocations seen right after get their Go stack. */

@@ -29,6 +29,7 @@ struct native_unwind {
 	struct stack_unwinder *uw;
 	struct ring_buffer *rb;
 	int walks_fd;
+	struct native_exec_ranges *exec;
 	bool refreshed; /* maps re-read during this poll */
 	struct nstack **stacks; /* by stack id, allocated when seen */
 	uint64_t events, complete;
@@ -52,6 +53,27 @@ static void cut_at_go(const struct native_unwind *u, struct nstack *s)
 			s->stop[0] = 0;
 			return;
 		}
+}
+
+/* The BPF walk reads the table while it is rewritten: n = 0 (ask the
+ * kernel) until the ranges are in place. */
+static void publish_exec(struct native_unwind *u)
+{
+	uint64_t lo[NATIVE_EXEC_RANGES], hi[NATIVE_EXEC_RANGES];
+	size_t n;
+
+	if (!u->exec)
+		return;
+	n = stack_unwinder_exec_ranges(u->uw, lo, hi, NATIVE_EXEC_RANGES);
+	if (n == __atomic_load_n(&u->exec->n, __ATOMIC_RELAXED) &&
+	    !memcmp(lo, u->exec->lo, n * sizeof(*lo)) && !memcmp(hi, u->exec->hi, n * sizeof(*hi)))
+		return;
+	__atomic_store_n(&u->exec->n, 0, __ATOMIC_RELEASE);
+	if (n > NATIVE_EXEC_RANGES)
+		return;
+	memcpy(u->exec->lo, lo, n * sizeof(*lo));
+	memcpy(u->exec->hi, hi, n * sizeof(*hi));
+	__atomic_store_n(&u->exec->n, (uint32_t)n, __ATOMIC_RELEASE);
 }
 
 static struct nstack *slot(struct native_unwind *u, int32_t id)
@@ -95,7 +117,7 @@ static int on_event(void *ctx, void *data, size_t size)
 }
 
 int native_unwind_new(pid_t pid, const struct go_target *go, int events_fd, int walks_fd,
-		      struct native_unwind **out)
+		      struct native_exec_ranges *exec, struct native_unwind **out)
 {
 	struct native_unwind *u = calloc(1, sizeof(*u));
 	int ret;
@@ -105,6 +127,7 @@ int native_unwind_new(pid_t pid, const struct go_target *go, int events_fd, int 
 	u->pid = pid;
 	u->go = go;
 	u->walks_fd = walks_fd;
+	u->exec = exec;
 	u->stacks = calloc(NATIVE_MAX_STACKS, sizeof(*u->stacks));
 	if (!u->stacks) {
 		free(u);
@@ -121,13 +144,16 @@ int native_unwind_new(pid_t pid, const struct go_target *go, int events_fd, int 
 		native_unwind_free(u);
 		return ret;
 	}
+	publish_exec(u);
 	*out = u;
 	return 0;
 }
 
 int native_unwind_poll(struct native_unwind *u)
 {
-	u->refreshed = false;
+	stack_unwinder_refresh(u->uw);
+	u->refreshed = true;
+	publish_exec(u);
 	return ring_buffer__consume(u->rb);
 }
 
@@ -158,7 +184,7 @@ int native_unwind_stack(struct native_unwind *u, int32_t id, struct native_cstac
 	if (!u || id < 0 || id >= NATIVE_MAX_STACKS)
 		return -ENOENT;
 	if (!u->stacks[id]) /* made since the last poll: its event may be queued */
-		native_unwind_poll(u);
+		ring_buffer__consume(u->rb);
 	if (!u->stacks[id]) {
 		if (!(s = slot(u, id)))
 			return -ENOMEM;

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 struct go_target;
+struct native_exec_ranges;
 struct native_unwind;
 
 /* One unwound C stack, leaf first (pointers owned by the unwinder, valid
@@ -30,10 +31,13 @@ struct native_cstack {
 
 /* go: the process's Go analysis (NULL: not Go), must outlive the unwinder.
  * events_fd: the native_events ring buffer; walks_fd: native_walks (the
- * BPF key walk per id, used when an event was lost). 0 or -errno. */
+ * BPF key walk per id, used when an event was lost); exec: the BPF
+ * object's table of executable mappings (its .bss), kept current by poll,
+ * or NULL. 0 or -errno. */
 int native_unwind_new(pid_t pid, const struct go_target *go, int events_fd, int walks_fd,
-		      struct native_unwind **out);
-/* Consumes pending new-stack events and unwinds them. Number or -errno. */
+		      struct native_exec_ranges *exec, struct native_unwind **out);
+/* Re-reads the mappings (publishing them to exec), consumes pending
+ * new-stack events and unwinds them. Number or -errno. */
 int native_unwind_poll(struct native_unwind *u);
 /* The C stack of id: 0, or -ENOENT (no such id). */
 int native_unwind_stack(struct native_unwind *u, int32_t id, struct native_cstack *out);

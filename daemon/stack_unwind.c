@@ -197,6 +197,25 @@ void stack_unwinder_free(struct stack_unwinder *u)
 	free(u);
 }
 
+size_t stack_unwinder_exec_ranges(const struct stack_unwinder *u, uint64_t *lo, uint64_t *hi,
+				  size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < u->nmaps; i++) {
+		if (n && n <= max && hi[n - 1] == u->maps[i].start) {
+			hi[n - 1] = u->maps[i].end;
+			continue;
+		}
+		if (n < max) {
+			lo[n] = u->maps[i].start;
+			hi[n] = u->maps[i].end;
+		}
+		n++;
+	}
+	return n;
+}
+
 static const struct uw_map *map_for(const struct stack_unwinder *u, uint64_t pc)
 {
 	for (size_t i = 0; i < u->nmaps; i++)

@@ -136,6 +136,15 @@ struct native_walk {
 	__u64 pc[NATIVE_STACK_DEPTH];
 };
 
+/* Executable mappings of the target (user space refreshes them each poll;
+ * n = 0: unknown, the BPF walk asks the kernel per return address). */
+#define NATIVE_EXEC_RANGES 64
+struct native_exec_ranges {
+	__u32 n;
+	__u32 pad;
+	__u64 lo[NATIVE_EXEC_RANGES], hi[NATIVE_EXEC_RANGES];
+};
+
 /* Sent once per new stack id: registers at the probe and a copy of the
  * stack window, unwound in user space by .eh_frame CFI
  * (daemon/native_unwind.c). */
