@@ -686,6 +686,17 @@ int native_trace__poll(struct native_trace *t)
 	for (int i = 0; i < NATIVE_STAT_MAX; i++)
 		t->stats.counters[i] = __atomic_load_n(&t->skel->bss->native_stats[i], __ATOMIC_RELAXED);
 	t->stats.kernel_missed = kernel_missed(t);
+	{
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+
+		memset(&info, 0, sizeof(info));
+		if (!bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.native_alloc_entry), &info,
+					    &len)) {
+			t->stats.entry_runs = info.run_cnt;
+			t->stats.entry_run_ns = info.run_time_ns;
+		}
+	}
 	if (t->uw)
 		native_unwind_poll(t->uw);
 	ret = read_allocs(t, &n);
@@ -901,6 +912,9 @@ int native_trace__json(struct native_trace *t, struct json_object *obj, size_t m
 			json_object_object_add(st, stat_names[i],
 					       json_object_new_int64((int64_t)t->stats.counters[i]));
 	json_object_object_add(st, "kernel_missed", json_object_new_int64((int64_t)t->stats.kernel_missed));
+	json_object_object_add(st, "bpf_entry_runs", json_object_new_int64((int64_t)t->stats.entry_runs));
+	json_object_object_add(st, "bpf_entry_run_ns",
+			       json_object_new_int64((int64_t)t->stats.entry_run_ns));
 	json_object_object_add(st, "sites_dropped", json_object_new_int64((int64_t)t->stats.sites_dropped));
 	json_object_object_add(st, "go_runtime_mmap_bytes",
 			       json_object_new_int64((int64_t)t->stats.go_runtime_mmap_bytes));

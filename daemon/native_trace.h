@@ -69,6 +69,9 @@ struct native_probe_info {
 struct native_stats {
 	uint64_t counters[NATIVE_STAT_MAX]; /* enum native_stat */
 	uint64_t kernel_missed;             /* runs the kernel skipped (BPF recursion guard) */
+	/* allocator entry program: runs and their time in the kernel, while
+	 * kernel.bpf_stats_enabled is 1 (else 0; the cost bench sets it) */
+	uint64_t entry_runs, entry_run_ns;
 	uint64_t sites_dropped;             /* sites beyond max_sites at the last poll */
 	uint64_t outstanding_allocs;        /* at the last poll */
 	uint64_t outstanding_bytes;
