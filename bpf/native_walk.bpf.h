@@ -15,7 +15,7 @@
 #ifndef MEMDRIFT_NATIVE_WALK_BPF_H
 #define MEMDRIFT_NATIVE_WALK_BPF_H
 
-#define NATIVE_VM_EXEC 0x4 /* VM_EXEC */
+#include "user_stack.bpf.h"
 
 _Static_assert((NATIVE_STACK_DEPTH & (NATIVE_STACK_DEPTH - 1)) == 0, "depth: a power of 2");
 
@@ -66,24 +66,6 @@ struct {
 	__uint(max_entries, 1 << 20);
 } native_events SEC(".maps");
 
-static long native_vma_exec(struct task_struct *task, struct vm_area_struct *vma, void *data)
-{
-	*(__u64 *)data = vma->vm_flags & NATIVE_VM_EXEC;
-	return 0;
-}
-
-/* addr lies in an executable mapping; a contended mm lock (-EBUSY) counts
- * as yes, so contention never makes a key coarser. */
-static __always_inline bool native_executable(__u64 addr)
-{
-	__u64 exec = 0;
-	long ret = bpf_find_vma(bpf_get_current_task_btf(), addr, native_vma_exec, &exec, 0);
-
-	if (ret == -16 /* -EBUSY */)
-		return true;
-	return !ret && exec != 0;
-}
-
 struct native_exec_ranges native_exec = {};
 
 /* 1: addr is in a known executable mapping, 0: not, -1: the table is not
@@ -101,13 +83,6 @@ static __always_inline int native_exec_known(__u64 addr)
 			return 1;
 	}
 	return 0;
-}
-
-static __always_inline __u64 native_mix(__u64 h, __u64 v)
-{
-	h ^= v;
-	h *= 0x100000001b3ull;
-	return h ^ (h >> 29);
 }
 
 static __always_inline bool native_in_go(__u64 pc)
@@ -143,7 +118,7 @@ static long native_walk_step(__u64 idx, void *data)
 		 * which only makes that key coarser until the next refresh */
 		int known = native_exec_known(ret);
 
-		if (!known || (known < 0 && !native_executable(ret)))
+		if (!known || (known < 0 && !ustack_executable(ret)))
 			return 1;
 	}
 	{
@@ -154,7 +129,7 @@ static long native_walk_step(__u64 idx, void *data)
 		c->w->pc[k] = ret;
 	}
 	c->n = i + 1;
-	c->h = native_mix(c->h, ret);
+	c->h = ustack_mix(c->h, ret);
 	if (go || fr[0] <= c->fp)
 		return 1;
 	c->fp = fr[0];
@@ -174,14 +149,7 @@ static __always_inline void native_emit_stack(struct pt_regs *regs, __s32 id)
 	ev->ip = PT_REGS_IP(regs);
 	ev->sp = PT_REGS_SP(regs);
 	ev->bp = PT_REGS_FP(regs);
-	if (!bpf_probe_read_user(ev->stack, NATIVE_STACK_COPY, sp))
-		ev->copied = NATIVE_STACK_COPY;
-	else if (!bpf_probe_read_user(ev->stack, NATIVE_STACK_COPY / 4, sp))
-		ev->copied = NATIVE_STACK_COPY / 4;
-	else if (!bpf_probe_read_user(ev->stack, NATIVE_STACK_COPY_MIN, sp))
-		ev->copied = NATIVE_STACK_COPY_MIN;
-	else
-		ev->copied = 0;
+	ev->copied = ustack_copy(ev->stack, NATIVE_STACK_COPY, NATIVE_STACK_COPY_MIN, sp);
 	bpf_ringbuf_submit(ev, 0);
 }
 
@@ -213,7 +181,7 @@ static __always_inline __s32 native_stack_id(struct pt_regs *regs, __u64 caller,
 	w->pc[1] = caller;
 	c = (struct native_walk_ctx){
 		.w = w, .fp = PT_REGS_FP(regs), .n = 2,
-		.h = native_mix(native_mix(native_mix(0xcbf29ce484222325ull, w->pc[0]), caller),
+		.h = ustack_mix(ustack_mix(ustack_mix(0xcbf29ce484222325ull, w->pc[0]), caller),
 				cgo_fn),
 	};
 	if (!native_in_go(caller))

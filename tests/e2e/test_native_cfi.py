@@ -24,6 +24,7 @@ import signal
 import subprocess
 
 import lib
+from test_native import Dump, burst, site_line as src_line
 
 SRC = os.path.join(lib.ROOT, "tests", "targets", "cgonofp", "main.go")
 PATHS = {  # Go caller -> (SITE marker, C function A, truth key prefix)
@@ -34,26 +35,7 @@ MALLOC = ("malloc", "__libc_malloc", "__GI___libc_malloc")
 
 
 def site_line(marker):
-    with open(SRC) as f:
-        for i, line in enumerate(f, 1):
-            if "// SITE " + marker in line and not line.lstrip().startswith("//"):
-                return i
-    lib.fail("no '// SITE %s' line in %s" % (marker, SRC))
-
-
-class Dump(lib.ToolLog):
-    def __init__(self, t, pid, *args):
-        super().__init__(t, "native_dump", [pid, "-i", "250", "-n", "50"] + list(args))
-
-    def view_after(self, wall):
-        return self.wait(lambda o: "native" in o and o["ts"] > wall + 0.3, 20,
-                         "a view after the target's quiet point")["native"]
-
-
-def burst(tg, seq, sig=signal.SIGUSR1):
-    os.kill(tg.pid, sig)
-    tr = tg.wait_truth(lambda tr: tr.get("seq", -1) >= seq, timeout=60)
-    return tr, os.path.getmtime(tg.truth_path)
+    return src_line(marker, SRC)
 
 
 def sites_of(view, go_fn):
