@@ -200,16 +200,20 @@ void stack_unwinder_free(struct stack_unwinder *u)
 size_t stack_unwinder_exec_ranges(const struct stack_unwinder *u, uint64_t *lo, uint64_t *hi,
 				  size_t max)
 {
+	uint64_t last = 0;
 	size_t n = 0;
 
 	for (size_t i = 0; i < u->nmaps; i++) {
-		if (n && n <= max && hi[n - 1] == u->maps[i].start) {
-			hi[n - 1] = u->maps[i].end;
+		if (n && last == u->maps[i].start) {
+			last = u->maps[i].end;
+			if (n <= max)
+				hi[n - 1] = last;
 			continue;
 		}
+		last = u->maps[i].end;
 		if (n < max) {
 			lo[n] = u->maps[i].start;
-			hi[n] = u->maps[i].end;
+			hi[n] = last;
 		}
 		n++;
 	}
