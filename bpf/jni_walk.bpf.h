@@ -156,18 +156,8 @@ static __always_inline __s32 jni_stack_id(struct pt_regs *regs, __u32 tgid)
 	found = bpf_map_lookup_elem(&jni_stack_ids, &h);
 	if (found)
 		return *found;
-	/* a free id near the hash: ids are claimed through jni_id_owner
-	 * (BPF_NOEXIST decides between CPUs), then the hash is bound to one */
-	id = JNI_NO_STACK;
-	for (int probe = 0; probe < 8; probe++) {
-		__u32 slot = (__u32)((h >> 17) + (__u64)probe * 7919) % JNI_MAX_STACKS;
-
-		if (!bpf_map_update_elem(&jni_id_owner, &slot, &h, BPF_NOEXIST)) {
-			id = (__s32)slot;
-			break;
-		}
-	}
-	if (id == JNI_NO_STACK)
+	id = ustack_claim_id(&jni_id_owner, h, JNI_MAX_STACKS);
+	if (id < 0)
 		return JNI_NO_STACK;
 	if (bpf_map_update_elem(&jni_stack_ids, &h, &id, BPF_NOEXIST)) {
 		/* another CPU gave this stack its id first */

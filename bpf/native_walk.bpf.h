@@ -192,18 +192,8 @@ static __always_inline __s32 native_stack_id(struct pt_regs *regs, __u64 caller,
 	found = bpf_map_lookup_elem(&native_stack_ids, &h);
 	if (found)
 		return *found;
-	/* a free id near the hash, claimed through native_id_owner (BPF_NOEXIST
-	 * decides between CPUs), then the hash bound to it */
-	id = NATIVE_NO_STACK;
-	for (int probe = 0; probe < 8; probe++) {
-		__u32 slot = (__u32)((h >> 17) + (__u64)probe * 7919) % NATIVE_MAX_STACKS;
-
-		if (!bpf_map_update_elem(&native_id_owner, &slot, &h, BPF_NOEXIST)) {
-			id = (__s32)slot;
-			break;
-		}
-	}
-	if (id == NATIVE_NO_STACK) {
+	id = ustack_claim_id(&native_id_owner, h, NATIVE_MAX_STACKS);
+	if (id < 0) {
 		stat_inc(NATIVE_STAT_STACKS_FULL);
 		return NATIVE_NO_STACK;
 	}

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Helpers of the user-stack key walks (bpf/jni_walk.bpf.h,
  * bpf/native_walk.bpf.h): whether an address lies in an executable
- * mapping, the key hash step, and the bounded copy of a stack window sent
- * in a new-stack event. */
+ * mapping, the key hash step, stack id claiming, and the bounded copy of a
+ * stack window sent in a new-stack event. */
 #ifndef MEMDRIFT_USER_STACK_BPF_H
 #define MEMDRIFT_USER_STACK_BPF_H
 
@@ -33,6 +33,20 @@ static __always_inline __u64 ustack_mix(__u64 h, __u64 v)
 	h ^= v;
 	h *= 0x100000001b3ull;
 	return h ^ (h >> 29);
+}
+
+/* A free stack id near the key hash h, in [0, max): ids are claimed
+ * through owner (id -> hash; BPF_NOEXIST decides between CPUs), the
+ * caller then binds the hash to it. -1 when the 8 slots tried are taken. */
+static __always_inline __s32 ustack_claim_id(void *owner, __u64 h, __u32 max)
+{
+	for (int probe = 0; probe < 8; probe++) {
+		__u32 slot = (__u32)((h >> 17) + (__u64)probe * 7919) % max;
+
+		if (!bpf_map_update_elem(owner, &slot, &h, BPF_NOEXIST))
+			return (__s32)slot;
+	}
+	return -1;
 }
 
 /* Copies the stack window from sp into dst (size bytes; a read that would
