@@ -4,7 +4,9 @@
  * stacks; runtime.cgocall probes count calls per C function and remember
  * the calling goroutine's stack per thread, so allocations made inside the
  * cgo call get the Go side the frame-pointer walk cannot reach (the cgo C
- * wrappers have no frame pointers and run on the g0 stack).
+ * wrappers have no frame pointers and run on the g0 stack). C stacks are
+ * keyed cheaply and copied once per new key for unwinding by CFI in user
+ * space (native_walk.bpf.h).
  *
  * Entry programs run at the placement-chosen instruction (probe_place.h);
  * the skipped instructions change no argument register and not RSP, so
