@@ -14,7 +14,7 @@
 #ifndef MEMDRIFT_JNI_WALK_BPF_H
 #define MEMDRIFT_JNI_WALK_BPF_H
 
-#define JNI_VM_EXEC 0x4 /* VM_EXEC */
+#include "user_stack.bpf.h"
 
 _Static_assert((JNI_STACK_DEPTH & (JNI_STACK_DEPTH - 1)) == 0, "depth: a power of 2");
 
@@ -62,34 +62,6 @@ struct {
 	__uint(max_entries, 1 << 20);
 } jni_events SEC(".maps");
 
-static long jni_vma_exec(struct task_struct *task, struct vm_area_struct *vma, void *data)
-{
-	*(__u64 *)data = vma->vm_flags & JNI_VM_EXEC;
-	return 0;
-}
-
-/* addr lies in an executable mapping. bpf_find_vma only try-locks the
- * mm: when another thread holds it (-EBUSY: the JVM maps and unmaps all
- * the time) the address is taken as executable, so a walk is never cut
- * short (and its key made coarser) by contention; only -ENOENT (no
- * mapping) or a non-executable one ends it. */
-static __always_inline bool jni_executable(__u64 addr)
-{
-	__u64 exec = 0;
-	long ret = bpf_find_vma(bpf_get_current_task_btf(), addr, jni_vma_exec, &exec, 0);
-
-	if (ret == -16 /* -EBUSY */)
-		return true;
-	return !ret && exec != 0;
-}
-
-static __always_inline __u64 jni_mix(__u64 h, __u64 v)
-{
-	h ^= v;
-	h *= 0x100000001b3ull;
-	return h ^ (h >> 29);
-}
-
 static __always_inline void jni_emit_stack(struct pt_regs *regs, __u32 tgid, __s32 id)
 {
 	struct jni_stack_event *ev = bpf_ringbuf_reserve(&jni_events, sizeof(*ev), 0);
@@ -104,16 +76,8 @@ static __always_inline void jni_emit_stack(struct pt_regs *regs, __u32 tgid, __s
 	ev->ip = PT_REGS_IP(regs);
 	ev->sp = PT_REGS_SP(regs);
 	ev->bp = PT_REGS_FP(regs);
-	if (!bpf_probe_read_user(ev->stack, JNI_STACK_COPY, sp))
-		ev->copied = JNI_STACK_COPY;
-	else if (!bpf_probe_read_user(ev->stack, JNI_STACK_COPY / 2, sp))
-		ev->copied = JNI_STACK_COPY / 2;
-	else if (!bpf_probe_read_user(ev->stack, JNI_STACK_COPY / 4, sp))
-		ev->copied = JNI_STACK_COPY / 4;
-	else if (!bpf_probe_read_user(ev->stack, JNI_STACK_COPY_MIN, sp))
-		ev->copied = JNI_STACK_COPY_MIN;
-	else
-		ev->copied = 0;
+	/* the JVM maps and unmaps all the time: see ustack_executable */
+	ev->copied = ustack_copy(ev->stack, JNI_STACK_COPY, JNI_STACK_COPY_MIN, sp);
 	bpf_ringbuf_submit(ev, 0);
 }
 
@@ -140,7 +104,7 @@ static long jni_walk_step(__u64 idx, void *data)
 	if (!ret)
 		return 1;
 	in_code = ret >= c->code_lo && ret < c->code_hi;
-	if (!in_code && !jni_executable(ret))
+	if (!in_code && !ustack_executable(ret))
 		return 1;
 	if (in_code && ret >= c->interp_lo && ret < c->interp_hi)
 		bpf_probe_read_user(&method, sizeof(method), (void *)(fr[0] - 24));
@@ -154,7 +118,7 @@ static long jni_walk_step(__u64 idx, void *data)
 		c->w->method[k] = method;
 	}
 	c->n = i + 1;
-	c->h = jni_mix(jni_mix(c->h, ret), method);
+	c->h = ustack_mix(ustack_mix(c->h, ret), method);
 	if (in_code && !method)
 		return 1; /* compiled frame: no frame pointer past it */
 	if (fr[0] <= c->fp)
@@ -179,7 +143,7 @@ static __always_inline __s32 jni_stack_id(struct pt_regs *regs, __u32 tgid)
 	w->pc[0] = PT_REGS_IP(regs);
 	w->method[0] = 0;
 	c = (struct jni_walk_ctx){ .w = w, .fp = PT_REGS_FP(regs),
-				   .h = jni_mix(0xcbf29ce484222325ull, w->pc[0]),
+				   .h = ustack_mix(0xcbf29ce484222325ull, w->pc[0]),
 				   .code_lo = jni_code.code_lo, .code_hi = jni_code.code_hi,
 				   .interp_lo = jni_code.interp_lo, .interp_hi = jni_code.interp_hi,
 				   .n = 1 };
@@ -187,23 +151,13 @@ static __always_inline __s32 jni_stack_id(struct pt_regs *regs, __u32 tgid)
 	n = c.n;
 	h = c.h;
 	w->n = n;
-	h = jni_mix(h, tgid);
+	h = ustack_mix(h, tgid);
 
 	found = bpf_map_lookup_elem(&jni_stack_ids, &h);
 	if (found)
 		return *found;
-	/* a free id near the hash: ids are claimed through jni_id_owner
-	 * (BPF_NOEXIST decides between CPUs), then the hash is bound to one */
-	id = JNI_NO_STACK;
-	for (int probe = 0; probe < 8; probe++) {
-		__u32 slot = (__u32)((h >> 17) + (__u64)probe * 7919) % JNI_MAX_STACKS;
-
-		if (!bpf_map_update_elem(&jni_id_owner, &slot, &h, BPF_NOEXIST)) {
-			id = (__s32)slot;
-			break;
-		}
-	}
-	if (id == JNI_NO_STACK)
+	id = ustack_claim_id(&jni_id_owner, h, JNI_MAX_STACKS);
+	if (id < 0)
 		return JNI_NO_STACK;
 	if (bpf_map_update_elem(&jni_stack_ids, &h, &id, BPF_NOEXIST)) {
 		/* another CPU gave this stack its id first */

@@ -4,7 +4,9 @@
  * stacks; runtime.cgocall probes count calls per C function and remember
  * the calling goroutine's stack per thread, so allocations made inside the
  * cgo call get the Go side the frame-pointer walk cannot reach (the cgo C
- * wrappers have no frame pointers and run on the g0 stack).
+ * wrappers have no frame pointers and run on the g0 stack). C stacks are
+ * keyed cheaply and copied once per new key for unwinding by CFI in user
+ * space (native_trace_walk.bpf.h).
  *
  * Entry programs run at the placement-chosen instruction (probe_place.h);
  * the skipped instructions change no argument register and not RSP, so
@@ -81,6 +83,8 @@ static __always_inline void stat_inc(__u32 s)
 	__sync_fetch_and_add(&native_stats[s & (NATIVE_STATS_SLOTS - 1)], 1);
 }
 
+#include "native_trace_walk.bpf.h"
+
 /* The current thread when it belongs to the target, else 0. */
 static __always_inline __u32 target_thread(void)
 {
@@ -123,7 +127,7 @@ int native_alloc_entry(struct pt_regs *ctx)
 	struct native_pending *p;
 	struct native_alloc *old;
 	__u32 tid = target_thread(), zero = 0, kind;
-	long id;
+	__u64 cgo_fn;
 
 	if (!tid)
 		return 0;
@@ -176,21 +180,18 @@ int native_alloc_entry(struct pt_regs *ctx)
 	p->alloc.kind = kind;
 	p->alloc.birth_ns = bpf_ktime_get_ns();
 	p->alloc.caller = read_u64(PT_REGS_SP(ctx));
-	id = bpf_get_stackid(ctx, &native_stacks, BPF_F_USER_STACK);
-	if (id < 0) {
-		stat_inc(NATIVE_STAT_STACK_ERRORS);
-		id = NATIVE_NO_STACK;
-	}
-	p->alloc.stackid = (__s32)id;
 	p->alloc.go_stackid = NATIVE_NO_STACK;
+	cgo_fn = 0;
 	if (targ_go) {
 		struct native_cgo_thread *ct = bpf_map_lookup_elem(&native_cgo_threads, &tid);
 
 		if (ct) {
 			p->alloc.go_stackid = ct->go_stackid;
 			p->alloc.go_caller = ct->go_caller;
+			cgo_fn = ct->fn;
 		}
 	}
+	p->alloc.stackid = native_stack_id(ctx, p->alloc.caller, cgo_fn);
 	/* realloc: the old block leaves the set now, before another thread
 	 * can be handed its address; a failed realloc puts it back. */
 	if (kind == NATIVE_KIND_REALLOC && p->arg) {
@@ -388,6 +389,7 @@ int native_cgocall(struct pt_regs *ctx)
 		else
 			stat_inc(NATIVE_STAT_CGO_FNS_FULL);
 	}
+	ct.fn = fn;
 	ct.go_caller = read_u64(PT_REGS_SP(ctx) + bpf_get_attach_cookie(ctx));
 	id = bpf_get_stackid(ctx, &native_stacks, BPF_F_USER_STACK);
 	if (id < 0) {

@@ -73,6 +73,9 @@ enum native_stat {
 	NATIVE_STAT_MUNMAP_PARTIAL, /* munmap of a recorded block's head: block trimmed */
 	NATIVE_STAT_MUNMAP_UNKNOWN, /* munmap not starting at a recorded block */
 	NATIVE_STAT_REPLACED,       /* address recorded again: its free was missed */
+	NATIVE_STAT_STACKS_NEW,     /* new C stack keys: one stack copy sent each */
+	NATIVE_STAT_STACK_EVENTS_LOST, /* stack copy not sent (ring full): frame-pointer walk */
+	NATIVE_STAT_STACKS_FULL,    /* no stack id left: block counted with no stack */
 	NATIVE_STAT_MAX,
 };
 
@@ -112,9 +115,44 @@ struct native_pending {
 };
 
 struct native_cgo_thread {
+	__u64 fn;         /* the C function runtime.cgocall calls (part of the C stack key) */
 	__u64 go_caller;
 	__s32 go_stackid;
 	__u32 pad;
+};
+
+/* Bytes of user stack (from sp) copied into a new-stack event, largest
+ * first (a read crossing the stack's top fails whole). */
+#define NATIVE_STACK_COPY 8192
+#define NATIVE_STACK_COPY_MIN 1024
+
+/* A C stack key's frame-pointer walk (bpf/native_trace_walk.bpf.h): the probed
+ * pc, the return address at [rsp], then frame-pointer return addresses
+ * (each in an executable mapping), up to the first one into Go code. Kept
+ * per stack id for when its event was lost. */
+struct native_walk {
+	__u32 n;
+	__u32 pad;
+	__u64 pc[NATIVE_STACK_DEPTH];
+};
+
+/* Executable mappings of the target (user space refreshes them each poll;
+ * n = 0: unknown, the BPF walk asks the kernel per return address). */
+#define NATIVE_EXEC_RANGES 64
+struct native_exec_ranges {
+	__u32 n;
+	__u32 pad;
+	__u64 lo[NATIVE_EXEC_RANGES], hi[NATIVE_EXEC_RANGES];
+};
+
+/* Sent once per new stack id: registers at the probe and a copy of the
+ * stack window, unwound in user space by .eh_frame CFI
+ * (daemon/symbols/native_unwind.c). */
+struct native_stack_event {
+	__s32 stackid;
+	__u32 copied; /* bytes of stack[] valid */
+	__u64 ip, sp, bp;
+	__u8 stack[NATIVE_STACK_COPY];
 };
 
 /* What realloc(old, size) returning ret did to the outstanding set. */

@@ -197,6 +197,29 @@ void stack_unwinder_free(struct stack_unwinder *u)
 	free(u);
 }
 
+size_t stack_unwinder_exec_ranges(const struct stack_unwinder *u, uint64_t *lo, uint64_t *hi,
+				  size_t max)
+{
+	uint64_t last = 0;
+	size_t n = 0;
+
+	for (size_t i = 0; i < u->nmaps; i++) {
+		if (n && last == u->maps[i].start) {
+			last = u->maps[i].end;
+			if (n <= max)
+				hi[n - 1] = last;
+			continue;
+		}
+		last = u->maps[i].end;
+		if (n < max) {
+			lo[n] = u->maps[i].start;
+			hi[n] = last;
+		}
+		n++;
+	}
+	return n;
+}
+
 static const struct uw_map *map_for(const struct stack_unwinder *u, uint64_t pc)
 {
 	for (size_t i = 0; i < u->nmaps; i++)

@@ -56,6 +56,10 @@ size_t stack_unwind(struct stack_unwinder *u, uint64_t ip, uint64_t sp, uint64_t
 		    const uint8_t *stack, size_t len, struct uw_frame *out, size_t max, char *stop,
 		    size_t stoplen);
 void stack_unwinder_free(struct stack_unwinder *u);
+/* The executable mappings of the last refresh, [lo[i], hi[i]), adjacent
+ * ones merged; returns their count (more than max: only max filled). */
+size_t stack_unwinder_exec_ranges(const struct stack_unwinder *u, uint64_t *lo, uint64_t *hi,
+				  size_t max);
 
 const char *uw_how_name(enum uw_how how);
 

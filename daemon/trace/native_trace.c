@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "native_trace.skel.h"
 #include "output/pprof.h"
+#include "symbols/native_unwind.h"
 #include "probe/probe_place.h"
 #include "discover/proc.h"
 #include "discover/target.h"
@@ -40,6 +41,7 @@ struct native_trace {
 	char libc[PATH_MAX];
 	char libc_open[PATH_MAX + 32];
 	struct symbolizer *sym;
+	struct native_unwind *uw; /* NULL with frame-pointer stacks (fp_stacks) */
 	/* last poll */
 	struct native_site *sites;
 	size_t nsites;
@@ -95,6 +97,9 @@ static const char *const stat_names[NATIVE_STAT_MAX] = {
 	[NATIVE_STAT_MUNMAP_PARTIAL] = "munmap_partial",
 	[NATIVE_STAT_MUNMAP_UNKNOWN] = "munmap_unknown",
 	[NATIVE_STAT_REPLACED] = "replaced",
+	[NATIVE_STAT_STACKS_NEW] = "stacks_new",
+	[NATIVE_STAT_STACK_EVENTS_LOST] = "stack_events_lost",
+	[NATIVE_STAT_STACKS_FULL] = "stacks_full",
 };
 
 const char *native_stat_name(uint32_t stat)
@@ -501,6 +506,16 @@ int native_trace__attach(struct native_trace *t, pid_t pid, const struct go_targ
 		return set_err(err, errlen, errno ? -errno : -ENOMEM, "open native BPF object");
 	t->skel->rodata->targ_tgid = (__u32)pid;
 	t->skel->rodata->targ_go = cgo;
+	if (getenv("MEMDRIFT_NATIVE_STACKS") && !strcmp(getenv("MEMDRIFT_NATIVE_STACKS"), "fp"))
+		t->opts.fp_stacks = true;
+	t->skel->rodata->native_fp_only = t->opts.fp_stacks;
+	{
+		uint64_t lo, hi;
+
+		native_unwind_go_text(go, &lo, &hi);
+		t->skel->rodata->targ_go_text_lo = lo;
+		t->skel->rodata->targ_go_text_hi = hi;
+	}
 	ret = bpf_map__set_max_entries(t->skel->maps.native_allocs, t->opts.max_allocs);
 	if (ret)
 		return set_err(err, errlen, ret, "size native_allocs: %s", strerror(-ret));
@@ -510,6 +525,12 @@ int native_trace__attach(struct native_trace *t, pid_t pid, const struct go_targ
 	ret = symbolizer_new(pid, go, &t->sym);
 	if (ret)
 		return set_err(err, errlen, ret, "PID %d: read maps: %s", (int)pid, strerror(-ret));
+	if (!t->opts.fp_stacks &&
+	    (ret = native_unwind_new(pid, go, bpf_map__fd(t->skel->maps.native_events),
+				     bpf_map__fd(t->skel->maps.native_walks),
+				     (struct native_exec_ranges *)&t->skel->bss->native_exec, &t->uw)))
+		return set_err(err, errlen, ret, "PID %d: C stack unwinder: %s", (int)pid,
+			       strerror(-ret));
 	/* cgo first: allocations seen right after get their Go stack. */
 	if (cgo && (ret = attach_cgo(t, err, errlen)))
 		return ret;
@@ -526,6 +547,7 @@ void native_trace__free(struct native_trace *t)
 	for (size_t i = 0; i < t->nlinks; i++)
 		bpf_link__destroy(t->links[i]);
 	native_trace_bpf__destroy(t->skel);
+	native_unwind_free(t->uw);
 	symbolizer_free(t->sym);
 	free(t->sites);
 	free(t->vals);
@@ -664,6 +686,19 @@ int native_trace__poll(struct native_trace *t)
 	for (int i = 0; i < NATIVE_STAT_MAX; i++)
 		t->stats.counters[i] = __atomic_load_n(&t->skel->bss->native_stats[i], __ATOMIC_RELAXED);
 	t->stats.kernel_missed = kernel_missed(t);
+	{
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+
+		memset(&info, 0, sizeof(info));
+		if (!bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.native_alloc_entry), &info,
+					    &len)) {
+			t->stats.entry_runs = info.run_cnt;
+			t->stats.entry_run_ns = info.run_time_ns;
+		}
+	}
+	if (t->uw)
+		native_unwind_poll(t->uw);
 	ret = read_allocs(t, &n);
 	if (ret)
 		return log_errno(ret, "read outstanding C allocations: %s", strerror(-ret));
@@ -717,48 +752,79 @@ static size_t read_stack(struct native_trace *t, int32_t id, uint64_t *ips)
 	return n;
 }
 
-/* Leaf first: the probed allocator, its caller (from [rsp]), the frame
- * pointer walk (which starts at the caller's caller), then the same for the
- * Go side of the cgo call. */
+/* How a site's frames were found and where its C walk stopped. */
+struct site_unwind {
+	const char *how[NATIVE_MAX_FRAMES]; /* "regs", "cfi", "fp", "sp" ([rsp]) */
+	const char *stop; /* why the C walk ended early; NULL: complete */
+	size_t nc;        /* frames of the C side (the Go side follows) */
+};
+
+/* Leaf first: the C stack — unwound from its stack copy (native_unwind.h:
+ * the allocator, its caller and the CFI frames up to the cgo boundary), or
+ * with fp_stacks the probed pc, the caller from [rsp] and the kernel's
+ * frame-pointer walk — then the Go side of the cgo call. */
 static size_t site_addrs(struct native_trace *t, const struct native_site *s, uint64_t *out,
-			 size_t max)
+			 size_t max, struct site_unwind *uw)
 {
 	uint64_t ips[NATIVE_STACK_DEPTH];
+	struct native_cstack cs;
 	size_t n = 0, k;
 
-#define PUSH(a)                                                   \
-	do {                                                      \
-		if (n < max && (a) && (!n || out[n - 1] != (a)))  \
-			out[n++] = (a);                           \
+#define PUSH(a, h)                                                        \
+	do {                                                              \
+		if (n < max && (a) && (!n || out[n - 1] != (a))) {        \
+			if (uw)                                           \
+				uw->how[n] = (h);                         \
+			out[n++] = (a);                                   \
+		}                                                         \
 	} while (0)
-	k = read_stack(t, s->key.stackid, ips);
-	if (k)
-		PUSH(ips[0]);
-	PUSH(s->key.caller);
-	for (size_t i = 1; i < k; i++)
-		PUSH(ips[i]);
+	if (uw)
+		uw->stop = NULL;
+	if (t->uw && !native_unwind_stack(t->uw, s->key.stackid, &cs)) {
+		for (size_t i = 0; i < cs.n; i++)
+			PUSH(cs.pc[i], cs.how[i]);
+		if (uw)
+			uw->stop = cs.stop;
+	} else {
+		k = t->uw ? 0 : read_stack(t, s->key.stackid, ips);
+		if (k)
+			PUSH(ips[0], "regs");
+		PUSH(s->key.caller, "sp");
+		for (size_t i = 1; i < k; i++)
+			PUSH(ips[i], "fp");
+		if (uw && t->uw)
+			uw->stop = "no stack id";
+	}
+	if (uw)
+		uw->nc = n;
 	k = read_stack(t, s->key.go_stackid, ips);
 	/* The probed instruction in runtime.cgocall is an exact IP, not a
 	 * return address: +1 so the return-address lookup (addr - 1) that
 	 * every non-leaf frame gets lands on it. */
 	if (k)
-		PUSH(ips[0] + 1);
-	PUSH(s->key.go_caller);
+		PUSH(ips[0] + 1, "regs");
+	PUSH(s->key.go_caller, "sp");
 	for (size_t i = 1; i < k; i++)
-		PUSH(ips[i]);
+		PUSH(ips[i], "fp");
 #undef PUSH
+	return n;
+}
+
+static size_t site_frames_unwind(struct native_trace *t, const struct native_site *s,
+				 struct sym_frame *frames, size_t max, struct site_unwind *uw)
+{
+	uint64_t addrs[NATIVE_MAX_FRAMES];
+	size_t k = site_addrs(t, s, addrs, NATIVE_MAX_FRAMES, uw), n = 0;
+
+	for (size_t i = 0; i < k && n < max; i++)
+		symbolizer_lookup(t->sym, addrs[i], i > 0, &frames[n++]);
 	return n;
 }
 
 int native_trace__site_frames(struct native_trace *t, const struct native_site *s,
 			      struct sym_frame *frames, size_t max, size_t *n)
 {
-	uint64_t addrs[NATIVE_MAX_FRAMES];
-	size_t k = site_addrs(t, s, addrs, NATIVE_MAX_FRAMES);
-
-	*n = 0;
-	for (size_t i = 0; i < k && *n < max; i++)
-		symbolizer_lookup(t->sym, addrs[i], i > 0, &frames[(*n)++]);
+	*n = site_frames_unwind(t, s, frames, max, NULL);
 	return 0;
 }
 
@@ -801,7 +867,7 @@ static void kinds_text(uint32_t kinds, char *buf, size_t len)
 			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "," : "", kind_names[k]);
 }
 
-static struct json_object *frame_json(const struct sym_frame *f)
+static struct json_object *frame_json(const struct sym_frame *f, const char *how)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -812,7 +878,16 @@ static struct json_object *frame_json(const struct sym_frame *f)
 		json_object_object_add(o, "file", json_object_new_string(f->file));
 		json_object_object_add(o, "line", json_object_new_int(f->line));
 	}
+	if (how)
+		json_object_object_add(o, "unwind", json_object_new_string(how));
 	return o;
+}
+
+/* "[unwind stopped: REASON]", as the JNI profile shows it */
+static const char *stop_text(const char *stop, char *buf, size_t len)
+{
+	snprintf(buf, len, "[unwind stopped: %s]", stop);
+	return buf;
 }
 
 int native_trace__json(struct native_trace *t, struct json_object *obj, size_t max_sites)
@@ -837,6 +912,9 @@ int native_trace__json(struct native_trace *t, struct json_object *obj, size_t m
 			json_object_object_add(st, stat_names[i],
 					       json_object_new_int64((int64_t)t->stats.counters[i]));
 	json_object_object_add(st, "kernel_missed", json_object_new_int64((int64_t)t->stats.kernel_missed));
+	json_object_object_add(st, "bpf_entry_runs", json_object_new_int64((int64_t)t->stats.entry_runs));
+	json_object_object_add(st, "bpf_entry_run_ns",
+			       json_object_new_int64((int64_t)t->stats.entry_run_ns));
 	json_object_object_add(st, "sites_dropped", json_object_new_int64((int64_t)t->stats.sites_dropped));
 	json_object_object_add(st, "go_runtime_mmap_bytes",
 			       json_object_new_int64((int64_t)t->stats.go_runtime_mmap_bytes));
@@ -892,10 +970,13 @@ int native_trace__json(struct native_trace *t, struct json_object *obj, size_t m
 		const struct native_site *s = &t->sites[i];
 		struct json_object *so = json_object_new_object(), *fa = json_object_new_array();
 		const struct sym_frame *gc, *cc;
-		char kinds[128];
-		size_t nf;
+		struct site_unwind uw;
+		char kinds[128], stopbuf[96];
+		size_t nf = site_frames_unwind(t, s, frames, NATIVE_MAX_FRAMES, &uw);
+		struct sym_frame stop_frame = {
+			.function = uw.stop ? stop_text(uw.stop, stopbuf, sizeof(stopbuf)) : "",
+			.object = "", .file = "" };
 
-		native_trace__site_frames(t, s, frames, NATIVE_MAX_FRAMES, &nf);
 		kinds_text(s->kinds, kinds, sizeof(kinds));
 		json_object_object_add(so, "bytes", json_object_new_int64((int64_t)s->bytes));
 		json_object_object_add(so, "count", json_object_new_int64((int64_t)s->count));
@@ -910,9 +991,16 @@ int native_trace__json(struct native_trace *t, struct json_object *obj, size_t m
 		json_object_object_add(so, "go_function", gc ? json_object_new_string(gc->function) : NULL);
 		json_object_object_add(so, "go_file", gc ? json_object_new_string(gc->file) : NULL);
 		json_object_object_add(so, "go_line", gc ? json_object_new_int(gc->line) : NULL);
-		for (size_t f = 0; f < nf; f++)
-			json_object_array_add(fa, frame_json(&frames[f]));
+		for (size_t f = 0; f < nf; f++) {
+			if (f == uw.nc && uw.stop)
+				json_object_array_add(fa, frame_json(&stop_frame, ""));
+			json_object_array_add(fa, frame_json(&frames[f], uw.how[f]));
+		}
+		if (uw.stop && uw.nc >= nf)
+			json_object_array_add(fa, frame_json(&stop_frame, ""));
 		json_object_object_add(so, "frames", fa);
+		json_object_object_add(so, "c_frames", json_object_new_int((int)uw.nc));
+		json_object_object_add(so, "unwind_stop", uw.stop ? json_object_new_string(uw.stop) : NULL);
 		json_object_array_add(sites, so);
 	}
 	json_object_object_add(o, "sites", sites);
@@ -965,9 +1053,11 @@ void native_trace__print(struct native_trace *t, FILE *f, size_t max_sites)
 	for (size_t i = 0; i < t->nsites && i < max_sites; i++) {
 		const struct native_site *s = &t->sites[i];
 		const struct sym_frame *gc, *cc;
+		struct site_unwind uw;
+		char stopbuf[96];
 		size_t nf;
 
-		native_trace__site_frames(t, s, frames, NATIVE_MAX_FRAMES, &nf);
+		nf = site_frames_unwind(t, s, frames, NATIVE_MAX_FRAMES, &uw);
 		human_bytes(s->bytes, b, sizeof(b));
 		cc = c_caller(frames, nf);
 		gc = native_go_caller(frames, nf);
@@ -977,13 +1067,41 @@ void native_trace__print(struct native_trace *t, FILE *f, size_t max_sites)
 			cc ? base_name(cc->object) : "");
 		if (gc)
 			fprintf(f, " <- %s %s:%d", gc->function, base_name(gc->file), gc->line);
+		/* the C stack, each frame with how it was found */
+		fputs("\n             C:", f);
+		for (size_t k = 0; k < uw.nc && k < nf; k++)
+			fprintf(f, "%s %s [%s]", k ? " <-" : "", frames[k].function, uw.how[k]);
+		if (uw.stop)
+			fprintf(f, " <- %s", stop_text(uw.stop, stopbuf, sizeof(stopbuf)));
 		fputc('\n', f);
 	}
 }
 
+/* Where a C walk stopped is a location of its own in native.pb.gz, at
+ * an address no code has (below the first page): one per reason. */
+#define STOP_ADDR_BASE 16
+#define MAX_STOP_REASONS 32
+
 struct pprof_ctx {
 	struct native_trace *t;
+	const char *stops[MAX_STOP_REASONS];
+	char text[MAX_STOP_REASONS][96];
+	size_t nstops;
 };
+
+static uint64_t stop_addr(struct pprof_ctx *pc, const char *stop)
+{
+	size_t i;
+
+	for (i = 0; i < pc->nstops; i++)
+		if (!strcmp(pc->stops[i], stop))
+			return STOP_ADDR_BASE + i;
+	if (pc->nstops == MAX_STOP_REASONS)
+		return 0;
+	stop_text(stop, pc->text[i], sizeof(pc->text[i]));
+	pc->stops[pc->nstops++] = stop;
+	return STOP_ADDR_BASE + i;
+}
 
 static int pprof_sym(void *ctx, uint64_t address, size_t index, struct pprof_frame *frames,
 		     size_t max, size_t *n)
@@ -994,6 +1112,11 @@ static int pprof_sym(void *ctx, uint64_t address, size_t index, struct pprof_fra
 	*n = 0;
 	if (!max)
 		return 0;
+	if (address >= STOP_ADDR_BASE && address < STOP_ADDR_BASE + pc->nstops) {
+		frames[0] = (struct pprof_frame){ .function = pc->text[address - STOP_ADDR_BASE] };
+		*n = 1;
+		return 0;
+	}
 	symbolizer_lookup(pc->t->sym, address, index > 0, &f);
 	frames[0] = (struct pprof_frame){ .function = f.function, .file = f.file, .line = f.line };
 	*n = 1;
@@ -1005,7 +1128,8 @@ int native_trace__write_pprof(struct native_trace *t, const char *path)
 	static const struct pprof_value_type types[] = { { "inuse_objects", "count" },
 							  { "inuse_space", "bytes" } };
 	uint64_t addrs[NATIVE_MAX_FRAMES], mapped[256];
-	struct pprof_ctx ctx = { t };
+	struct pprof_ctx ctx = { .t = t };
+	char hows[8 * NATIVE_MAX_FRAMES];
 	struct pprof_builder *b;
 	size_t nmapped = 0;
 	int ret;
@@ -1015,10 +1139,26 @@ int native_trace__write_pprof(struct native_trace *t, const char *path)
 		return ret;
 	pprof_set_default_sample_type(b, "inuse_space");
 	pprof_add_comment(b, "memdrift: outstanding C memory (libc allocator) by allocating stack");
+	pprof_add_comment(b, "labels: unwind = how each frame was found, leaf first (regs: the "
+			     "probed pc, sp: the return address at [rsp], cfi: .eh_frame, fp: frame "
+			     "pointer); unwind_stop = why the C walk ended early");
 	for (size_t i = 0; i < t->nsites && !ret; i++) {
 		const struct native_site *s = &t->sites[i];
 		int64_t values[2] = { (int64_t)s->count, (int64_t)s->bytes };
-		size_t n = site_addrs(t, s, addrs, NATIVE_MAX_FRAMES);
+		struct site_unwind uw;
+		size_t n = site_addrs(t, s, addrs, NATIVE_MAX_FRAMES - 1, &uw), o = 0;
+		struct pprof_label labels[2] = { { .key = "unwind", .str = hows } };
+		uint64_t sa;
+
+		for (size_t k = 0; k < n && o + 8 < sizeof(hows); k++)
+			o += (size_t)snprintf(hows + o, sizeof(hows) - o, "%s%s", k ? "," : "",
+					      uw.how[k]);
+		if (uw.stop && (sa = stop_addr(&ctx, uw.stop))) {
+			memmove(addrs + uw.nc + 1, addrs + uw.nc, (n - uw.nc) * sizeof(*addrs));
+			addrs[uw.nc] = sa;
+			n++;
+			labels[1] = (struct pprof_label){ .key = "unwind_stop", .str = uw.stop };
+		}
 
 		for (size_t k = 0; k < n; k++) {
 			uint64_t start, limit, pgoff;
@@ -1034,7 +1174,8 @@ int native_trace__write_pprof(struct native_trace *t, const char *path)
 			mapped[nmapped++] = start;
 			pprof_add_mapping(b, start, limit, pgoff, obj, NULL, true, NULL);
 		}
-		ret = pprof_add_sample_addrs(b, addrs, n, values, NULL, 0, pprof_sym, &ctx);
+		ret = pprof_add_sample_addrs(b, addrs, n, values, labels, uw.stop ? 2 : 1, pprof_sym,
+					     &ctx);
 		if (ret == -E2BIG)
 			ret = 0; /* counted by the builder */
 	}

@@ -28,6 +28,8 @@ struct native_trace_opts {
 	bool trace_native;    /* libc allocator probes (`--trace native`) */
 	bool trace_cgo;       /* runtime.cgocall probes (`--trace cgo`, Go only) */
 	bool entry_probes;    /* every probe at +0, as libbpf-tools memleak does (benchmark) */
+	bool fp_stacks;       /* the kernel's frame-pointer C stacks, no CFI unwinding (as
+			       * before; benchmark; MEMDRIFT_NATIVE_STACKS=fp sets it) */
 	uint32_t max_sites;   /* sites kept per poll; 0: NATIVE_MAX_SITES */
 };
 
@@ -35,8 +37,9 @@ struct native_trace_opts {
 #define NATIVE_MAX_FRAMES (2 * NATIVE_STACK_DEPTH + 2)
 #define NATIVE_MAX_PROBES 16
 
-/* Aggregation key: the C stack (frame-pointer walk from the entry probe),
- * the entry probe's return address, and the Go side of the cgo call. */
+/* Aggregation key: the C stack (its id: native_trace_walk.bpf.h's key, unwound by
+ * native_unwind.h; or with fp_stacks the kernel's frame-pointer walk), the
+ * entry probe's return address, and the Go side of the cgo call. */
 struct native_site_key {
 	int32_t stackid;
 	int32_t go_stackid;
@@ -66,6 +69,9 @@ struct native_probe_info {
 struct native_stats {
 	uint64_t counters[NATIVE_STAT_MAX]; /* enum native_stat */
 	uint64_t kernel_missed;             /* runs the kernel skipped (BPF recursion guard) */
+	/* allocator entry program: runs and their time in the kernel, while
+	 * kernel.bpf_stats_enabled is 1 (else 0; the cost bench sets it) */
+	uint64_t entry_runs, entry_run_ns;
 	uint64_t sites_dropped;             /* sites beyond max_sites at the last poll */
 	uint64_t outstanding_allocs;        /* at the last poll */
 	uint64_t outstanding_bytes;

@@ -35,12 +35,12 @@ def build_dump():
     return lib.tool('native_dump')
 
 
-def site_line(marker):
-    with open(CGOLEAK_SRC) as f:
+def site_line(marker, src=CGOLEAK_SRC):
+    with open(src) as f:
         for i, line in enumerate(f, 1):
             if "// SITE " + marker in line and not line.lstrip().startswith("//"):
                 return i
-    lib.fail("no '// SITE %s' line in %s" % (marker, CGOLEAK_SRC))
+    lib.fail("no '// SITE %s' line in %s" % (marker, src))
 
 
 class Dump(lib.ToolLog):
@@ -60,8 +60,8 @@ def by_go_line(view, line):
             if s.get("go_line") == line and (s.get("go_file") or "").endswith("leak_cgo.go")]
 
 
-def burst(tg, seq):
-    os.kill(tg.pid, signal.SIGUSR1)
+def burst(tg, seq, sig=signal.SIGUSR1):
+    os.kill(tg.pid, sig)
     tr = tg.wait_truth(lambda tr: tr.get("seq", -1) >= seq, timeout=60)
     return tr, os.path.getmtime(tg.truth_path)
 

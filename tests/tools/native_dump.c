@@ -5,8 +5,9 @@
  * at SIGINT/SIGTERM or after -d seconds, and writes DIR/native.pb.gz with -p.
  *
  *   native_dump PID [-i MS] [-d SEC] [-m MAX_ALLOCS] [-e] [-p DIR] [-n N]
- *               [--no-cgo] [--no-native] [--text]
- * -e: every probe at the function entry (libbpf-tools memleak placement). */
+ *               [--no-cgo] [--no-native] [--text] [--fp-stacks]
+ * -e: every probe at the function entry (libbpf-tools memleak placement).
+ * --fp-stacks: the kernel's frame-pointer C stacks (no CFI unwinding). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -51,6 +52,7 @@ int main(int argc, char **argv)
 		{ "no-cgo", no_argument, NULL, 'C' },
 		{ "no-native", no_argument, NULL, 'N' },
 		{ "text", no_argument, NULL, 'T' },
+		{ "fp-stacks", no_argument, NULL, 'F' },
 		{ 0 },
 	};
 	struct native_trace_opts opts = { .trace_native = true, .trace_cgo = true };
@@ -75,9 +77,10 @@ int main(int argc, char **argv)
 		case 'C': opts.trace_cgo = false; break;
 		case 'N': opts.trace_native = false; break;
 		case 'T': text = true; break;
+		case 'F': opts.fp_stacks = true; break;
 		default:
 			fprintf(stderr, "usage: native_dump PID [-i MS] [-d SEC] [-m MAX] [-e] [-p DIR] "
-					"[-n SITES] [--no-cgo] [--no-native] [--text]\n");
+					"[-n SITES] [--no-cgo] [--no-native] [--text] [--fp-stacks]\n");
 			return 2;
 		}
 	}

@@ -106,10 +106,41 @@ static void test_cfi_chain(void **state)
 	stack_unwinder_free(u);
 }
 
+/* The executable mappings the BPF C-stack walk checks return addresses
+ * against (native_trace_walk.bpf.h): this binary's code and libc's are in, data
+ * is not; sorted, adjacent ones merged; a too-small table says so. */
+static void test_exec_ranges(void **state)
+{
+	uint64_t lo[64], hi[64], code = (uint64_t)(uintptr_t)&test_exec_ranges;
+	uint64_t libc = (uint64_t)(uintptr_t)&malloc, data = (uint64_t)(uintptr_t)window;
+	struct stack_unwinder *u;
+	bool in_code = false, in_libc = false, in_data = false;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(stack_unwinder_new(getpid(), NULL, &u), 0);
+	n = stack_unwinder_exec_ranges(u, lo, hi, 64);
+	assert_true(n >= 2 && n <= 64);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(lo[i] < hi[i]);
+		if (i)
+			assert_true(hi[i - 1] < lo[i]); /* sorted, adjacent merged */
+		in_code |= code >= lo[i] && code < hi[i];
+		in_libc |= libc >= lo[i] && libc < hi[i];
+		in_data |= data >= lo[i] && data < hi[i];
+	}
+	assert_true(in_code);
+	assert_true(in_libc);
+	assert_false(in_data);
+	assert_int_equal(stack_unwinder_exec_ranges(u, lo, hi, 1), n); /* only 1 filled */
+	stack_unwinder_free(u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cfi_chain),
+		cmocka_unit_test(test_exec_ranges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

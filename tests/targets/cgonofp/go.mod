@@ -1,0 +1,3 @@
+module memdrift.test/cgonofp
+
+go 1.19
