@@ -216,14 +216,15 @@ static int start_heap(struct attach *a, const struct trace_sets *sets)
 
 static int start_native(struct attach *a, const struct trace_sets *sets)
 {
-	struct native_trace_opts o = { .trace_native = sets->native, .trace_cgo = sets->cgo };
+	struct native_trace_opts o = { .pid = a->pid, .go = &a->t, .trace_native = sets->native,
+				       .trace_cgo = sets->cgo };
 	char err[512];
 	int ret;
 
-	ret = native_trace__new(&o, &a->nt);
+	ret = native_trace__new(&o, &a->nt, err, sizeof(err));
 	if (ret)
-		return log_errno(ret, "native tracing: %s", strerror(-ret));
-	ret = native_trace__attach(a->nt, a->pid, &a->t, err, sizeof(err));
+		return log_errno(ret, "native tracing: %s", err);
+	ret = native_trace__attach(a->nt, err, sizeof(err));
 	if (ret) {
 		native_trace__free(a->nt);
 		a->nt = NULL;

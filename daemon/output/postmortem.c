@@ -18,6 +18,7 @@
 #include "output/snapshot_out.h"
 #include "service/daemon.h"
 #include "state/watched.h"
+#include "output/json_out.h"
 
 static int write_json_file(const char *path, json_object *o)
 {
@@ -70,9 +71,7 @@ static void heap_cached_json(struct watched *w, json_object *o)
 	for (size_t i = 0; i < w->heap_top.n; i++) {
 		json_object *js = json_object_new_object();
 
-		json_object_object_add(js, "function", json_object_new_string(w->heap_top.site[i].function));
-		json_object_object_add(js, "file", json_object_new_string(w->heap_top.site[i].file));
-		json_object_object_add(js, "line", json_object_new_int((int)w->heap_top.site[i].line));
+		json_site_add(js, w->heap_top.site[i].function, w->heap_top.site[i].file, (int)w->heap_top.site[i].line);
 		json_object_object_add(js, "inuse_bytes", json_object_new_int64((int64_t)w->heap_top.bytes[i]));
 		json_object_array_add(arr, js);
 	}
@@ -236,9 +235,7 @@ static void write_postmortem(struct daemon *d, struct watched *w, const struct p
 		const struct site_track *s = &w->go.sites[i];
 		json_object *js = json_object_new_object();
 
-		json_object_object_add(js, "function", json_object_new_string(s->site.function));
-		json_object_object_add(js, "file", json_object_new_string(s->site.file));
-		json_object_object_add(js, "line", json_object_new_int((int)s->site.line));
+		json_site_add(js, s->site.function, s->site.file, (int)s->site.line);
 		json_object_object_add(js, "goroutines", json_object_new_int((int)s->live));
 		json_object_array_add(sites, js);
 	}

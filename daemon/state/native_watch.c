@@ -23,8 +23,8 @@ int native_watch_start(pid_t pid, const struct go_target *go, bool cgo, uint32_t
 		       uint32_t max_sites, uint32_t max_allocs, struct native_watch **out,
 		       char *err, size_t errlen)
 {
-	struct native_trace_opts o = { .trace_native = true, .trace_cgo = cgo && go,
-				       .max_allocs = max_allocs };
+	struct native_trace_opts o = { .pid = pid, .go = go, .trace_native = true,
+				       .trace_cgo = cgo && go, .max_allocs = max_allocs };
 	struct native_watch *nw;
 	int ret;
 
@@ -35,11 +35,10 @@ int native_watch_start(pid_t pid, const struct go_target *go, bool cgo, uint32_t
 	nw->max_sites = max_sites ? max_sites : 256;
 	nw->series_points = series_points;
 	nw->sites = calloc(nw->max_sites, sizeof(*nw->sites));
-	ret = nw->sites ? native_trace__new(&o, &nw->nt) : -ENOMEM;
+	ret = nw->sites ? native_trace__new(&o, &nw->nt, err, errlen)
+			: set_err(err, errlen, -ENOMEM, "out of memory");
 	if (ret == 0)
-		ret = native_trace__attach(nw->nt, pid, go, err, errlen);
-	else
-		set_err(err, errlen, ret, "native tracing: %s", strerror(-ret));
+		ret = native_trace__attach(nw->nt, err, errlen);
 	if (ret) {
 		native_watch_free(nw);
 		return ret;

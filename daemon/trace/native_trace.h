@@ -4,7 +4,7 @@
  * calls per C function, and the Go stack joined to the allocations each
  * cgo call makes.
  *
- * Lifecycle: native_trace__new(opts) -> __attach(pid, go) -> repeated
+ * Lifecycle: native_trace__new(opts: pid, go) -> __attach() -> repeated
  * __poll() (reads the kernel maps, aggregates) and __json / __print /
  * __write_pprof on what the last poll saw -> __free. */
 #ifndef MEMDRIFT_NATIVE_TRACE_H
@@ -24,6 +24,9 @@ struct json_object;
 struct native_trace;
 
 struct native_trace_opts {
+	pid_t pid;                    /* the process to trace */
+	const struct go_target *go;   /* its Go analysis (go_target_open), NULL for a
+				       * non-Go process; must outlive the trace */
 	uint32_t max_allocs;  /* outstanding blocks tracked in the kernel; 0: default */
 	bool trace_native;    /* libc allocator probes (`--trace native`) */
 	bool trace_cgo;       /* runtime.cgocall probes (`--trace cgo`, Go only) */
@@ -63,6 +66,8 @@ struct native_probe_info {
 	uint64_t file_offset;
 	bool emulated;
 	bool retprobe;        /* also a uretprobe */
+	bool in_libc;         /* in the process's libc, else in its executable */
+	uint64_t cookie;      /* the probe's BPF cookie (kind, or cgocall's RSP delta) */
 	enum native_probe probe;
 };
 
@@ -87,12 +92,21 @@ struct native_cgo_fn {
 	double per_s;    /* over the last poll interval */
 };
 
-int native_trace__new(const struct native_trace_opts *opts, struct native_trace **out);
-/* Loads and attaches for process pid; go = its Go analysis (go_target_open)
- * or NULL for a non-Go process, and must outlive the trace. 0 or negative
- * errno with a one-line reason in err (-ENOENT: no libc mapped, ...). */
-int native_trace__attach(struct native_trace *t, pid_t pid, const struct go_target *go, char *err,
-			 size_t errlen);
+/* Opens the BPF object, configures it for opts->pid (and its Go text),
+ * checks that BPF is usable here and loads it; no probes yet. 0 or negative
+ * errno with a one-line reason in err. */
+int native_trace__new(const struct native_trace_opts *opts, struct native_trace **out, char *err,
+		      size_t errlen);
+/* The probes native tracing puts on process pid, planned without BPF:
+ * runtime.cgocall of go (cgo), then the allocator of the libc it maps
+ * (native; its path as mapped into libc). What __attach attaches and `ps
+ * --probes` shows. 0 or negative errno with a reason in err. */
+int native_trace__plan(pid_t pid, const struct go_target *go, bool native, bool cgo,
+		       bool entry_probes, struct native_probe_info *probes, size_t max, size_t *n,
+		       char *libc, size_t libclen, char *err, size_t errlen);
+/* Attaches the probes (runtime.cgocall, then the process's libc). 0 or
+ * negative errno with a one-line reason in err (-ENOENT: no libc mapped). */
+int native_trace__attach(struct native_trace *t, char *err, size_t errlen);
 /* Reads counters and the outstanding map, aggregates sites (sorted by
  * bytes, largest first). 0 or negative errno. */
 int native_trace__poll(struct native_trace *t);

@@ -89,9 +89,11 @@ int main(int argc, char **argv)
 	pid = (pid_t)atoi(argv[optind]);
 	if (!go_target_open(pid, &go, err, sizeof(err)))
 		have_go = true;
-	if (native_trace__new(&opts, &t))
-		return cli_fail(1, "out of memory");
-	if (native_trace__attach(t, pid, have_go ? &go : NULL, err, sizeof(err))) {
+	opts.pid = pid;
+	opts.go = have_go ? &go : NULL;
+	if (native_trace__new(&opts, &t, err, sizeof(err)))
+		return cli_fail(1, "%s", err);
+	if (native_trace__attach(t, err, sizeof(err))) {
 		log_errno(0, "%s", err);
 		goto out;
 	}
