@@ -355,17 +355,8 @@ int cmd_attach(int argc, char **argv)
 		a.heap = a.heap_at_attach, a.heap_known = true;
 	if (a.trace && start_trace(&a))
 		goto out;
-	if (sets.all && gobin_kind(a.t.bin) != GOBIN_GO_CGO) {
-		char path[PATH_MAX];
-		uint64_t start;
-		enum libc_kind libc;
-
-		/* a static Go binary has no libc allocator and makes no cgo calls */
-		if (classify_process_libc(a.pid, path, sizeof(path), &start, &libc) < 0)
-			sets.native = sets.cgo = false;
-		else
-			sets.cgo = false;
-	}
+	if (sets.all)
+		native_trace_applies(a.pid, &a.t, &sets.native, &sets.cgo);
 	if ((sets.native || sets.cgo) && start_native(&a, &sets))
 		goto out;
 	if (sets.heap_profile && start_heap(&a, &sets))

@@ -21,8 +21,9 @@
 #include "probe/probe_place.h"
 #include "trace/goroutine_trace.h"
 #include "trace/heap_trace.h"
+#include "trace/native_trace.h"
 
-#define PS_PROBES_MAX_ROWS (GT_MAX_PROBES + 2 * HEAP_PROBES_MAX + 8)
+#define PS_PROBES_MAX_ROWS (GT_MAX_PROBES + 2 * HEAP_PROBES_MAX + NATIVE_MAX_PROBES)
 
 struct probe_row {
 	char function[64];
@@ -30,81 +31,32 @@ struct probe_row {
 	uint64_t file_offset;
 	struct probe_place place;
 	bool found;
+	bool idle; /* planned, but attach leaves it off in this process */
 };
 
-static void place_go_function(const struct go_target *t, const char *name, const char *role,
-			      struct probe_row *r)
+/* A native tracer probe as a row: its instruction re-read from the file
+ * for the emulation verdict probe_place gives every other row. */
+static void add_native_rows(struct probe_row *rows, size_t *n, const struct native_probe_info *np,
+			    size_t nnp)
 {
-	struct gobin_func f;
-	uint8_t code[64];
-	ssize_t got;
+	for (size_t i = 0; i < nnp && *n < PS_PROBES_MAX_ROWS; i++) {
+		struct probe_row *r = &rows[(*n)++];
 
-	memset(r, 0, sizeof(*r));
-	snprintf(r->function, sizeof(r->function), "%s", name);
-	snprintf(r->role, sizeof(r->role), "%s", role);
-	if (go_target_func_body(t, name, &f))
-		return;
-	got = gobin_read_vaddr(t->bin, f.entry, code, sizeof(code));
-	if (got <= 0 || probe_place_x86(code, got, f.entry, &r->place))
-		return;
-	r->found = !gobin_vaddr_to_offset(t->bin, f.entry + r->place.offset, &r->file_offset);
-}
-
-/* libc symbol -> file offset and placement, from the mapped libc's ELF. */
-static void place_libc_function(const char *path, const char *name, struct probe_row *r)
-{
-	Elf_Scn *scn = NULL;
-	GElf_Shdr sh;
-	Elf *elf;
-	int fd;
-
-	memset(r, 0, sizeof(*r));
-	snprintf(r->function, sizeof(r->function), "libc %s", name);
-	snprintf(r->role, sizeof(r->role), "C allocations (later)");
-	elf_version(EV_CURRENT);
-	fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
-	if (fd < 0)
-		return;
-	elf = elf_begin(fd, ELF_C_READ, NULL);
-	while (elf && (scn = elf_nextscn(elf, scn))) {
-		Elf_Data *data;
-
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || !sh.sh_entsize)
-			continue;
-		data = elf_getdata(scn, NULL);
-		for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize && !r->found; i++) {
-			GElf_Sym sym;
-			const char *s;
-			size_t nph;
-
-			if (!gelf_getsym(data, i, &sym) || !sym.st_value ||
-			    GELF_ST_TYPE(sym.st_info) != STT_FUNC)
-				continue;
-			s = elf_strptr(elf, sh.sh_link, sym.st_name);
-			if (!s || strcmp(s, name))
-				continue;
-			elf_getphdrnum(elf, &nph);
-			for (size_t k = 0; k < nph; k++) {
-				GElf_Phdr ph;
-				uint8_t code[64];
-				uint64_t off;
-
-				if (!gelf_getphdr(elf, k, &ph) || ph.p_type != PT_LOAD ||
-				    sym.st_value < ph.p_vaddr || sym.st_value >= ph.p_vaddr + ph.p_filesz)
-					continue;
-				off = sym.st_value - ph.p_vaddr + ph.p_offset;
-				if (pread(fd, code, sizeof(code), off) != (ssize_t)sizeof(code) ||
-				    probe_place_x86(code, sizeof(code), sym.st_value, &r->place))
-					break;
-				r->file_offset = off + r->place.offset;
-				r->found = true;
-				break;
-			}
-		}
+		memset(r, 0, sizeof(*r));
+		snprintf(r->function, sizeof(r->function), "%s%.40s", np[i].in_libc ? "libc " : "",
+			 np[i].name);
+		snprintf(r->role, sizeof(r->role), "%s",
+			 np[i].probe == NATIVE_PROBE_CGOCALL ? "cgo calls (trace)"
+			 : np[i].probe == NATIVE_PROBE_CGOCALL_DONE ? "cgo call done (trace)"
+			 : np[i].probe == NATIVE_PROBE_FREE || np[i].probe == NATIVE_PROBE_MUNMAP
+				 ? "C frees (trace)"
+				 : "C allocations (trace), + uretprobe");
+		r->place.offset = np[i].offset;
+		r->place.emulated = np[i].emulated;
+		snprintf(r->place.insn, sizeof(r->place.insn), "%s", np[i].insn);
+		r->file_offset = np[i].file_offset;
+		r->found = true;
 	}
-	if (elf)
-		elf_end(elf);
-	close(fd);
 }
 
 static const char *probe_reg_name(enum probe_reg r)
@@ -141,11 +93,9 @@ static void add_heap_rows(struct probe_row *rows, size_t *n, const struct heap_p
 
 int cmd_ps_probes(int pid, int json)
 {
-	static const struct {
-		const char *name, *role;
-	} later[] = {
-		{"runtime.cgocall", "cgo calls (trace)"},
-	};
+	struct native_probe_info nprobes[NATIVE_MAX_PROBES];
+	bool native, cgo;
+	size_t nn = 0;
 	struct heap_probe hp[HEAP_PROBES_MAX];
 	struct heap_walk_layout wl;
 	size_t nhp = 0;
@@ -154,8 +104,6 @@ int cmd_ps_probes(int pid, int json)
 	struct go_target t;
 	char err[512], libc[4096];
 	size_t n = 0, np = 0;
-	uint64_t libc_start;
-	enum libc_kind libc_kind;
 	json_object *arr = NULL;
 	int ret;
 
@@ -179,28 +127,36 @@ int cmd_ps_probes(int pid, int json)
 		r->file_offset = probes[i].file_offset;
 		r->found = true;
 	}
-	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
-		place_go_function(&t, later[i].name, later[i].role, &rows[n++]);
 	/* the heap profile tier's plan as attach would make it: frees from
 	 * the heap walk where its layout is known, else a free probe */
 	if (heap_trace__plan(&t, true, false, heap_trace_walk_layout(&t, &wl) != 0, false, hp,
 			     HEAP_PROBES_MAX, &nhp, err, sizeof(err)))
 		log_warn("%s", err);
-	add_heap_rows(rows, &n, hp, nhp, false);
+	{
+		/* attach leaves the profile tier off where the runtime samples
+		 * nothing (heap_trace__attach reads the same variable) */
+		size_t first = n;
+		uint64_t rate_addr = go_target_global(&t, "runtime.MemProfileRate"), rate = 1;
+
+		add_heap_rows(rows, &n, hp, nhp, false);
+		if (rate_addr && proc_read(pid, rate_addr, &rate, sizeof(rate)) == 0 && rate == 0)
+			for (size_t i = first; i < n; i++)
+				rows[i].idle = true;
+	}
 	/* attach --trace heap: mallocgc and the size-specialized allocators */
 	nhp = 0;
 	if (heap_trace__plan(&t, false, true, false, false, hp, HEAP_PROBES_MAX, &nhp, err,
 			     sizeof(err)))
 		log_warn("%s", err);
 	add_heap_rows(rows, &n, hp, nhp, true);
-	if (!classify_process_libc(pid, libc, sizeof(libc), &libc_start, &libc_kind)) {
-		char path[4200];
-
-		/* through the process's root, so containers work */
-		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, libc);
-		place_libc_function(path, "malloc", &rows[n++]);
-		place_libc_function(path, "free", &rows[n++]);
-	}
+	/* attach --trace native,cgo: what applies to this process, planned
+	 * by the tracer's own planner */
+	native_trace_applies(pid, &t, &native, &cgo);
+	if ((native || cgo) && native_trace__plan(pid, &t, native, cgo, false, nprobes,
+						  NATIVE_MAX_PROBES, &nn, libc, sizeof(libc), err,
+						  sizeof(err)))
+		log_warn("%s", err);
+	add_native_rows(rows, &n, nprobes, nn);
 
 	if (json)
 		arr = json_object_new_array();
@@ -218,6 +174,7 @@ int cmd_ps_probes(int pid, int json)
 			json_object_object_add(o, "function", json_object_new_string(r->function));
 			json_object_object_add(o, "role", json_object_new_string(r->role));
 			json_object_object_add(o, "found", json_object_new_boolean(r->found));
+			json_object_object_add(o, "active", json_object_new_boolean(r->found && !r->idle));
 			if (r->found) {
 				json_object_object_add(o, "offset", json_object_new_int64((int64_t)r->place.offset));
 				json_object_object_add(o, "file_offset", json_object_new_int64((int64_t)r->file_offset));
@@ -237,10 +194,11 @@ int cmd_ps_probes(int pid, int json)
 		char off[24];
 
 		snprintf(off, sizeof(off), "+%#llx", (unsigned long long)r->place.offset);
-		printf("%-34s %8s %10llx %-3s %-30.30s %s%s%s\n", r->function, off,
+		printf("%-34s %8s %10llx %-3s %-30.30s %s%s%s%s\n", r->function, off,
 		       (unsigned long long)r->file_offset,
 		       r->place.emulated ? "yes" : "no", r->place.insn, r->role,
-		       sc ? ", stack check filtered" : "", r->place.fallback ? ", ENTRY FALLBACK" : "");
+		       sc ? ", stack check filtered" : "", r->place.fallback ? ", ENTRY FALLBACK" : "",
+		       r->idle ? ", idle: MemProfileRate=0 in the target" : "");
 	}
 	if (json) {
 		puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY));

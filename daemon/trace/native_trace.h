@@ -104,6 +104,10 @@ int native_trace__new(const struct native_trace_opts *opts, struct native_trace 
 int native_trace__plan(pid_t pid, const struct go_target *go, bool native, bool cgo,
 		       bool entry_probes, struct native_probe_info *probes, size_t max, size_t *n,
 		       char *libc, size_t libclen, char *err, size_t errlen);
+/* What `attach --trace` alone turns on for a process: native when it maps
+ * a libc (a static Go binary has no C allocator), cgo when the binary also
+ * links C through cgo. */
+void native_trace_applies(pid_t pid, const struct go_target *go, bool *native, bool *cgo);
 /* Attaches the probes (runtime.cgocall, then the process's libc). 0 or
  * negative errno with a one-line reason in err (-ENOENT: no libc mapped). */
 int native_trace__attach(struct native_trace *t, char *err, size_t errlen);

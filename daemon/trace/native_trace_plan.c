@@ -260,3 +260,13 @@ int native_trace__plan(pid_t pid, const struct go_target *go, bool native, bool 
 		ret = plan_libc(pid, entry_probes, probes, max, n, libc, libclen, err, errlen);
 	return ret;
 }
+
+void native_trace_applies(pid_t pid, const struct go_target *go, bool *native, bool *cgo)
+{
+	char path[PATH_MAX];
+	enum libc_kind kind;
+	uint64_t start;
+
+	*native = classify_process_libc(pid, path, sizeof(path), &start, &kind) == 0;
+	*cgo = *native && go && gobin_kind(go->bin) == GOBIN_GO_CGO;
+}

@@ -353,3 +353,72 @@ def test_errors(t):
     lib.one_error_line(r, "attach to a non-Go process")
     r = t.memdrift("attach", "--trace", "bogus", "1")
     lib.one_error_line(r, "unknown trace set")
+
+
+def mapped_addr(pid, path_part, file_offset):
+    """Runtime address of a file offset of the mapped object whose path
+    contains path_part (its executable mapping)."""
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 6 or "x" not in fields[1] or path_part not in fields[5]:
+                continue
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            off = int(fields[2], 16)
+            if off <= file_offset < off + (hi - lo):
+                return lo + file_offset - off
+    lib.fail("file offset %#x of %s not mapped executable in %d" % (file_offset, path_part, pid))
+
+
+def perf_event_fds(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[perf_event]":
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+@lib.cases(lambda: lib.target_cases(flavors=("cgo",), vers=lib.versions()[-1:]))
+@lib.timeout(60)
+def test_ps_probes_is_what_attach_attaches(t, ver, flavor):
+    """`ps --probes` plans with the planners attach uses: with `attach
+    --trace` (every set that applies: goroutines, heap profile, mallocgc,
+    cgo, the libc allocator) every row it lists is a uprobe in place in the
+    target, and memdrift holds exactly one probe per row (two for a row with
+    a uretprobe), no more."""
+    tg = start_churn(t, ver, flavor)
+    path = lib.target(ver, "churn", flavor)
+    listed = [p for p in t.memdrift("ps", "--probes", tg.pid, "--json").json() if p["found"]]
+    # churn samples no heap (MemProfileRate 0): the profile tier's row is
+    # listed as idle, and attach leaves it off
+    idle = [p["function"] for p in listed if not p["active"]]
+    if idle != ["runtime.mProf_Malloc"]:
+        lib.fail("idle rows %r, expected the heap profile tier's only" % idle)
+    rows = [p for p in listed if p["active"]]
+    kinds = {r["role"].split(" (")[0].split(",")[0] for r in rows}
+    for want in ("goroutine deaths", "every Go allocation",
+                 "cgo calls", "C allocations", "C frees"):
+        if not any(k.startswith(want) for k in kinds):
+            lib.fail("ps --probes lists no %r row: %r" % (want, sorted(kinds)))
+    proc, log = spawn_attach(t, tg, "--trace", "--json", "--interval", "200ms")
+    wait_lines(proc, log, 1)
+    # a probe on a libc function already has its int3 in the page cache copy
+    # of libc for this process only (uprobes are per-mm)
+    missing = []
+    for r in rows:
+        if r["function"].startswith("libc "):
+            addr = mapped_addr(tg.pid, "libc", r["file_offset"])
+        else:
+            addr = elf_vaddr(path, r["file_offset"])
+        if not probe_in_place(tg.pid, addr):
+            missing.append("%s+%#x" % (r["function"], r["offset"]))
+    if missing:
+        lib.fail("listed by ps --probes, not attached: %s" % missing)
+    want = len(rows) + sum("uretprobe" in r["role"] for r in rows)
+    have = perf_event_fds(proc.pid)
+    if have != want:
+        lib.fail("memdrift holds %d uprobes, ps --probes lists %d" % (have, want))
+    t.note("%d rows, %d uprobes, all in place" % (len(rows), have))
