@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "symbols/hotspot.h"
+#include "discover/proc.h"
 
 #define UW_MAX_MAPS 8192
 #define UW_MAX_OBJS 512
@@ -112,47 +113,38 @@ static int64_t map_delta(struct uw_obj *o, uint64_t start, uint64_t pgoff)
 	return (int64_t)pgoff - (int64_t)start;
 }
 
+static int refresh_cb(const struct proc_map *pm, void *ctx)
+{
+	struct stack_unwinder *u = ctx;
+	char path[PATH_MAX];
+	struct uw_map *m;
+
+	if (pm->perms[2] != 'x')
+		return 0;
+	if (u->nmaps >= UW_MAX_MAPS)
+		return 1;
+	m = &u->maps[u->nmaps++];
+	*m = (struct uw_map){ .start = pm->start, .end = pm->end, .pgoff = pm->offset };
+	if (!pm->path_len || pm->path[0] != '/' || pm->path_len >= sizeof(path)) {
+		m->anon = true;
+		return 0;
+	}
+	snprintf(path, sizeof(path), "%.*s", (int)pm->path_len, pm->path);
+	m->obj = obj_get(u, path);
+	if (m->obj) {
+		obj_load(u, m->obj);
+		m->link_delta = map_delta(m->obj, pm->start, pm->offset);
+	}
+	return 0;
+}
+
 int stack_unwinder_refresh(struct stack_unwinder *u)
 {
-	char path[64], *line = NULL;
-	size_t cap = 0;
-	FILE *f;
+	int ret;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)u->pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
 	u->nmaps = 0;
-	while (getline(&line, &cap, f) > 0 && u->nmaps < UW_MAX_MAPS) {
-		unsigned long long s, e, off;
-		char perms[8], file[PATH_MAX] = "";
-		struct uw_map *m;
-
-		if (sscanf(line, "%llx-%llx %7s %llx %*s %*s %4095[^\n]", &s, &e, perms, &off, file) < 4)
-			continue;
-		if (perms[2] != 'x')
-			continue;
-		m = &u->maps[u->nmaps++];
-		*m = (struct uw_map){ .start = s, .end = e, .pgoff = off };
-		{
-			char *p = file;
-
-			while (*p == ' ')
-				p++;
-			if (*p != '/') {
-				m->anon = true;
-				continue;
-			}
-			m->obj = obj_get(u, p);
-			if (m->obj) {
-				obj_load(u, m->obj);
-				m->link_delta = map_delta(m->obj, s, off);
-			}
-		}
-	}
-	free(line);
-	fclose(f);
-	return 0;
+	ret = proc_maps_foreach_pid(u->pid, refresh_cb, u);
+	return ret < 0 ? ret : 0;
 }
 
 int stack_unwinder_new(pid_t pid, struct hotspot *hs, struct stack_unwinder **out)
