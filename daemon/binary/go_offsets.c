@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "base/log.h"
-#include "watch/heapprof.h"
 #include "discover/proc.h"
+#include "watch/heapprof.h"
 
 /* Defined in go_offsets_table.c (generated). */
 extern const struct go_offsets go_offsets_table[];

@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "binary/gobin.h"
-#include "discover/classify.h"
-#include "binary/gobin_internal.h"
 #include "base/log.h"
+#include "binary/gobin.h"
+#include "binary/gobin_internal.h"
+#include "discover/classify.h"
 #include "discover/proc.h"
 
 #define GOBIN_MAX_FILE_SIZE (4ull << 30)

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "binary/gobin.h"
 #include "binary/gobin_internal.h"
-#include "base/log.h"
 
 #define MAX_FUNC_BYTES (64u << 10)
 #define MAX_INSNS 8192

@@ -63,11 +63,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
+#include "base/strbuf.h"
 #include "binary/gobin_internal.h"
 #include "binary/gobin_layout_flow.h"
-#include "base/log.h"
 #include "probe/probe_place.h"
-#include "base/strbuf.h"
 
 /* mheap (~64 KiB of page allocator first) and heapArena (2 MiB of bitmap
  * before spans until 1.22) fields sit far out; constants are small numbers */

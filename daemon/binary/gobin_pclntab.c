@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "binary/gobin.h"
 #include "binary/gobin_internal.h"
-#include "base/log.h"
 
 #define PCLN_MAGIC_116 0xfffffffau
 #define PCLN_MAGIC_118 0xfffffff0u

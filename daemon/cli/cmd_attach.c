@@ -14,22 +14,22 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/commands.h"
 #include "base/event_loop.h"
-#include "trace/goroutine_trace.h"
-#include "trace/heap_trace.h"
-#include "watch/heapprof.h"
-#include "trace/native_trace.h"
-#include "output/snapshot_out.h"
 #include "base/log.h"
-#include "probe/probe_place.h"
+#include "base/util.h"
+#include "cli/commands.h"
 #include "discover/classify.h"
 #include "discover/proc.h"
-#include "watch/snapshot.h"
 #include "discover/target.h"
-#include "base/util.h"
 #include "output/json_out.h"
 #include "output/live_view.h"
+#include "output/snapshot_out.h"
+#include "probe/probe_place.h"
+#include "trace/goroutine_trace.h"
+#include "trace/heap_trace.h"
+#include "trace/native_trace.h"
+#include "watch/heapprof.h"
+#include "watch/snapshot.h"
 
 
 const struct command_usage attach_usage = {

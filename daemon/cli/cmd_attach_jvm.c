@@ -17,16 +17,16 @@
 #include <string.h>
 #include <time.h>
 
-#include "probe/bpf_util.h"
-#include "cli/commands.h"
 #include "base/event_loop.h"
-#include "watch/hsperf.h"
-#include "trace/jni_trace.h"
 #include "base/log.h"
-#include "output/pprof.h"
-#include "discover/proc.h"
-#include "symbols/jni_site.h"
 #include "base/util.h"
+#include "cli/commands.h"
+#include "discover/proc.h"
+#include "output/pprof.h"
+#include "probe/bpf_util.h"
+#include "symbols/jni_site.h"
+#include "trace/jni_trace.h"
+#include "watch/hsperf.h"
 
 #define MAX_FRAMES JNI_STACK_DEPTH
 #define MAX_AGG_SITES 4096   /* distinct symbolized sites kept */

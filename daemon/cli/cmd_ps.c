@@ -8,12 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/commands.h"
-#include "binary/gobin.h"
-#include "discover/classify.h"
 #include "base/log.h"
-#include "discover/proc.h"
 #include "base/util.h"
+#include "binary/gobin.h"
+#include "cli/commands.h"
+#include "discover/classify.h"
+#include "discover/proc.h"
 
 const struct command_usage ps_usage = {
 	.args = "[--json] [--all] | --probes PID [--json]",

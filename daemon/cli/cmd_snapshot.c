@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
+#include "base/util.h"
 #include "cli/commands.h"
+#include "output/pprof.h"
 #include "output/snapshot_out.h"
 #include "watch/heapprof.h"
-#include "output/pprof.h"
-#include "base/log.h"
 #include "watch/snapshot.h"
-#include "base/util.h"
 
 const struct command_usage snapshot_usage = {
 	.args = "PID [--json] [--heap] [--pprof DIR]",

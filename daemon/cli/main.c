@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/commands.h"
 #include "base/log.h"
 #include "base/version.h"
+#include "cli/commands.h"
 
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);

@@ -12,9 +12,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "probe/bpf_util.h"
 #include "base/log.h"
 #include "discover/proc.h"
+#include "probe/bpf_util.h"
 #include "procmon.skel.h"
 
 struct procmon {

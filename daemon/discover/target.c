@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "binary/gobin_cache.h"
 #include "base/log.h"
+#include "binary/gobin_cache.h"
 #include "probe/probe_place.h"
 
 int go_target_open(pid_t pid, struct go_target *t, char *err, size_t errlen)

@@ -8,11 +8,11 @@
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
 
-#include "heap_trace.skel.h"
-#include "trace/heap_trace_internal.h"
-#include "output/pprof.h"
 #include "base/util.h"
+#include "heap_trace.skel.h"
 #include "output/json_out.h"
+#include "output/pprof.h"
+#include "trace/heap_trace_internal.h"
 
 static const char *const stat_names[HT_STAT_MAX] = {
 	[HT_STAT_MALLOC_HITS] = "mprof_malloc_hits",

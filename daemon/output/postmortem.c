@@ -15,10 +15,10 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "output/json_out.h"
 #include "output/snapshot_out.h"
 #include "service/daemon.h"
 #include "state/watched.h"
-#include "output/json_out.h"
 
 static int write_json_file(const char *path, json_object *o)
 {

@@ -8,10 +8,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "profile.pb-c.h"
+#include "base/util.h"
 #include "output/pprof.h"
 #include "output/pprof_internal.h"
-#include "base/util.h"
+#include "profile.pb-c.h"
 
 /* All the protobuf-c structs of one encoding, freed together. */
 struct pb_tree {

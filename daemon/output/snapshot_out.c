@@ -11,10 +11,10 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "binary/gobin.h"
+#include "output/json_out.h"
 #include "output/pprof.h"
 #include "watch/heapprof.h"
 #include "watch/snapshot.h"
-#include "output/json_out.h"
 
 static json_object *site_states_json(const struct go_target *t, const struct snap_site *s)
 {

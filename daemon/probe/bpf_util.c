@@ -12,8 +12,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "probe/bpf_util.h"
 #include "base/log.h"
+#include "probe/bpf_util.h"
 
 /* libbpf's warnings are ours; its info/debug chatter only at debug level. */
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)

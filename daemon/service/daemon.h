@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "binary/gobin_cache.h"
 #include "base/event_loop.h"
+#include "binary/gobin_cache.h"
 #include "detect/alert.h"
 #include "discover/classify.h"
 #include "discover/procmon.h"

@@ -10,8 +10,8 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "service/daemon.h"
-#include "symbols/jni_site.h"
 #include "state/watched.h"
+#include "symbols/jni_site.h"
 
 void daemon_jvm_free(struct jvm_state *j)
 {

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "trace/native_trace.h"
-#include "symbols/symbolize.h"
 #include "base/util.h"
+#include "symbols/symbolize.h"
+#include "trace/native_trace.h"
 
 struct native_watch {
 	struct native_trace *nt;

@@ -8,10 +8,10 @@
 
 #include <bpf/libbpf.h>
 
-#include "symbols/hotspot.h"
-#include "trace/jni_trace.h"
 #include "base/log.h"
+#include "symbols/hotspot.h"
 #include "symbols/stack_unwind.h"
+#include "trace/jni_trace.h"
 
 struct sframe {
 	uint64_t pc;

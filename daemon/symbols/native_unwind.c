@@ -10,10 +10,10 @@
 #include <bpf/libbpf.h>
 
 #include "binary/gobin.h"
+#include "discover/target.h"
 #include "native_trace_abi.h"
 #include "symbols/stack_unwind.h"
 #include "symbols/symbolize.h"
-#include "discover/target.h"
 
 struct nstack {
 	size_t n;

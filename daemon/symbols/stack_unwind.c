@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "symbols/hotspot.h"
 #include "discover/proc.h"
+#include "symbols/hotspot.h"
 
 #define UW_MAX_MAPS 8192
 #define UW_MAX_OBJS 512

@@ -8,12 +8,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "goroutine_trace_abi.h"
 #include "goroutine_trace.skel.h"
+#include "goroutine_trace_abi.h"
 
+#include "base/log.h"
 #include "probe/bpf_util.h"
 #include "trace/goroutine_trace.h"
-#include "base/log.h"
 
 /* Largest function body decoded for RETs (newproc1 is ~1-2 KiB). */
 #define GT_MAX_FUNC_BYTES (64 * 1024)

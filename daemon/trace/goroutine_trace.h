@@ -13,9 +13,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "discover/target.h"
 #include "probe/probe_place.h"
 #include "watch/snapshot.h"
-#include "discover/target.h"
 
 #define GT_MAX_TARGETS 64
 #define GT_MAX_PROBES 16

@@ -44,10 +44,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "heap_trace_abi.h"
-#include "watch/heap_walk.h"
-#include "probe/probe_place.h"
 #include "discover/target.h"
+#include "heap_trace_abi.h"
+#include "probe/probe_place.h"
+#include "watch/heap_walk.h"
 
 struct heap_trace;
 struct json_object;

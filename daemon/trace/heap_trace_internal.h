@@ -12,8 +12,8 @@
 #include "heap_trace_abi.h"
 #include "probe/bpf_util.h"
 #include "trace/heap_trace.h"
-#include "watch/heapprof.h"
 #include "watch/heap_walk.h"
+#include "watch/heapprof.h"
 
 #define HT_PROLOGUE_BYTES 64
 /* mProf_Malloc's `call stkbucket` is within its first ~0x140 bytes (1.19-1.24). */

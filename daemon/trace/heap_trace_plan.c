@@ -4,8 +4,8 @@
 #include <string.h>
 #include <capstone/capstone.h>
 
-#include "trace/heap_trace_internal.h"
 #include "base/log.h"
+#include "trace/heap_trace_internal.h"
 
 /* ------------------------------------------------------------ pure logic */
 

@@ -7,12 +7,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "base/log.h"
+#include "base/util.h"
+#include "discover/proc.h"
 #include "heap_trace.skel.h"
 #include "probe/bpf_util.h"
 #include "trace/heap_trace_internal.h"
-#include "discover/proc.h"
-#include "base/log.h"
-#include "base/util.h"
 
 /* ------------------------------------------------------------ buckets */
 

@@ -12,13 +12,13 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "probe/bpf_util.h"
-#include "jni_trace.skel.h"
-#include "symbols/jni_java.h"
 #include "base/log.h"
 #include "discover/proc.h"
-#include "symbols/symbolize.h"
+#include "jni_trace.skel.h"
+#include "probe/bpf_util.h"
 #include "probe/usdt_notes.h"
+#include "symbols/jni_java.h"
+#include "symbols/symbolize.h"
 
 /* ---------------------------------------------------------- jni_trace --- */
 

@@ -16,18 +16,18 @@
 #include <capstone/capstone.h>
 #include <json-c/json.h>
 
-#include "probe/bpf_util.h"
-#include "binary/gobin.h"
 #include "base/log.h"
-#include "native_trace.skel.h"
-#include "trace/native_trace_internal.h"
-#include "output/pprof.h"
-#include "symbols/native_unwind.h"
-#include "probe/probe_place.h"
 #include "base/util.h"
+#include "binary/gobin.h"
 #include "discover/classify.h"
 #include "discover/proc.h"
 #include "discover/target.h"
+#include "native_trace.skel.h"
+#include "output/pprof.h"
+#include "probe/bpf_util.h"
+#include "probe/probe_place.h"
+#include "symbols/native_unwind.h"
+#include "trace/native_trace_internal.h"
 
 #define BATCH 4096
 

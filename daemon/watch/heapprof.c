@@ -11,8 +11,8 @@
 #include <sys/sysmacros.h>
 
 #include "base/log.h"
-#include "discover/proc.h"
 #include "base/util.h"
+#include "discover/proc.h"
 #include "output/json_out.h"
 
 /* Bytes read per bucket in one go: header, a typical stack, the memRecord.

@@ -17,8 +17,8 @@
 #include <sys/types.h>
 
 #include "binary/go_offsets.h"
-#include "output/pprof.h"
 #include "discover/target.h"
+#include "output/pprof.h"
 
 #define HEAP_MAX_BUCKETS 65536 /* buckets walked per read */
 #define HEAP_MAX_NSTK 1024     /* Go's debug.profstackdepth cap; more is corruption */

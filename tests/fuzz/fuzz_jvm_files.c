@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "watch/hsperf.h"
 #include "probe/usdt_notes.h"
+#include "watch/hsperf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

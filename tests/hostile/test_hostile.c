@@ -25,18 +25,18 @@
 
 #include <cmocka.h>
 
+#include "base/strbuf.h"
+#include "base/util.h"
 #include "binary/go_offsets.h"
 #include "binary/gobin.h"
 #include "binary/gobin_internal.h"
-#include "watch/heapprof.h"
-#include "watch/hsperf.h"
 #include "discover/proc.h"
-#include "watch/snapshot.h"
-#include "base/strbuf.h"
-#include "symbols/symbolize.h"
 #include "discover/target.h"
 #include "probe/usdt_notes.h"
-#include "base/util.h"
+#include "symbols/symbolize.h"
+#include "watch/heapprof.h"
+#include "watch/hsperf.h"
+#include "watch/snapshot.h"
 
 void prom_escape(struct strbuf *sb, const char *s); /* daemon_http.c */
 

@@ -20,11 +20,11 @@
 
 #include <json-c/json.h>
 
-#include "trace/heap_trace.h"
-#include "watch/heapprof.h"
 #include "base/log.h"
 #include "discover/target.h"
 #include "tool.h"
+#include "trace/heap_trace.h"
+#include "watch/heapprof.h"
 
 static void emit(struct heap_trace *t, const struct go_target *go, bool text, bool watch,
 		 size_t nsites, bool final)

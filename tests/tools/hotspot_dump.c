@@ -14,8 +14,8 @@
 
 #include <json-c/json.h>
 
-#include "symbols/hotspot.h"
 #include "discover/proc.h"
+#include "symbols/hotspot.h"
 #include "symbols/symbolize.h"
 
 static const char *const kinds[] = { "none", "free", "interpreter", "nmethod", "native", "stub" };

@@ -19,9 +19,9 @@
 #include <json-c/json.h>
 
 #include "base/log.h"
-#include "trace/native_trace.h"
 #include "discover/target.h"
 #include "tool.h"
+#include "trace/native_trace.h"
 
 static void emit(struct native_trace *t, pid_t pid, bool text, size_t nsites, bool final)
 {

@@ -15,9 +15,9 @@
 #include <cmocka.h>
 
 #include "binary/go_offsets.h"
+#include "probe/probe_place.h"
 #include "trace/heap_trace.h"
 #include "watch/heapprof.h"
-#include "probe/probe_place.h"
 
 static void test_size_class(void **state)
 {

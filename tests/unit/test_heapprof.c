@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "watch/heapprof.h"
 #include "discover/target.h"
+#include "watch/heapprof.h"
 
 static const struct heap_bucket_layout go119 = {
 	.header_size = 48, .allnext = 8, .typ = 16, .size = 32, .nstk = 40, .memrecord_size = 128,

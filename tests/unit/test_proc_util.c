@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "discover/proc.h"
 #include "base/util.h"
+#include "discover/proc.h"
 
 static void test_maps_find_start(void **state)
 {
