@@ -148,7 +148,7 @@ realprogs: | $(OUTPUT)
 		echo "  (test_real_programs will fail under CI=true, skip otherwise)"
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory all unit fuzz tools targets realprogs
+	$(Q)$(MAKE) --no-print-directory -j2 all unit fuzz tools targets realprogs
 	$(Q)bash tests/run-all.sh
 
 # The demo runs one program: scripts/demo.sh builds only that one, with the
