@@ -125,6 +125,18 @@ int proc_open_untrusted(const char *path, uint64_t max_size, uint64_t *size)
 	return fd;
 }
 
+int proc_read_file_at(const char *path, uint64_t off, void *buf, size_t len)
+{
+	int fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = pread(fd, buf, len, (off_t)off);
+	close(fd);
+	return n > 0 ? (int)n : -EIO;
+}
+
 const char *proc_open_error(int err)
 {
 	switch (err) {

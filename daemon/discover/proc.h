@@ -114,6 +114,10 @@ int proc_start_time(pid_t pid, uint64_t *ticks);
  * file), -EFBIG (over max_size). proc_open_error() words these. */
 #define PROC_MAX_ELF_FILE (4ull << 30) /* executables and libraries */
 int proc_open_untrusted(const char *path, uint64_t max_size, uint64_t *size);
+/* Up to len bytes of the ELF file at path (opened as above, at most
+ * PROC_MAX_ELF_FILE) from file offset off: the count read (> 0), or a
+ * negative errno (-EIO for nothing there). */
+int proc_read_file_at(const char *path, uint64_t off, void *buf, size_t len);
 const char *proc_open_error(int err);
 
 #endif

@@ -131,18 +131,10 @@ static int64_t decode_count_field(const char *path)
 	uint8_t code[16];
 	uint64_t addr, size, off;
 	size_t i = 0;
-	int fd;
 
-	if (symbolize_elf_symbol(path, "_ZNK10OopStorage16allocation_countEv", &addr, &size, &off))
+	if (symbolize_elf_symbol(path, "_ZNK10OopStorage16allocation_countEv", &addr, &size, &off) ||
+	    proc_read_file_at(path, off, code, sizeof(code)) != (int)sizeof(code))
 		return -1;
-	fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
-	if (fd < 0)
-		return -1;
-	if (pread(fd, code, sizeof(code), (off_t)off) != (ssize_t)sizeof(code)) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
 	if (code[0] == 0xf3 && code[1] == 0x0f && code[2] == 0x1e && code[3] == 0xfa)
 		i = 4; /* endbr64 */
 	if (code[i] == 0x48 && code[i + 1] == 0x8b && code[i + 2] == 0x47 && code[i + 4] == 0xc3)

@@ -22,17 +22,6 @@
 
 #define CODE_MAX 4096 /* bytes of runtime.cgocall decoded */
 
-static int read_file_at(const char *path, uint64_t off, uint8_t *buf, size_t len)
-{
-	int fd = proc_open_untrusted(path, PROC_MAX_ELF_FILE, NULL);
-	ssize_t n;
-
-	if (fd < 0)
-		return fd;
-	n = pread(fd, buf, len, (off_t)off);
-	close(fd);
-	return n > 0 ? (int)n : -EIO;
-}
 
 struct libc_func {
 	const char *name;
@@ -88,7 +77,7 @@ static int plan_libc(pid_t pid, bool entry_probes, struct native_probe_info *pro
 		if (dup)
 			continue;
 		done_offsets[ndone++] = foff;
-		n = read_file_at(libc_open, foff, code, sizeof(code));
+		n = proc_read_file_at(libc_open, foff, code, sizeof(code));
 		if (n <= 0)
 			return set_err(err, errlen, n ? n : -EIO, "read %s in %s", f->name, libc);
 		if (size && (uint64_t)n > size)
