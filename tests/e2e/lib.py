@@ -61,8 +61,11 @@ def cases(gen):
 
 
 def timeout(seconds):
-    """Decorator: per-test time limit (default 120 s)."""
+    """Decorator: per-test time limit (default 120 s). Only on a test: on a
+    helper it would be silently ignored and the test would keep the default."""
     def deco(fn):
+        if not fn.__name__.startswith("test_"):
+            raise TypeError("lib.timeout on %s, which is not a test" % fn.__name__)
         fn.timeout = seconds
         return fn
     return deco

@@ -342,7 +342,6 @@ def pprof_raw(t, path):
     return p.stdout
 
 
-@lib.timeout(1500)
 def make_tls_secret(t):
     """The memdrift-tls Secret's files: a self-signed certificate, its key and
     a bearer token. Returns (directory, token)."""
@@ -376,6 +375,7 @@ def unix_get(sock_path, path):
     return r.status, r.read()
 
 
+@lib.timeout(1500)
 def test_daemonset_container(t):
     """The image run as the DaemonSet runs it, watching a leaking Go program
     in a container of its own."""
