@@ -422,14 +422,23 @@ class Ctx:
         return r
 
 
+_ports_given = set()
+
+
 def free_port():
-    """A TCP port free on loopback now."""
+    """A TCP port free on loopback now, and not one this run handed out
+    before (two calls in a row may otherwise get the same port back, and two
+    servers of one test would then race for it)."""
     import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    for _ in range(64):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    fail("no loopback port free that this run has not used")
 
 
 def user_group(user):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """memdrift end-to-end test runner.
 
-    tests/e2e/run.py [-k SUBSTRING]... [--list] [-x]
+    tests/e2e/run.py [-k SUBSTRING]... [--skip SUBSTRING]... [--list] [-x]
 
 Discovers tests/e2e/test_*.py, runs every function test_* (each case of a
 parametrized one; see lib.py) in a fresh scratch directory, prints one line
@@ -49,7 +49,7 @@ def _terminate(signum, frame):
     os._exit(130)
 
 
-def collect(filters):
+def collect(filters, skips=()):
     """Yields (full_name, fn, args) or (full_name, None, skip_or_error)."""
     items = []
     for fname in sorted(os.listdir(HERE)):
@@ -88,6 +88,8 @@ def collect(filters):
                 items.append(("%s_%s" % (base, cid), fn, tuple(args)))
     if filters:
         items = [it for it in items if any(k in it[0] for k in filters)]
+    if skips:
+        items = [it for it in items if not any(k in it[0] for k in skips)]
     return items
 
 
@@ -150,6 +152,8 @@ def main():
     ap = argparse.ArgumentParser(description="memdrift e2e tests")
     ap.add_argument("-k", action="append", default=[], metavar="SUBSTRING",
                     help="run only tests whose name contains SUBSTRING (repeatable)")
+    ap.add_argument("--skip", action="append", default=[], metavar="SUBSTRING",
+                    help="leave out tests whose name contains SUBSTRING (repeatable)")
     ap.add_argument("--list", action="store_true", help="list test names and exit")
     ap.add_argument("-x", action="store_true", help="stop at the first failure")
     ap.add_argument("--keep", action="store_true", help="keep scratch dirs of failed tests")
@@ -158,7 +162,7 @@ def main():
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
     os.chdir(lib.ROOT)
-    items = collect(a.k)
+    items = collect(a.k, a.skip)
     if a.list:
         try:
             for name, fn, args in items:

@@ -100,8 +100,9 @@ def test_grafana_dashboard_queries(t):
                 "rule_files: [%s]\n"
                 "scrape_configs:\n  - job_name: memdrift\n    static_configs:\n"
                 "      - targets: ['127.0.0.1:%d']\n" % (json.dumps(RULES), mport))
-    t.spawn([prometheus, "--config.file=" + conf, "--storage.tsdb.path=" + os.path.join(t.tmp, "tsdb"),
-             "--web.listen-address=127.0.0.1:%d" % pport], log_name="prometheus.log")
+    prom, plog = t.spawn([prometheus, "--config.file=" + conf,
+                          "--storage.tsdb.path=" + os.path.join(t.tmp, "tsdb"),
+                          "--web.listen-address=127.0.0.1:%d" % pport], log_name="prometheus.log")
     api = "http://127.0.0.1:%d/api/v1/" % pport
 
     def query(expr):
@@ -113,17 +114,29 @@ def test_grafana_dashboard_queries(t):
 
     # the daemon's own alert fires ~33 s after start (window 40 s)
     deadline = time.monotonic() + 120
+    last_error = None
     while True:
         try:
             if query('memdrift_alert_firing{kind="goroutine_leak",pid="%d"}' % tg.pid):
                 break
-        except OSError:
-            pass
+        except OSError as e:
+            last_error = e
         if d.poll() is not None:
             lib.fail("daemon exited: %s" % open(dlog).read()[-1000:])
+        if prom.poll() is not None:
+            lib.fail("prometheus exited %s: %s" % (prom.returncode, open(plog).read()[-1500:]))
         if time.monotonic() > deadline:
-            lib.fail("no firing goroutine_leak in Prometheus after 120s; daemon log: %s"
-                     % open(dlog).read()[-1000:])
+            fired = [l for l in open(dlog).read().splitlines()
+                     if '"goroutine_leak"' in l and '"firing"' in l]
+            try:
+                up = query("up")
+            except OSError as e:
+                up = "query failed: %s" % e
+            lib.fail("no firing goroutine_leak in Prometheus after 120s (the daemon's log %s "
+                     "it; last query error %s; Prometheus up: %s); daemon log: %s\n"
+                     "prometheus log: %s"
+                     % ("has" if fired else "does not have", last_error, up,
+                        open(dlog).read()[-1000:], open(plog).read()[-1500:]))
         time.sleep(1)
     # rates need two samples inside their window
     time.sleep(3)

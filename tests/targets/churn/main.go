@@ -362,9 +362,21 @@ func main() {
 			time.Sleep(time.Millisecond)
 		}
 		// Goroutines that returned may still be on their way out of the
-		// runtime (goexit); give them a moment to leave NumGoroutine.
-		for i := 0; i < 100; i++ {
-			if baseline >= 0 && runtime.NumGoroutine() == baseline+int(atomic.LoadInt64(&siteC.live)) {
+		// runtime (goexit, where memdrift sees them die); give them a
+		// moment to leave NumGoroutine. Before the baseline is known (the
+		// first quiet point) that is NumGoroutine unchanged for 40 ms: on a
+		// loaded machine a returned goroutine can wait that long for a CPU.
+		for i, prev, same := 0, -1, 0; i < 200; i++ {
+			n := runtime.NumGoroutine()
+			if baseline >= 0 && n == baseline+int(atomic.LoadInt64(&siteC.live)) {
+				break
+			}
+			if n == prev {
+				same++
+			} else {
+				prev, same = n, 0
+			}
+			if baseline < 0 && same >= 20 {
 				break
 			}
 			time.Sleep(2 * time.Millisecond)
