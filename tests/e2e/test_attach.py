@@ -109,12 +109,12 @@ def quiet_points(t, tg, proc, log, npoints, what):
             lib.fail("%s: churn's own check failed: %s" % (what, tr["errors"]))
         quiet_until = tr["quiet_until"] / 1000.0
         # A line sampled strictly inside the quiet phase, after the truth, and
-        # past its first half second: nothing is spawned in a quiet phase, so
+        # 0.3 s past it (churn -phase 1s): nothing is spawned in a quiet phase, so
         # every line then must be exact, and the comparison does not hang on
         # the 20 ms after the truth (once, with image builds loading both
         # CPUs beside the suite, a line that soon still held one goroutine
         # the target had counted out).
-        after = min(written + 0.5, (written + quiet_until) / 2)
+        after = min(written + 0.3, (written + quiet_until) / 2)
         line = None
         while time.time() < quiet_until - 0.05:
             cand = [l for l in json_lines(log) if after < l["ts"] < quiet_until - 0.02]
