@@ -32,9 +32,11 @@ stage() {   # NAME PASS FAIL SKIP
 # The container and alerting tests (test_deploy, test_alerting) mostly wait:
 # for an image build, for a leak alert in a container. With no arguments
 # they run in a lane of their own from here on, beside the unit tests,
-# fuzzers and the rest of the e2e suite (they watch only their own
-# targets, and run without CAP_SYS_ADMIN, so they attach no probes to the
-# others'), and their results join the e2e stage.
+# fuzzers and the rest of the e2e suite, and their results join the e2e
+# stage. None of their daemons puts a probe on another test's process: the
+# DaemonSet's (hostPID) reads every host process but has no CAP_SYS_ADMIN
+# for uprobes, the unit's sees only its container's pid namespace, and the
+# dashboard test's selects leaky-plain with trace.on_drift off.
 lane_pat=(test_deploy. test_alerting.)
 lane_pid=""
 lane_log="$log_dir/e2e-lane.log"
